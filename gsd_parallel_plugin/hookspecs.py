@@ -1,0 +1,203 @@
+"""Hook specifications: the contract between gsd-parallel, its host and third-party plugins.
+
+Three kinds of hooks, as in DESIGN.md §2:
+
+* **decision** hooks are ``firstresult``: the first non-None answer wins; the builtin
+  implementation is registered ``trylast`` so any third-party plugin is asked first;
+* **veto** hooks collect every answer: any non-empty reason vetoes, reasons accumulate;
+* **broadcast** events return nothing; a plugin that raises is logged by name and the
+  coordinator carries on.
+
+Every hook here is documented in ``hooks.md`` (a test enforces it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from . import PROJECT_NAME
+
+if TYPE_CHECKING:
+    from .host import HostSession
+    from .models import Milestone, Project, SlashCommand, WorkerHandle, WorkerSpec
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+
+
+# --------------------------------------------------------------------------- session
+
+
+@hookspec
+def register_slash_commands(host: HostSession) -> Sequence[SlashCommand]:
+    """Contribute ``/gsd <group> <name>`` subcommands.
+
+    Called once by the host when it builds its command table, in the process that
+    reads user input (GSD's session or the ``gsd-parallel`` CLI).  Broadcast-collect:
+    every plugin's list is gathered; two plugins claiming the same ``(group, name)``
+    is an error naming both.
+
+    :param host: the host session (for plugins that need its notify/confirm).
+    :return: a sequence of :class:`~gsd_parallel_plugin.models.SlashCommand`.
+    """
+
+
+@hookspec(historic=True)
+def on_session_start(host: HostSession) -> None:
+    """The host session is ready (plugins loaded, preferences not yet read).
+
+    Historic broadcast: a plugin registered later still receives it.  Called in the
+    host's process.  Return value ignored.
+    """
+
+
+# --------------------------------------------------------------------------- eligibility
+
+
+@hookspec
+def check_eligibility(
+    milestone: Milestone, project: Project, preferences: Mapping[str, Any]
+) -> str | None:
+    """Veto a milestone that GSD's own rules find runnable.
+
+    Called during eligibility analysis (``start``, ``start --dry-run``, backfill in the
+    supervisor) once per milestone that is not complete, parked or a ghost.  Veto:
+    return a reason string to mark it ineligible; return None to have no opinion.
+    Any veto wins and all reasons are shown, joined.
+
+    :param milestone: the parsed milestone.
+    :param project: the whole project (for cross-milestone rules).
+    :param preferences: the effective ``parallel`` preferences block.
+    :return: a human reason such as ``"touches protected path migrations/"`` or None.
+    """
+
+
+# --------------------------------------------------------------------------- workers
+
+
+@hookspec(firstresult=True)
+def spawn_worker(spec: WorkerSpec) -> WorkerHandle | None:
+    """Launch the worker process for one milestone.
+
+    Decision hook (firstresult).  Called by the supervisor (or by ``start``) in the
+    coordinator process after the worktree exists.  The builtin runs
+    ``spec.command`` detached in its own session with cwd ``spec.worktree``,
+    ``spec.env`` merged over the environment and output appended to the log files.
+    A host that runs agents itself returns the handle of the process it started.
+
+    :param spec: the launch description.
+    :return: a :class:`~gsd_parallel_plugin.models.WorkerHandle` (pid and create time)
+        or None to let the next implementation decide.
+    :raises WorkerLaunchError: when the command cannot be started (missing binary).
+    """
+
+
+@hookspec
+def on_worker_state_change(
+    milestone_id: str, old_state: str | None, new_state: str, reason: str | None
+) -> None:
+    """A worker moved between states (``starting``, ``running``, ``paused``, ...).
+
+    Broadcast, fired by the supervisor process after the state is stored.
+
+    :param milestone_id: the worker's milestone.
+    :param old_state: the previous state, None for a new worker.
+    :param new_state: the new state.
+    :param reason: why, when there is one (``milestone budget reached``, the crash's
+        last stderr line, ...).
+    """
+
+
+@hookspec
+def on_milestone_complete(milestone_id: str, branch: str, worktree: Path) -> None:
+    """A worker exited 0 and its worktree holds a terminal ``<MID>-SUMMARY.md``.
+
+    Broadcast, fired by the supervisor once per milestone, before any automatic merge.
+    A host that runs its own agents calls it to report completion.
+    """
+
+
+# --------------------------------------------------------------------------- budget
+
+
+@hookspec
+def on_cost_update(
+    milestone_id: str,
+    delta_usd: float,
+    worker_total_usd: float,
+    run_total_usd: float,
+    budget_ceiling: float | None,
+) -> None:
+    """Cost changed: a worker's ``message_end`` events were read (or a host reported cost).
+
+    Broadcast, fired by the supervisor after the new cost is committed to the store,
+    so the totals are exact across supervisor restarts.
+
+    :param delta_usd: the increase since the previous call for this worker.
+    :param worker_total_usd: the milestone's total over all its restarts.
+    :param run_total_usd: the run's total over all workers.
+    :param budget_ceiling: ``parallel.budget_ceiling`` or None.
+    """
+
+
+@hookspec
+def on_budget_exceeded(run_total_usd: float, budget_ceiling: float) -> None:
+    """The run's total reached ``parallel.budget_ceiling``; every worker is being stopped.
+
+    Broadcast, fired once per run by the supervisor.
+    """
+
+
+# --------------------------------------------------------------------------- merge
+
+
+@hookspec(firstresult=True)
+def choose_merge_order(
+    candidates: Sequence[str], project: Project, preferences: Mapping[str, Any]
+) -> Sequence[str] | None:
+    """Decide the order in which completed milestones merge.
+
+    Decision hook (firstresult), called by ``merge`` and by automatic merging.  The
+    builtin honours ``parallel.merge_order``.  Return a permutation (or a subset) of
+    ``candidates``; IDs not in ``candidates`` are ignored.
+    """
+
+
+@hookspec(firstresult=True)
+def resolve_merge_conflict(
+    milestone_id: str, files: Sequence[str], worktree: Path
+) -> bool | None:
+    """Resolve code conflicts of a squash merge before it is aborted.
+
+    Decision hook (firstresult), called in the merging process with the temporary
+    worktree holding the conflicted merge.  Return True after resolving *and staging*
+    every file in ``files``; None lets the next implementation (finally the builtin
+    stop-and-report) decide.
+    """
+
+
+@hookspec
+def before_merge(
+    milestone_id: str, worktree: Path, changed_files: Sequence[str], commit: str
+) -> str | None:
+    """Gate a merge that is built but has not landed yet.
+
+    Veto hook, called in the merging process after the squash commit was made in the
+    temporary worktree and before the integration branch moves.  Return a reason to
+    refuse the merge; None to allow it.
+
+    :param worktree: the temporary worktree holding the merged tree (run checks there).
+    :param changed_files: paths the merge changes relative to the integration branch.
+    :param commit: the squash commit's SHA.
+    """
+
+
+@hookspec
+def on_merge_complete(milestone_id: str, commit: str, branch: str) -> None:
+    """A milestone landed on the integration branch ``branch`` as ``commit``.
+
+    Broadcast, fired by the merging process after the ref moved.
+    """

@@ -1,0 +1,221 @@
+"""Frozen records passed between the host, the plugin and third-party hooks.
+
+Everything a hook receives is immutable, so a plugin cannot change the
+coordinator's view of the world behind its back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from .host import HostSession
+
+MilestoneStatus = Literal["complete", "parked", "pending", "ghost"]
+
+
+@dataclass(frozen=True)
+class Task:
+    id: str
+    title: str
+    done: bool
+    files: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Slice:
+    id: str
+    title: str
+    done: bool
+    depends: tuple[str, ...] = ()
+    tasks: tuple[Task, ...] = ()
+    has_plan: bool = False
+    """True when ``slices/<SID>/<SID>-PLAN.md`` exists and was read."""
+
+
+@dataclass(frozen=True)
+class Milestone:
+    id: str
+    title: str
+    path: Path
+    """The milestone's directory under ``.gsd/milestones``."""
+    status: MilestoneStatus
+    depends_on: tuple[str, ...] = ()
+    slices: tuple[Slice, ...] = ()
+    files: frozenset[str] = frozenset()
+    """Files the plans say this milestone touches (paths as written, ``./`` stripped)."""
+    has_file_plan: bool = False
+    """False when no slice plan lists a file: overlap is unknown, not absent."""
+    integration_branch: str | None = None
+    """From ``<MID>-META.json``; None means the project default."""
+    problems: tuple[str, ...] = ()
+    """Malformed files, each naming the file (and line when known)."""
+    draft_only: bool = False
+    """Only a CONTEXT-DRAFT exists: the milestone is still being discussed."""
+    all_slices_done: bool = False
+
+    @property
+    def complete(self) -> bool:
+        return self.status == "complete"
+
+    @property
+    def tasks(self) -> tuple[Task, ...]:
+        return tuple(t for s in self.slices for t in s.tasks)
+
+    @property
+    def tasks_left(self) -> int:
+        return sum(1 for t in self.tasks if not t.done)
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path
+    """The directory holding ``.gsd`` (the git work tree root in practice)."""
+    gsd_dir: Path
+    """``root / ".gsd"`` with symlinks resolved."""
+    milestones: tuple[Milestone, ...]
+    """In queue order (``QUEUE-ORDER.json`` first, then numeric)."""
+    integration_branch: str
+    problems: tuple[str, ...] = ()
+    """Project-level problems (duplicate IDs, bad queue file)."""
+
+    def get(self, milestone_id: str) -> Milestone | None:
+        for m in self.milestones:
+            if m.id == milestone_id:
+                return m
+        return None
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(m.id for m in self.milestones)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One milestone's eligibility, with GSD's reason text."""
+
+    id: str
+    title: str
+    eligible: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Overlap:
+    milestones: tuple[str, str]
+    files: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Waiting:
+    id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    start: tuple[str, ...]
+    waiting: tuple[Waiting, ...]
+
+
+@dataclass(frozen=True)
+class EligibilityReport:
+    eligible: tuple[Verdict, ...]
+    ineligible: tuple[Verdict, ...]
+    overlaps: tuple[Overlap, ...]
+    plan: Plan
+    cycles: tuple[tuple[str, ...], ...] = ()
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything needed to launch one worker; passed to ``spawn_worker``."""
+
+    milestone_id: str
+    title: str
+    project_root: Path
+    worktree: Path
+    branch: str
+    command: tuple[str, ...]
+    env: Mapping[str, str]
+    """Only the variables gsd-parallel adds; the launcher merges them over os.environ."""
+    stdout_log: Path
+    stderr_log: Path
+
+
+@dataclass(frozen=True)
+class WorkerHandle:
+    """A launched worker. ``create_time`` (psutil) makes the pid unambiguous."""
+
+    pid: int
+    create_time: float
+
+
+class WorkerState(str, Enum):
+    STARTING = "starting"
+    RUNNING = "running"
+    PAUSING = "pausing"
+    PAUSED = "paused"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    COMPLETE = "complete"
+    CRASHED = "crashed"
+    FAILED = "failed"
+    BLOCKED = "blocked"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    id: str
+    outcome: Literal["merged", "conflict", "failed", "skipped"]
+    files: tuple[str, ...] = ()
+    commit: str | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "outcome": self.outcome,
+            "files": list(self.files),
+            "commit": self.commit,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a slash-command handler returns: text for people, data for ``--json``."""
+
+    text: str
+    data: Any = None
+    exit_code: int = 0
+
+
+@dataclass(frozen=True)
+class CommandContext:
+    """What a handler receives: the host, parsed arguments and output mode."""
+
+    host: HostSession
+    args: tuple[str, ...]
+    json: bool = False
+
+
+Handler = Callable[[CommandContext], CommandResult]
+
+
+@dataclass(frozen=True)
+class SlashCommand:
+    """A ``/gsd <group> <name>`` subcommand contributed by a plugin."""
+
+    name: str
+    summary: str
+    handler: Handler = field(compare=False)
+    usage: str = ""
+    group: str = "parallel"
