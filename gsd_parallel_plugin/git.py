@@ -1,0 +1,420 @@
+"""A thin, typed layer over ``sh.git``.
+
+Every git call in the package goes through :class:`Git` so that it runs with the same
+non-interactive environment (no prompts, no pager, C locale, no optional locks) and fails
+with one readable line. Arguments are passed as a list to the git binary, never through a
+shell, so a milestone ID or a path can never become a command.
+
+Needs git >= 2.36 (``worktree list --porcelain -z``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import sh
+
+from .errors import GitError, OperationFailed, ProjectError
+
+MILESTONE_ID_RE = re.compile(r"M[0-9]{3}(?:-[a-z0-9]{6})?", re.ASCII)
+"""GSD's milestone ID; ``[0-9]`` rather than ``\\d`` so non-ASCII digits never pass."""
+
+_SCRUBBED_ENV = (
+    # Set by git when it runs a hook or an alias; inherited, they would point every
+    # command at the wrong repository.
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_COMMON_DIR",
+    "GIT_PREFIX",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_NAMESPACE",
+)
+
+
+def validate_milestone_id(mid: str) -> str:
+    """Return *mid* unchanged when it is a GSD milestone ID, else raise ProjectError.
+
+    Called before an ID becomes a path or a branch name, so ``../M001`` or
+    ``M001; rm -rf /`` can never reach the filesystem or git.
+    """
+    if not isinstance(mid, str) or MILESTONE_ID_RE.fullmatch(mid) is None:
+        raise ProjectError(f"invalid milestone ID: {mid!r} (expected M### or M###-xxxxxx)")
+    return mid
+
+
+def git_env() -> dict[str, str]:
+    """The environment for every git call: the caller's, made non-interactive."""
+    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
+    env.update(
+        GIT_TERMINAL_PROMPT="0",
+        GIT_PAGER="cat",
+        PAGER="cat",
+        LC_ALL="C",
+        LANGUAGE="C",
+        GIT_OPTIONAL_LOCKS="0",
+        GIT_MERGE_AUTOEDIT="no",
+    )
+    return env
+
+
+class GitCommandError(OperationFailed):
+    """A git command exited non-zero; ``str()`` names the command and git's first stderr line."""
+
+    def __init__(self, args: Sequence[str], cwd: Path, exit_code: int, stderr: str, stdout: str):
+        self.git_args = tuple(args)
+        self.cwd = cwd
+        self.exit_code = exit_code
+        self.stderr = stderr
+        self.stdout = stdout
+        first = next((ln.strip() for ln in stderr.splitlines() if ln.strip()), "")
+        if not first:
+            first = next((ln.strip() for ln in stdout.splitlines() if ln.strip()), "")
+        cmd = " ".join(["git", *self.git_args])
+        super().__init__(f"`{cmd}` failed (exit {exit_code}) in {cwd}: {first or 'no output'}")
+
+
+class Git:
+    """Run git in one directory.
+
+    ``run`` returns stdout without its trailing newline and raises
+    :class:`GitCommandError`; ``ok`` is for probes whose exit code is the answer.
+    """
+
+    def __init__(self, cwd: Path | str):
+        self.cwd = Path(cwd)
+        if not self.cwd.is_dir():
+            raise ProjectError(f"not a directory: {self.cwd}")
+        self._git = sh.git.bake(
+            "--no-pager",
+            _tty_out=False,
+            _cwd=str(self.cwd),
+            _env=git_env(),
+            _decode_errors="surrogateescape",
+        )
+
+    def run(self, *args: str) -> str:
+        """Run ``git <args>``; stdout with trailing newlines removed."""
+        try:
+            out = self._git(*args)
+        except sh.ErrorReturnCode as exc:
+            raise GitCommandError(
+                args,
+                self.cwd,
+                exc.exit_code,
+                _decode(exc.stderr),
+                _decode(exc.stdout),
+            ) from None
+        return str(out).rstrip("\n")
+
+    def ok(self, *args: str) -> bool:
+        """True when ``git <args>`` exits 0 (any other exit is False, never an exception)."""
+        cmd = self._git(*args, _ok_code=range(256), _return_cmd=True)
+        return cmd.exit_code == 0
+
+    # -- refs -------------------------------------------------------------------------
+
+    def current_branch(self) -> str | None:
+        """Short name of the branch checked out here; None on a detached HEAD.
+
+        An unborn branch (no commits yet) still has a name.
+        """
+        try:
+            ref = self.run("symbolic-ref", "--quiet", "HEAD")
+        except GitCommandError as exc:
+            if exc.exit_code == 1:
+                return None
+            raise
+        return ref.removeprefix("refs/heads/")
+
+    def is_unborn(self) -> bool:
+        """True when HEAD names a branch that has no commit yet."""
+        return not self.ok("rev-parse", "--verify", "--quiet", "HEAD^{commit}")
+
+    def rev_parse(self, ref: str) -> str | None:
+        """The full object name of *ref*, or None when it does not resolve."""
+        try:
+            out = self.run("rev-parse", "--verify", "--quiet", "--end-of-options", ref)
+        except GitCommandError:
+            return None
+        return out or None
+
+    def branch_sha(self, name: str) -> str | None:
+        """The commit ``refs/heads/<name>`` points at (unambiguous even if a tag shares it)."""
+        return self.rev_parse(f"refs/heads/{name}^{{commit}}")
+
+    def branch_exists(self, name: str) -> bool:
+        """True when ``refs/heads/<name>`` exists."""
+        return self.ok("show-ref", "--verify", "--quiet", f"refs/heads/{name}")
+
+    def list_branches(self, prefix: str = "") -> list[str]:
+        """Local branch names, optionally only those under *prefix* (e.g. ``milestone/``)."""
+        out = self.run("for-each-ref", "--format=%(refname)", f"refs/heads/{prefix}")
+        return [ln.removeprefix("refs/heads/") for ln in out.splitlines() if ln]
+
+    def is_ancestor(self, a: str, b: str) -> bool:
+        """True when commit *a* is an ancestor of (or equal to) *b*."""
+        return self.ok("merge-base", "--is-ancestor", a, b)
+
+    def commits_ahead(self, base: str, branch: str) -> int:
+        """Number of commits on *branch* that are not on *base*."""
+        return int(self.run("rev-list", "--count", f"{base}..{branch}", "--") or "0")
+
+    def common_dir(self) -> Path:
+        """The repository's shared git directory (the same for every worktree)."""
+        return Path(self.run("rev-parse", "--path-format=absolute", "--git-common-dir"))
+
+    # -- worktrees --------------------------------------------------------------------
+
+    def worktree_list(self) -> list[WorktreeInfo]:
+        """All worktrees of the repository, the main one first."""
+        return _parse_worktree_list(self.run("worktree", "list", "--porcelain", "-z"))
+
+    def find_worktree(self, path: Path) -> WorktreeInfo | None:
+        """The registered worktree at *path* (symlinks resolved), if any."""
+        return next((wt for wt in self.worktree_list() if _same_path(wt.path, path)), None)
+
+    def branch_checked_out_at(self, branch: str) -> Path | None:
+        """Where *branch* is checked out, if it is checked out in any worktree."""
+        return next((wt.path for wt in self.worktree_list() if wt.branch == branch), None)
+
+    # -- working tree -----------------------------------------------------------------
+
+    def status_porcelain(
+        self, paths: Iterable[str] | None = None, *, untracked: str = "normal"
+    ) -> list[tuple[str, str]]:
+        """``git status --porcelain -z`` as ``(XY, path)`` pairs.
+
+        For renames and copies the path is the new name. *untracked* is passed to
+        ``--untracked-files`` (``no``, ``normal`` or ``all``); ignored files never appear.
+        """
+        args = ["status", "--porcelain=v1", "-z", f"--untracked-files={untracked}"]
+        if paths is not None:
+            args += ["--", *paths]
+        fields = _split_z(self.run(*args))
+        entries: list[tuple[str, str]] = []
+        i = 0
+        while i < len(fields):
+            xy, path = fields[i][:2], fields[i][3:]
+            entries.append((xy, path))
+            i += 2 if ("R" in xy or "C" in xy) else 1  # a rename's old path follows
+        return entries
+
+    def is_ignored(self, path: str) -> bool:
+        """True when git would ignore *path* (relative to this directory)."""
+        return self.ok("check-ignore", "--quiet", "--no-index", "--", path)
+
+    def tracked_files(self, path: str) -> list[str]:
+        """Paths in the index at or under *path*."""
+        return _split_z(self.run("ls-files", "-z", "--cached", "--", path))
+
+
+def _decode(data: bytes | str | None) -> str:
+    if data is None:
+        return ""
+    if isinstance(data, str):
+        return data
+    return data.decode("utf-8", "replace")
+
+
+def _split_z(out: str) -> list[str]:
+    """Split NUL-terminated output, dropping the trailing empty field."""
+    parts = out.split("\0")
+    if parts and parts[-1] == "":
+        parts.pop()
+    return parts
+
+
+# --------------------------------------------------------------------------- worktree list
+
+
+@dataclass(frozen=True)
+class WorktreeInfo:
+    """One entry of ``git worktree list --porcelain``."""
+
+    path: Path
+    head: str | None
+    """Commit checked out; None for an unborn branch or a bare repository."""
+    branch: str | None
+    """Short branch name; None when detached (or bare)."""
+    detached: bool
+    locked: bool
+    prunable: bool
+    bare: bool = False
+    lock_reason: str | None = None
+    prunable_reason: str | None = None
+
+
+def _parse_worktree_list(out: str) -> list[WorktreeInfo]:
+    """Parse ``worktree list --porcelain -z``: NUL-ended attributes, an empty one ends a record."""
+    result: list[WorktreeInfo] = []
+    record: dict[str, str | None] = {}
+
+    def flush() -> None:
+        if record.get("worktree"):
+            head = record.get("HEAD")
+            branch = record.get("branch")
+            result.append(
+                WorktreeInfo(
+                    path=Path(record["worktree"] or ""),
+                    head=None if not head or set(head) == {"0"} else head,
+                    branch=branch.removeprefix("refs/heads/") if branch else None,
+                    detached="detached" in record,
+                    locked="locked" in record,
+                    prunable="prunable" in record,
+                    bare="bare" in record,
+                    lock_reason=record.get("locked") or None,
+                    prunable_reason=record.get("prunable") or None,
+                )
+            )
+        record.clear()
+
+    for field in out.split("\0"):
+        if field == "":
+            flush()
+            continue
+        key, sep, value = field.partition(" ")
+        record[key] = value if sep else None
+    flush()
+    return result
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+# --------------------------------------------------------------------------- functions
+# Module-level forms of the probes, for callers holding a path rather than a Git.
+
+
+def repo_root(path: Path | str) -> Path:
+    """The top of the working tree holding *path*; ProjectError when there is none."""
+    p = Path(path)
+    if not p.is_dir():
+        raise ProjectError(f"not a git repository: {p}")
+    try:
+        top = Git(p).run("rev-parse", "--show-toplevel")
+    except GitCommandError:
+        raise ProjectError(f"not a git repository: {p}") from None
+    if not top:  # inside the .git directory or a bare repository
+        raise ProjectError(f"not a git repository: {p}")
+    return Path(top)
+
+
+def git_common_dir(cwd: Path | str) -> Path:
+    """The repository's shared git directory (the same for every worktree)."""
+    return Git(cwd).common_dir()
+
+
+def main_worktree_root(cwd: Path | str) -> Path:
+    """The main working tree of the repository holding *cwd* (even from a linked worktree)."""
+    wts = Git(cwd).worktree_list()
+    if not wts or wts[0].bare:
+        raise ProjectError(f"not a git repository with a working tree: {cwd}")
+    return wts[0].path
+
+
+def current_branch(cwd: Path | str) -> str | None:
+    """Branch checked out in *cwd*; None on a detached HEAD."""
+    return Git(cwd).current_branch()
+
+
+def is_unborn(cwd: Path | str) -> bool:
+    """True when *cwd*'s HEAD names a branch with no commit yet."""
+    return Git(cwd).is_unborn()
+
+
+def rev_parse(cwd: Path | str, ref: str) -> str | None:
+    """The full object name of *ref*, or None."""
+    return Git(cwd).rev_parse(ref)
+
+
+def branch_exists(cwd: Path | str, name: str) -> bool:
+    """True when ``refs/heads/<name>`` exists."""
+    return Git(cwd).branch_exists(name)
+
+
+def default_branch(cwd: Path | str) -> str:
+    """The repository's main branch: ``main``, else ``master``, else the main checkout's branch.
+
+    Raises GitError when none applies (no main/master and a detached main checkout).
+    """
+    g = Git(cwd)
+    for name in ("main", "master"):
+        if g.branch_exists(name):
+            return name
+    wts = g.worktree_list()
+    if wts and wts[0].branch:
+        return wts[0].branch
+    raise GitError(
+        "cannot tell the main branch: there is no main or master branch and the main "
+        "checkout is on a detached HEAD; set git.main_branch in your preferences"
+    )
+
+
+def worktree_list(cwd: Path | str) -> list[WorktreeInfo]:
+    """All worktrees of the repository, the main one first."""
+    return Git(cwd).worktree_list()
+
+
+def branch_checked_out_at(cwd: Path | str, branch: str) -> Path | None:
+    """Where *branch* is checked out, if anywhere."""
+    return Git(cwd).branch_checked_out_at(branch)
+
+
+def is_ancestor(cwd: Path | str, a: str, b: str) -> bool:
+    """True when *a* is an ancestor of (or equal to) *b*."""
+    return Git(cwd).is_ancestor(a, b)
+
+
+def status_porcelain(
+    cwd: Path | str, paths: Iterable[str] | None = None, *, untracked: str = "normal"
+) -> list[tuple[str, str]]:
+    """``(XY, path)`` pairs of ``git status --porcelain -z`` in *cwd*."""
+    return Git(cwd).status_porcelain(paths, untracked=untracked)
+
+
+def commits_ahead(cwd: Path | str, base: str, branch: str) -> int:
+    """Number of commits on *branch* not on *base*."""
+    return Git(cwd).commits_ahead(base, branch)
+
+
+def add_exclude(repo: Path | str, patterns: Sequence[str]) -> list[str]:
+    """Append *patterns* missing from ``<common git dir>/info/exclude``; return those added.
+
+    Idempotent. The file is shared by every worktree of the repository, and unlike
+    ``.gitignore`` it is never committed, so the user's files stay untouched.
+    """
+    exclude = git_common_dir(repo) / "info" / "exclude"
+    try:
+        text = exclude.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        text = ""
+    present = {ln.strip() for ln in text.splitlines()}
+    missing = [p for p in dict.fromkeys(patterns) if p not in present]
+    if not missing:
+        return []
+    if text and not text.endswith("\n"):
+        text += "\n"
+    text += "".join(f"{p}\n" for p in missing)
+    exclude.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = exclude.stat().st_mode & 0o777
+    except FileNotFoundError:
+        mode = 0o644
+    fd, tmp = tempfile.mkstemp(prefix=".exclude.", dir=exclude.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, exclude)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return missing
