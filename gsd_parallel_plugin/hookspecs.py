@@ -167,9 +167,7 @@ def choose_merge_order(
 
 
 @hookspec(firstresult=True)
-def resolve_merge_conflict(
-    milestone_id: str, files: Sequence[str], worktree: Path
-) -> bool | None:
+def resolve_merge_conflict(milestone_id: str, files: Sequence[str], worktree: Path) -> bool | None:
     """Resolve code conflicts of a squash merge before it is aborted.
 
     Decision hook (firstresult), called in the merging process with the temporary

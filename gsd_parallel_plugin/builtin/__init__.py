@@ -1,0 +1,1 @@
+"""Builtin plugins: gsd-parallel's default hook implementations, registered ``trylast``."""

@@ -1,0 +1,120 @@
+"""``gsd-parallel``: the command-line host, a thin wrapper over :class:`HostSession`.
+
+``gsd-parallel [--project DIR] [--json] <subcommand> [args]``. ``--help`` and
+``--version`` answer without loading plugins or any heavy module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .commands import SUBCOMMANDS
+
+PROG = "gsd-parallel"
+
+
+def help_text() -> str:
+    width = max(len(name) for name in SUBCOMMANDS)
+    lines = [
+        f"usage: {PROG} [--project DIR] [--json] <subcommand> [args]",
+        "",
+        "Run several GSD milestones at once, each in its own worktree and worker.",
+        "The same commands work inside GSD as /gsd parallel <subcommand>.",
+        "",
+        "subcommands:",
+    ]
+    lines += [f"  {name:<{width}}  {summary}" for name, (_m, _u, summary) in SUBCOMMANDS.items()]
+    lines += [
+        "",
+        "options:",
+        "  --project DIR  the GSD project (default: walk up from the current directory)",
+        "  --json         print one JSON document instead of text",
+        "  --version      print the version",
+        "",
+        f"Plugins can add subcommands: run `{PROG} plugins` to see what is loaded.",
+    ]
+    return "\n".join(lines)
+
+
+def _split_globals(argv: Sequence[str]) -> tuple[Path | None, bool, list[str]]:
+    """Pull ``--project`` and ``--json`` out of argv wherever they stand."""
+    project: Path | None = None
+    as_json = False
+    rest: list[str] = []
+    it = iter(argv)
+    for word in it:
+        if word == "--project":
+            value = next(it, None)
+            if value is None:
+                raise SystemExit(_fail("--project needs a directory", 2, False))
+            project = Path(value)
+        elif word.startswith("--project="):
+            project = Path(word.split("=", 1)[1])
+        elif word == "--json":
+            as_json = True
+        else:
+            rest.append(word)
+    return project, as_json, rest
+
+
+def _fail(message: str, code: int, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps({"error": message}))
+    print(f"{PROG}: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    project, as_json, rest = _split_globals(args)
+    if not rest or rest[0] in {"-h", "--help", "help"}:
+        print(help_text())
+        return 0 if rest or args else 2
+    if rest[0] == "--version":
+        print(f"{PROG} {__version__}")
+        return 0
+    name = rest[0]
+    if name in SUBCOMMANDS and ("-h" in rest[1:] or "--help" in rest[1:]):
+        _module, usage, summary = SUBCOMMANDS[name]
+        print(f"usage: {PROG} {name} {usage}\n\n{summary}")
+        return 0
+    if name.startswith("-"):
+        return _fail(f"unknown option {name}; see `{PROG} --help`", 2, as_json)
+
+    from .errors import GsdParallelError
+    from .host import HostSession
+
+    try:
+        host = HostSession(project)
+        result = host.dispatch(["parallel", *rest], json=as_json)
+    except GsdParallelError as exc:
+        return _fail(str(exc), exc.exit_code, as_json)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a traceback is a bug: say so in one line, keep it for reports
+        if os.environ.get("GSD_PARALLEL_DEBUG"):
+            raise
+        return _fail(
+            f"internal error: {type(exc).__name__}: {exc} (set GSD_PARALLEL_DEBUG=1 for the "
+            "traceback and please report it)",
+            1,
+            as_json,
+        )
+    is_error = isinstance(result.data, dict) and set(result.data) == {"error"}
+    if is_error:
+        return _fail(result.text, result.exit_code or 2, as_json)
+    if as_json:
+        print(json.dumps(result.data, indent=2, default=str))
+    elif result.text:
+        print(result.text, end="" if result.text.endswith("\n") else "\n")
+    return result.exit_code
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

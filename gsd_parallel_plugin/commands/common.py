@@ -1,0 +1,99 @@
+"""What every subcommand needs: argument parsing that raises instead of exiting,
+loading project and preferences, and checking milestone IDs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+from ..errors import ProjectError, UserError
+from ..models import CommandContext, Project
+from ..preferences import Preferences, load_preferences
+
+MILESTONE_ID = re.compile(r"^M\d{3}(-[a-z0-9]{6})?$")
+NOT_ENABLED = "Parallel mode is not enabled. Set `parallel.enabled: true` in your preferences."
+IN_WORKER = "Cannot start parallel from within a parallel worker"
+
+
+class ArgParser(argparse.ArgumentParser):
+    """argparse that reports problems as a UserError (exit 2) instead of exiting."""
+
+    def __init__(self, name: str, **kwargs: object) -> None:
+        super().__init__(prog=f"/gsd parallel {name}", add_help=False, **kwargs)  # type: ignore[arg-type]
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{self.prog}: {message}")
+
+
+def parse(parser: ArgParser, ctx: CommandContext) -> argparse.Namespace:
+    return parser.parse_args(list(ctx.args))
+
+
+@dataclass(frozen=True)
+class Loaded:
+    root: Path
+    project: Project
+    preferences: Preferences
+
+    @property
+    def parallel_dir(self) -> Path:
+        return self.project.gsd_dir / "parallel"
+
+
+def load(ctx: CommandContext, *, warn: bool = True) -> Loaded:
+    """Find the project, read preferences (strictly) and the plan files (tolerantly)."""
+    from ..project import find_project_root, read_project
+
+    root = find_project_root(ctx.host.project_dir)
+    preferences = load_preferences(root / ".gsd")
+    if warn:
+        for warning in preferences.warnings:
+            ctx.host.notify(warning, "warning")
+    project = read_project(
+        root, default_branch=_default_branch(root), git_main_branch=preferences.git_main_branch
+    )
+    return Loaded(root, project, preferences)
+
+
+def _default_branch(root: Path) -> str | None:
+    from .. import git
+
+    try:
+        return git.default_branch(root)
+    except Exception:
+        return None  # not a git repository: commands that need git say so themselves
+
+
+def require_enabled(loaded: Loaded) -> None:
+    if os.environ.get("GSD_PARALLEL_WORKER"):
+        raise UserError(IN_WORKER)
+    if not loaded.preferences.parallel.enabled:
+        raise UserError(NOT_ENABLED)
+
+
+def milestone_arg(loaded: Loaded, value: str) -> str:
+    """A milestone ID the user typed: well-formed and present in the project."""
+    if not MILESTONE_ID.match(value):
+        raise ProjectError(f"invalid milestone ID {value!r}: expected M001 or M001-abc123")
+    if loaded.project.get(value) is None:
+        known = ", ".join(loaded.project.ids[:8]) + (" …" if len(loaded.project.ids) > 8 else "")
+        raise ProjectError(f"unknown milestone {value}" + (f" (known: {known})" if known else ""))
+    return value
+
+
+def veto_for(ctx: CommandContext, loaded: Loaded):  # type: ignore[no-untyped-def]
+    """Adapter from the check_eligibility hook to eligibility.analyse's veto callback."""
+    prefs = loaded.preferences.parallel.to_json()
+
+    def veto(milestone):  # type: ignore[no-untyped-def]
+        return ctx.host.hooks.check_eligibility(milestone, loaded.project, prefs)
+
+    return veto
+
+
+def not_implemented(name: str) -> NoReturn:
+    raise UserError(f"/gsd parallel {name} is not implemented yet")

@@ -1,0 +1,300 @@
+"""Which milestones may run now, why the others may not, and which would start.
+
+GSD's rules (ghost, complete, parked, unmet dependencies) plus plugin vetoes, file
+overlaps through an inverted index (file -> milestones; never all pairs), dependency
+cycles by name, and a start plan that never drops a milestone silently.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Collection, Iterable, Sequence
+from itertools import combinations
+
+from .models import (
+    EligibilityReport,
+    Milestone,
+    Overlap,
+    Plan,
+    Project,
+    Verdict,
+    Waiting,
+)
+
+ALL_SATISFIED = "All dependencies satisfied."
+ALREADY_COMPLETE = "Already complete."
+PARKED = "Milestone is parked."
+GHOST = "Milestone has no planning data — cannot determine eligibility."
+OVERLAP_WARNING = " WARNING: has file overlap with another eligible milestone."
+AWAITING_COMPLETION = " (all slices done — awaiting completion)"
+
+Veto = Callable[[Milestone], Sequence[str]]
+"""Returns the reasons plugins give to refuse a milestone (empty: no veto)."""
+
+
+def find_cycles(project: Project) -> list[tuple[str, ...]]:
+    """Dependency cycles among milestones that are not complete (Tarjan's SCC, iterative)."""
+    pending = {m.id: m for m in project.milestones if not m.complete}
+    graph = {mid: [d for d in m.depends_on if d in pending] for mid, m in pending.items()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    cycles: list[tuple[str, ...]] = []
+    counter = 0
+    for root in graph:
+        if root in index:
+            continue
+        work: list[tuple[str, int]] = [(root, 0)]
+        while work:
+            node, child_i = work.pop()
+            if child_i == 0:
+                index[node] = low[node] = counter
+                counter += 1
+                stack.append(node)
+                on_stack.add(node)
+            children = graph[node]
+            if child_i < len(children):
+                work.append((node, child_i + 1))
+                child = children[child_i]
+                if child not in index:
+                    work.append((child, 0))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1 or node in graph[node]:
+                    cycles.append(tuple(_order(project, component)))
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+    return sorted(cycles, key=lambda c: _position(project)[c[0]])
+
+
+def _position(project: Project) -> dict[str, int]:
+    return {mid: i for i, mid in enumerate(project.ids)}
+
+
+def _order(project: Project, ids: Iterable[str]) -> list[str]:
+    pos = _position(project)
+    return sorted(ids, key=lambda mid: pos.get(mid, len(pos)))
+
+
+def rule_reason(
+    milestone: Milestone,
+    project: Project,
+    cycle_of: dict[str, tuple[str, ...]],
+    awaiting_merge: Collection[str] = (),
+) -> str | None:
+    """GSD's own verdict for one milestone: None when it may run."""
+    if milestone.problems:
+        return "; ".join(milestone.problems)
+    if milestone.status == "ghost":
+        return GHOST
+    if milestone.complete:
+        return ALREADY_COMPLETE
+    if milestone.status == "parked":
+        return PARKED
+    if milestone.id in cycle_of:
+        chain = cycle_of[milestone.id]
+        return "Dependency cycle: " + " -> ".join((*chain, chain[0])) + "."
+    unmet: list[str] = []
+    notes: list[str] = []
+    unmerged: list[str] = []
+    for dep in milestone.depends_on:
+        target = project.get(dep)
+        if target is None:
+            unmet.append(dep)
+            notes.append(f"unknown milestone {dep}")
+        elif not target.complete:
+            unmet.append(dep)
+        elif dep in awaiting_merge:
+            unmerged.append(dep)
+    if unmet:
+        reason = "Blocked by incomplete dependencies: " + ", ".join(unmet) + "."
+        if notes:
+            reason = reason[:-1] + " (" + "; ".join(notes) + ")."
+        return reason
+    if unmerged:
+        return "Waiting for " + ", ".join(unmerged) + " to merge."
+    return None
+
+
+def file_overlaps(milestones: Sequence[Milestone]) -> list[Overlap]:
+    """Pairs of milestones whose planned files intersect; a directory covers what is under it."""
+    by_path: dict[str, list[int]] = defaultdict(list)
+    for i, m in enumerate(milestones):
+        for path in m.files:
+            by_path[path].append(i)
+    dirs = {path for path in by_path if path.endswith("/")}
+    shared: dict[tuple[int, int], set[str]] = defaultdict(set)
+    for path, owners in by_path.items():
+        for a, b in combinations(owners, 2):
+            shared[(a, b)].add(path)
+        if not dirs:
+            continue
+        # A file (or directory) inside a directory another milestone touches.
+        parts = path.rstrip("/").split("/")
+        for depth in range(1, len(parts)):
+            ancestor = "/".join(parts[:depth]) + "/"
+            if ancestor in dirs:
+                for a in owners:
+                    for b in by_path[ancestor]:
+                        if a != b:
+                            shared[(min(a, b), max(a, b))].add(path)
+    return [
+        Overlap(milestones=(milestones[a].id, milestones[b].id), files=tuple(sorted(files)))
+        for (a, b), files in sorted(shared.items())
+    ]
+
+
+def analyse(
+    project: Project,
+    *,
+    max_workers: int,
+    overlap_policy: str = "serialize",
+    veto: Veto | None = None,
+    running: Collection[str] = (),
+    awaiting_merge: Collection[str] = (),
+) -> EligibilityReport:
+    """The eligibility report and start plan for ``project``.
+
+    ``running`` milestones are already being worked on: they take slots and are
+    not planned again. ``awaiting_merge`` milestones are complete but not yet on the
+    integration branch, so their dependents wait (their code is not there yet).
+    """
+    cycles = find_cycles(project)
+    cycle_of = {mid: cycle for cycle in cycles for mid in cycle}
+    eligible: list[Milestone] = []
+    verdicts: dict[str, Verdict] = {}
+    for m in project.milestones:
+        reason = rule_reason(m, project, cycle_of, awaiting_merge)
+        if reason is None and veto is not None:
+            vetoes = [r for r in veto(m) if r]
+            if vetoes:
+                reason = "; ".join(vetoes)
+        if reason is None:
+            eligible.append(m)
+            reason = ALL_SATISFIED + (AWAITING_COMPLETION if m.all_slices_done else "")
+            verdicts[m.id] = Verdict(m.id, m.title, True, reason)
+        else:
+            verdicts[m.id] = Verdict(m.id, m.title, False, reason)
+
+    overlaps = file_overlaps(eligible)
+    overlapping = {mid for o in overlaps for mid in o.milestones}
+    for mid in overlapping:
+        v = verdicts[mid]
+        verdicts[mid] = Verdict(v.id, v.title, True, v.reason + OVERLAP_WARNING)
+
+    plan = plan_starts(eligible, overlaps, max_workers, overlap_policy, running)
+    ordered = [verdicts[m.id] for m in project.milestones]
+    return EligibilityReport(
+        eligible=tuple(v for v in ordered if v.eligible),
+        ineligible=tuple(v for v in ordered if not v.eligible),
+        overlaps=tuple(overlaps),
+        plan=plan,
+        cycles=tuple(cycles),
+    )
+
+
+def plan_starts(
+    eligible: Sequence[Milestone],
+    overlaps: Sequence[Overlap],
+    max_workers: int,
+    overlap_policy: str,
+    running: Collection[str] = (),
+) -> Plan:
+    """Fill free slots in queue order; serialize overlapping milestones when asked."""
+    neighbours: dict[str, dict[str, tuple[str, ...]]] = defaultdict(dict)
+    for o in overlaps:
+        a, b = o.milestones
+        neighbours[a][b] = o.files
+        neighbours[b][a] = o.files
+    busy = [mid for mid in running]
+    free = max(0, max_workers - len(busy))
+    start: list[str] = []
+    waiting: list[Waiting] = []
+    for m in eligible:
+        if m.id in running:
+            continue
+        if overlap_policy == "serialize":
+            clash = next((other for other in (*busy, *start) if other in neighbours[m.id]), None)
+            if clash is not None:
+                files = neighbours[m.id][clash]
+                shown = ", ".join(files[:3]) + (
+                    f" and {len(files) - 3} more" if len(files) > 3 else ""
+                )
+                waiting.append(
+                    Waiting(m.id, f"overlaps {clash} ({shown}); starts after {clash} finishes")
+                )
+                continue
+        if len(start) < free:
+            start.append(m.id)
+        else:
+            waiting.append(
+                Waiting(m.id, f"waiting for a free worker slot (max_workers: {max_workers})")
+            )
+    return Plan(start=tuple(start), waiting=tuple(waiting))
+
+
+def render_report(report: EligibilityReport, project: Project) -> str:
+    """GSD's ``# Parallel Eligibility Report`` text (DESIGN.md §8), plus the start plan."""
+    lines = ["# Parallel Eligibility Report", ""]
+    lines.append(f"## Eligible for Parallel Execution ({len(report.eligible)})")
+    lines.append("")
+    for v in report.eligible:
+        lines += [f"- **{v.id}** — {v.title}", f"  {v.reason}", ""]
+    lines.append(f"## Ineligible ({len(report.ineligible)})")
+    lines.append("")
+    for v in report.ineligible:
+        lines += [f"- **{v.id}** — {v.title}", f"  {v.reason}", ""]
+    if report.overlaps:
+        lines.append(f"## File Overlap Warnings ({len(report.overlaps)})")
+        lines.append("")
+        for o in report.overlaps:
+            a, b = o.milestones
+            lines.append(f"- **{a}** <-> **{b}** — {len(o.files)} shared file(s):")
+            lines += [f"  - `{f}`" for f in o.files]
+            lines.append("")
+    unplanned = [
+        v.id
+        for v in report.eligible
+        if (m := project.get(v.id)) is not None and not m.has_file_plan
+    ]
+    if unplanned:
+        lines.append("No file plan yet (overlap unknown): " + ", ".join(unplanned) + ".")
+        lines.append("")
+    lines.append("## Plan")
+    lines.append("")
+    if report.plan.start:
+        lines.append("Would start now: " + ", ".join(report.plan.start) + ".")
+    else:
+        lines.append("Nothing can start now.")
+    for w in report.plan.waiting:
+        lines.append(f"- **{w.id}** waits: {w.reason}")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def report_json(report: EligibilityReport) -> dict[str, object]:
+    def verdict(v: Verdict) -> dict[str, str]:
+        return {"id": v.id, "title": v.title, "reason": v.reason}
+
+    return {
+        "eligible": [verdict(v) for v in report.eligible],
+        "ineligible": [verdict(v) for v in report.ineligible],
+        "overlaps": [
+            {"milestones": list(o.milestones), "files": list(o.files)} for o in report.overlaps
+        ],
+        "plan": {
+            "start": list(report.plan.start),
+            "waiting": [{"id": w.id, "reason": w.reason} for w in report.plan.waiting],
+        },
+        "cycles": [list(c) for c in report.cycles],
+    }
