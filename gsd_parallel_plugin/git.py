@@ -178,7 +178,7 @@ class Git:
 
     def find_worktree(self, path: Path) -> WorktreeInfo | None:
         """The registered worktree at *path* (symlinks resolved), if any."""
-        return next((wt for wt in self.worktree_list() if _same_path(wt.path, path)), None)
+        return next((wt for wt in self.worktree_list() if same_path(wt.path, path)), None)
 
     def branch_checked_out_at(self, branch: str) -> Path | None:
         """Where *branch* is checked out, if it is checked out in any worktree."""
@@ -285,7 +285,7 @@ def _parse_worktree_list(out: str) -> list[WorktreeInfo]:
     return result
 
 
-def _same_path(a: Path, b: Path) -> bool:
+def same_path(a: Path, b: Path) -> bool:
     return os.path.realpath(a) == os.path.realpath(b)
 
 
