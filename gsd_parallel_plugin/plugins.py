@@ -200,9 +200,8 @@ def create_plugin_manager(
         try:
             module: ModuleType = importlib.import_module(module_name)
         except Exception as exc:
-            loaded.warnings.append(
-                f"plugin '{module_name}' (from {source}) failed to load: {type(exc).__name__}: {exc}"
-            )
+            reason = f"{type(exc).__name__}: {exc}"
+            loaded.warnings.append(f"plugin '{module_name}' (from {source}) failed to load: {reason}")
             continue
         register(module, module_name, source, None, None)
 
