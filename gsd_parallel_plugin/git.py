@@ -24,6 +24,8 @@ from .errors import GitError, OperationFailed, ProjectError
 MILESTONE_ID_RE = re.compile(r"M[0-9]{3}(?:-[a-z0-9]{6})?", re.ASCII)
 """GSD's milestone ID; ``[0-9]`` rather than ``\\d`` so non-ASCII digits never pass."""
 
+_ALL_CODES = tuple(range(256))
+
 _SCRUBBED_ENV = (
     # Set by git when it runs a hook or an alias; inherited, they would point every
     # command at the wrong repository.
@@ -115,7 +117,7 @@ class Git:
 
     def ok(self, *args: str) -> bool:
         """True when ``git <args>`` exits 0 (any other exit is False, never an exception)."""
-        cmd = self._git(*args, _ok_code=range(256), _return_cmd=True)
+        cmd = self._git(*args, _ok_code=_ALL_CODES, _return_cmd=True)
         return cmd.exit_code == 0
 
     # -- refs -------------------------------------------------------------------------

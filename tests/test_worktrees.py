@@ -1,0 +1,456 @@
+"""Milestone worktrees against real git repositories in tmp dirs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from gsd_parallel_plugin import worktrees as wtm
+from gsd_parallel_plugin.errors import GitError, GsdParallelError, ProjectError
+
+
+@pytest.fixture(autouse=True)
+def _isolated_git(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    cfg = tmp_path / "gitconfig"
+    cfg.write_text("")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(cfg))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    for who in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{who}_NAME", "Test")
+        monkeypatch.setenv(f"GIT_{who}_EMAIL", "test@example.com")
+
+
+def sh(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def commit(repo: Path, name: str, text: str | None = None) -> str:
+    path = repo / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text if text is not None else f"{name}\n")
+    sh(repo, "add", "--", name)
+    sh(repo, "commit", "-q", "-m", f"change {name}")
+    return sh(repo, "rev-parse", "HEAD")
+
+
+def head(cwd: Path, ref: str = "HEAD") -> str:
+    return sh(cwd, "rev-parse", ref)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    r = tmp_path / "repo"
+    r.mkdir()
+    sh(r, "init", "-q", "-b", "main")
+    commit(r, "README.md")
+    commit(r, ".gsd/milestones/M001/M001-ROADMAP.md", "# M001: First\n")
+    return r
+
+
+def registered(repo: Path) -> set[Path]:
+    out = sh(repo, "worktree", "list", "--porcelain")
+    return {Path(ln[len("worktree ") :]) for ln in out.splitlines() if ln.startswith("worktree ")}
+
+
+# --------------------------------------------------------------------------- names
+
+
+@pytest.mark.parametrize("bad", ["M1", "../M001", "M001; rm -rf /", "M001/..", ""])
+def test_invalid_ids_never_reach_git(repo: Path, bad: str) -> None:
+    before = sh(repo, "for-each-ref")
+    with pytest.raises(ProjectError, match="invalid milestone ID"):
+        wtm.ensure_worktree(repo, bad, "main")
+    with pytest.raises(ProjectError):
+        wtm.worktree_path(repo, bad)
+    with pytest.raises(ProjectError):
+        wtm.branch_name(bad)
+    with pytest.raises(ProjectError):
+        wtm.remove_worktree(repo, bad, delete_branch=True)
+    assert sh(repo, "for-each-ref") == before
+    assert not (repo / ".gsd" / "worktrees").exists()
+
+
+def test_names() -> None:
+    assert wtm.branch_name("M002") == "milestone/M002"
+    assert wtm.worktree_path(Path("/p"), "M012-x7k2pq") == Path("/p/.gsd/worktrees/M012-x7k2pq")
+
+
+# --------------------------------------------------------------------------- create / reuse
+
+
+def test_create_then_reuse(repo: Path) -> None:
+    res = wtm.ensure_worktree(repo, "M002", "main")
+    assert res.path == repo / ".gsd" / "worktrees" / "M002"
+    assert (res.branch, res.created, res.fast_forwarded) == ("milestone/M002", True, False)
+    assert res.planning == "checkout"
+    assert sh(res.path, "symbolic-ref", "--short", "HEAD") == "milestone/M002"
+    assert head(res.path) == head(repo, "main")
+    assert (res.path / ".gsd" / "milestones" / "M001" / "M001-ROADMAP.md").is_file()
+    # the new branch does not track anything
+    assert subprocess.run(
+        ["git", "config", "branch.milestone/M002.merge"], cwd=repo, capture_output=True
+    ).returncode == 1
+
+    commit(res.path, "work.txt")
+    again = wtm.ensure_worktree(repo, "M002", "main")
+    assert (again.created, again.fast_forwarded) == (False, False)
+    assert (again.path / "work.txt").is_file()
+    assert sh(repo, "status", "--porcelain") == ""  # .gsd/worktrees is excluded
+
+
+def test_reused_clean_worktree_fast_forwards(repo: Path) -> None:
+    res = wtm.ensure_worktree(repo, "M002", "main")
+    new_main = commit(repo, "dep.txt")
+    again = wtm.ensure_worktree(repo, "M002", "main")
+    assert (again.created, again.fast_forwarded) == (False, True)
+    assert head(res.path) == new_main
+    assert (res.path / "dep.txt").is_file()
+
+
+def test_reused_dirty_worktree_is_not_fast_forwarded(repo: Path) -> None:
+    res = wtm.ensure_worktree(repo, "M002", "main")
+    old = head(res.path)
+    (res.path / "README.md").write_text("edited by the worker\n")
+    commit(repo, "dep.txt")
+    again = wtm.ensure_worktree(repo, "M002", "main")
+    assert again.fast_forwarded is False
+    assert head(res.path) == old
+    assert (res.path / "README.md").read_text() == "edited by the worker\n"
+
+
+def test_existing_ancestor_branch_is_fast_forwarded(repo: Path) -> None:
+    sh(repo, "branch", "milestone/M003")
+    new_main = commit(repo, "more.txt")
+    res = wtm.ensure_worktree(repo, "M003", "main")
+    assert (res.created, res.fast_forwarded) == (True, True)
+    assert head(repo, "milestone/M003") == new_main
+    assert head(res.path) == new_main
+    reflog = sh(repo, "reflog", "show", "--format=%gs", "milestone/M003")
+    assert "gsd-parallel: fast-forward" in reflog
+
+
+def test_diverged_branch_is_left_alone(repo: Path) -> None:
+    sh(repo, "checkout", "-q", "-b", "milestone/M004")
+    own = commit(repo, "m4.txt", "milestone work\n")
+    sh(repo, "checkout", "-q", "main")
+    commit(repo, "main-only.txt")
+    res = wtm.ensure_worktree(repo, "M004", "main")
+    assert (res.created, res.fast_forwarded) == (True, False)
+    assert head(repo, "milestone/M004") == own
+    assert (res.path / "m4.txt").read_text() == "milestone work\n"
+    assert not (res.path / "main-only.txt").exists()
+    # reusing it does not merge main in either
+    again = wtm.ensure_worktree(repo, "M004", "main")
+    assert again.fast_forwarded is False and head(res.path) == own
+
+
+def test_branch_ahead_of_integration_is_kept(repo: Path) -> None:
+    sh(repo, "branch", "milestone/M005")
+    tip = commit(repo, "x.txt")
+    sh(repo, "branch", "-f", "milestone/M005", tip)
+    sh(repo, "reset", "-q", "--hard", "HEAD~1")
+    res = wtm.ensure_worktree(repo, "M005", "main")
+    assert res.fast_forwarded is False
+    assert head(repo, "milestone/M005") == tip
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+def test_branch_checked_out_elsewhere_is_refused(repo: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    sh(repo, "worktree", "add", "-q", "-b", "milestone/M002", str(elsewhere))
+    with pytest.raises(GitError) as info:
+        wtm.ensure_worktree(repo, "M002", "main")
+    msg = str(info.value)
+    assert msg == (
+        f"branch milestone/M002 is checked out at {elsewhere.resolve()}; "
+        "remove that worktree or check out another branch there"
+    )
+    assert not (repo / ".gsd" / "worktrees" / "M002").exists()
+
+
+def test_branch_checked_out_in_main_checkout_is_refused(repo: Path) -> None:
+    sh(repo, "checkout", "-q", "-b", "milestone/M002")
+    sh(repo, "branch", "-q", "-f", "main", "HEAD")
+    with pytest.raises(GitError, match="is checked out at"):
+        wtm.ensure_worktree(repo, "M002", "main")
+
+
+def test_unborn_repository_is_refused(tmp_path: Path) -> None:
+    r = tmp_path / "empty"
+    r.mkdir()
+    sh(r, "init", "-q", "-b", "main")
+    with pytest.raises(GitError) as info:
+        wtm.ensure_worktree(r, "M001", "main")
+    assert str(info.value) == "repository has no commits yet: commit something on main first"
+    assert sh(r, "worktree", "list", "--porcelain").count("worktree ") == 1
+
+
+def test_detached_root_is_refused(repo: Path) -> None:
+    sh(repo, "checkout", "-q", "--detach")
+    with pytest.raises(GitError) as info:
+        wtm.ensure_worktree(repo, "M001", "main")
+    assert str(info.value) == "the main checkout is on a detached HEAD: check out main first"
+
+
+def test_missing_integration_branch_is_refused(repo: Path) -> None:
+    with pytest.raises(GitError, match="integration branch develop does not exist"):
+        wtm.ensure_worktree(repo, "M001", "develop")
+
+
+def test_not_a_repo_or_not_its_top(repo: Path, tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    with pytest.raises(ProjectError, match="not a git repository"):
+        wtm.ensure_worktree(plain, "M001", "main")
+    with pytest.raises(ProjectError, match="not the top of its git repository"):
+        wtm.ensure_worktree(repo / ".gsd", "M001", "main")
+
+
+def test_unregistered_leftover_directory_is_refused(repo: Path) -> None:
+    leftover = repo / ".gsd" / "worktrees" / "M002"
+    leftover.mkdir(parents=True)
+    (leftover / "notes.txt").write_text("mine")
+    with pytest.raises(GitError, match="exists but is not a worktree"):
+        wtm.ensure_worktree(repo, "M002", "main")
+    assert (leftover / "notes.txt").read_text() == "mine"
+
+
+def test_refusals_are_one_line_user_errors(repo: Path) -> None:
+    sh(repo, "checkout", "-q", "--detach")
+    with pytest.raises(GsdParallelError) as info:
+        wtm.ensure_worktree(repo, "M001", "main")
+    assert info.value.exit_code == 2 and "\n" not in str(info.value)
+
+
+# --------------------------------------------------------------------------- stale registration
+
+
+def test_stale_registration_is_pruned_and_recreated(repo: Path) -> None:
+    res = wtm.ensure_worktree(repo, "M002", "main")
+    commit(res.path, "kept.txt")
+    shutil.rmtree(res.path)
+    again = wtm.ensure_worktree(repo, "M002", "main")
+    assert again.created is True
+    assert (again.path / "kept.txt").is_file()  # the branch, with its commit, survived
+    assert sh(again.path, "status", "--porcelain") == ""
+
+
+# --------------------------------------------------------------------------- excludes
+
+
+def test_excludes_idempotent_and_gitignore_untouched(repo: Path) -> None:
+    (repo / ".gitignore").write_text("node_modules/\n")
+    sh(repo, "add", ".gitignore")
+    sh(repo, "commit", "-q", "-m", "ignore")
+    wtm.ensure_worktree(repo, "M002", "main")
+    wtm.ensure_worktree(repo, "M003", "main")
+    assert wtm.ensure_excludes(repo) == []
+    lines = (repo / ".git" / "info" / "exclude").read_text().splitlines()
+    assert lines.count(".gsd/worktrees/") == 1
+    assert lines.count(".gsd/parallel/") == 1
+    assert (repo / ".gitignore").read_text() == "node_modules/\n"
+    (repo / ".gsd" / "parallel").mkdir()
+    (repo / ".gsd" / "parallel" / "M002.status.json").write_text("{}")
+    assert sh(repo, "status", "--porcelain") == ""
+
+
+# --------------------------------------------------------------------------- planning files
+
+
+@pytest.fixture
+def symlinked(tmp_path: Path) -> tuple[Path, Path]:
+    """A repo whose untracked .gsd is a symlink to a directory outside it."""
+    r = tmp_path / "repo"
+    r.mkdir()
+    sh(r, "init", "-q", "-b", "main")
+    commit(r, "README.md")
+    shared = tmp_path / "home" / ".gsd" / "projects" / "abc123def456"
+    (shared / "milestones" / "M002").mkdir(parents=True)
+    (shared / "milestones" / "M002" / "M002-ROADMAP.md").write_text("# M002: Auth\n")
+    (shared / "PREFERENCES.md").write_text("---\nparallel:\n  enabled: true\n---\n")
+    os.symlink(shared, r / ".gsd")
+    return r, shared
+
+
+def test_symlinked_gsd_is_shared_with_the_worktree(symlinked: tuple[Path, Path]) -> None:
+    repo, shared = symlinked
+    res = wtm.ensure_worktree(repo, "M002", "main")
+    assert res.planning == "symlink"
+    assert res.path == repo / ".gsd" / "worktrees" / "M002"
+    real = shared / "worktrees" / "M002"
+    assert real.resolve() in registered(repo)  # physically lives in the symlink target
+    wt_gsd = real / ".gsd"
+    assert wt_gsd.is_symlink() and wt_gsd.resolve() == shared.resolve()
+    assert (wt_gsd / "milestones" / "M002" / "M002-ROADMAP.md").read_text() == "# M002: Auth\n"
+    # A worker's edit lands in the shared directory.
+    (wt_gsd / "milestones" / "M002" / "M002-SUMMARY.md").write_text("done")
+    assert (shared / "milestones" / "M002" / "M002-SUMMARY.md").read_text() == "done"
+    # The absolute link can never be committed by `git add -A` in the worktree.
+    assert sh(real, "status", "--porcelain") == ""
+    assert sh(repo, "status", "--porcelain") == ""
+    assert wtm.ensure_worktree(repo, "M002", "main").created is False
+
+
+def test_removing_symlinked_worktree_keeps_shared_gsd(symlinked: tuple[Path, Path]) -> None:
+    repo, shared = symlinked
+    wtm.ensure_worktree(repo, "M002", "main")
+    assert wtm.remove_worktree(repo, "M002", delete_branch=False) is True
+    assert not (shared / "worktrees" / "M002").exists()
+    assert (shared / "milestones" / "M002" / "M002-ROADMAP.md").is_file()
+    assert (shared / "PREFERENCES.md").is_file()
+    assert sh(repo, "branch", "--list", "milestone/M002") != ""
+
+
+@pytest.fixture
+def untracked_dir(tmp_path: Path) -> Path:
+    """A repo whose .gsd is a real directory git does not track."""
+    r = tmp_path / "repo"
+    r.mkdir()
+    sh(r, "init", "-q", "-b", "main")
+    commit(r, "README.md")
+    gsd = r / ".gsd"
+    (gsd / "milestones" / "M002" / "slices" / "S01").mkdir(parents=True)
+    (gsd / "milestones" / "M002" / "M002-ROADMAP.md").write_text("# M002: Auth\n")
+    (gsd / "milestones" / "M002" / "slices" / "S01" / "S01-PLAN.md").write_text("plan v1\n")
+    (gsd / "QUEUE-ORDER.json").write_text('{"order": []}')
+    (gsd / "PROJECT.md").write_text("project\n")
+    for runtime in ("STATE.md", "gsd.db", "gsd.db-wal", "metrics.json", "auto.lock"):
+        (gsd / runtime).write_text("runtime")
+    for runtime_dir in ("activity", "runtime", "journal", "parallel"):
+        (gsd / runtime_dir).mkdir()
+        (gsd / runtime_dir / "x.log").write_text("runtime")
+    return r
+
+
+def test_untracked_gsd_is_copied_additively(untracked_dir: Path) -> None:
+    repo = untracked_dir
+    res = wtm.ensure_worktree(repo, "M002", "main")
+    assert res.planning == "copied"
+    wt_gsd = res.path / ".gsd"
+    assert not wt_gsd.is_symlink()
+    assert (wt_gsd / "milestones" / "M002" / "M002-ROADMAP.md").read_text() == "# M002: Auth\n"
+    assert (wt_gsd / "QUEUE-ORDER.json").is_file() and (wt_gsd / "PROJECT.md").is_file()
+    plan = wt_gsd / "milestones" / "M002" / "slices" / "S01" / "S01-PLAN.md"
+    assert plan.read_text() == "plan v1\n"
+    for runtime in ("STATE.md", "gsd.db", "gsd.db-wal", "metrics.json", "auto.lock"):
+        assert not (wt_gsd / runtime).exists(), runtime
+    for runtime_dir in ("activity", "runtime", "journal", "parallel", "worktrees"):
+        assert not (wt_gsd / runtime_dir).exists(), runtime_dir
+
+    # The worker edits its plan; the root gains a new file and changes the plan.
+    plan.write_text("plan v2, worker's\n")
+    root_gsd = repo / ".gsd"
+    (root_gsd / "milestones" / "M002" / "slices" / "S01" / "S01-PLAN.md").write_text("root v3\n")
+    (root_gsd / "milestones" / "M002" / "M002-CONTEXT.md").write_text("context\n")
+    again = wtm.ensure_worktree(repo, "M002", "main")
+    assert again.created is False
+    assert plan.read_text() == "plan v2, worker's\n"  # never overwritten
+    assert (wt_gsd / "milestones" / "M002" / "M002-CONTEXT.md").read_text() == "context\n"
+
+
+def test_remove_with_untouched_copy_succeeds(untracked_dir: Path) -> None:
+    res = wtm.ensure_worktree(untracked_dir, "M002", "main")
+    (res.path / ".gsd" / "STATE.md").write_text("runtime written by the worker")
+    assert wtm.remove_worktree(untracked_dir, "M002", delete_branch=False) is True
+    assert not res.path.exists()
+    assert (untracked_dir / ".gsd" / "PROJECT.md").read_text() == "project\n"
+
+
+def test_remove_refuses_when_copy_holds_worker_edits(untracked_dir: Path) -> None:
+    res = wtm.ensure_worktree(untracked_dir, "M002", "main")
+    summary = res.path / ".gsd" / "milestones" / "M002" / "M002-SUMMARY.md"
+    summary.write_text("---\nstatus: complete\n---\n")
+    with pytest.raises(wtm.DirtyWorktreeError) as info:
+        wtm.remove_worktree(untracked_dir, "M002", delete_branch=True)
+    assert info.value.files == [".gsd/milestones/M002/M002-SUMMARY.md"]
+    assert summary.is_file()
+    assert sh(untracked_dir, "branch", "--list", "milestone/M002") != ""
+
+
+# --------------------------------------------------------------------------- remove
+
+
+def test_remove_refuses_dirty_worktree(repo: Path) -> None:
+    res = wtm.ensure_worktree(repo, "M002", "main")
+    (res.path / "README.md").write_text("uncommitted\n")
+    (res.path / "new file.txt").write_text("untracked\n")
+    with pytest.raises(wtm.DirtyWorktreeError) as info:
+        wtm.remove_worktree(repo, "M002", delete_branch=True)
+    assert sorted(info.value.files) == ["README.md", "new file.txt"]
+    assert "README.md" in str(info.value) and "\n" not in str(info.value)
+    assert res.path.is_dir() and (res.path / "new file.txt").is_file()
+    assert sh(repo, "branch", "--list", "milestone/M002") != ""
+
+
+def test_remove_clean_worktree_and_merged_branch(repo: Path) -> None:
+    res = wtm.ensure_worktree(repo, "M002", "main")
+    (res.path / "build.log").write_text("ignored")
+    (res.path / ".gitignore").write_text("*.log\n")
+    sh(res.path, "add", ".gitignore")
+    sh(res.path, "commit", "-q", "-m", "ignore logs")
+    sh(repo, "merge", "-q", "--ff-only", "milestone/M002")
+    assert wtm.remove_worktree(repo, "M002", delete_branch=True) is True
+    assert not res.path.exists()
+    assert res.path.resolve() not in registered(repo)
+    assert sh(repo, "branch", "--list", "milestone/M002") == ""
+    assert wtm.remove_worktree(repo, "M002", delete_branch=True) is False  # nothing left
+
+
+def test_remove_keeps_unmerged_branch_unless_forced(repo: Path) -> None:
+    res = wtm.ensure_worktree(repo, "M002", "main")
+    tip = commit(res.path, "work.txt")
+    with pytest.raises(GitError, match="not fully merged; it was kept"):
+        wtm.remove_worktree(repo, "M002", delete_branch=True)
+    assert not res.path.exists()  # the clean worktree went; the branch stayed
+    assert head(repo, "milestone/M002") == tip
+    with pytest.raises(GitError, match="not merged into main"):
+        wtm.remove_worktree(repo, "M002", delete_branch=True, integration_branch="main")
+    wtm.remove_worktree(repo, "M002", delete_branch=True, force_branch=True)
+    assert sh(repo, "branch", "--list", "milestone/M002") == ""
+
+
+def test_remove_prunes_stale_registration(repo: Path) -> None:
+    res = wtm.ensure_worktree(repo, "M002", "main")
+    shutil.rmtree(res.path)
+    assert wtm.remove_worktree(repo, "M002", delete_branch=False) is True
+    assert res.path.resolve() not in registered(repo)
+
+
+# --------------------------------------------------------------------------- doctor listing
+
+
+def test_list_milestone_worktrees_reports_orphans(repo: Path, tmp_path: Path) -> None:
+    wtm.ensure_worktree(repo, "M002", "main")
+    stale = wtm.ensure_worktree(repo, "M003", "main")
+    shutil.rmtree(stale.path)
+    sh(repo, "branch", "milestone/M004")
+    (repo / ".gsd" / "worktrees" / "junk").mkdir()
+    sh(repo, "worktree", "add", "-q", "-b", "milestone/M005", str(tmp_path / "outside"))
+
+    found = {m.name: m for m in wtm.list_milestone_worktrees(repo)}
+    assert set(found) == {"M002", "M003", "M004", "M005", "junk"}
+    ok = found["M002"]
+    assert ok.registered and ok.dir_exists and ok.branch_exists and ok.problems == ()
+    assert ok.checked_out == "milestone/M002"
+    assert any("missing" in p for p in found["M003"].problems)
+    assert found["M004"].problems == ("branch milestone/M004 has no worktree",)
+    assert not found["M004"].registered
+    junk = found["junk"].problems
+    assert any("not a valid milestone ID" in p for p in junk)
+    assert any("not a registered git worktree" in p for p in junk)
+    assert any("outside .gsd/worktrees" in p for p in found["M005"].problems)
+
+
+def test_relative_project_root(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(repo)
+    res = wtm.ensure_worktree(Path("."), "M002", "main")
+    assert res.path == repo / ".gsd" / "worktrees" / "M002"
+    assert res.path.is_absolute() and res.created
