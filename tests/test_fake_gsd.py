@@ -168,7 +168,7 @@ def parse(stdout: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines]  # every line must be one JSON document
 
 
-def run(project: Project, mid: str | None = "M001", cwd: Path | None = None,
+def run(project: Project, mid: str | None = "M001", *, cwd: Path | None = None,
         **knobs: str) -> Run:
     proc = subprocess.run(
         [sys.executable, "-m", MODULE, "headless", "--json", "auto"],
@@ -342,7 +342,7 @@ def test_sigterm_exits_11_without_committing_the_unit(project: Project) -> None:
 
 @pytest.mark.parametrize("times", [1, 2])
 def test_fail_at_fails_that_many_runs_then_completes(project: Project, times: int) -> None:
-    knobs = {"GSD_FAKE_FAIL_AT": "M001/S01/T02", "GSD_FAKE_FAIL_TIMES": str(times),
+    knobs: dict[str, Any] = {"GSD_FAKE_FAIL_AT": "M001/S01/T02", "GSD_FAKE_FAIL_TIMES": str(times),
              "GSD_FAKE_UNIT_COST": "0.5"}
     costs: list[float] = []
     for _ in range(times):
@@ -449,3 +449,21 @@ def test_bad_lock_is_one_line_and_exit_1(project: Project, lock: str | None,
     assert result.rc == 1
     assert result.events == []
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_task_cut_short_after_its_edits_is_not_doubled(project: Project) -> None:
+    wt = project.worktree("M001")
+    app = wt / "src/app.py"
+    app.write_text("print('hello')\nM001/S01/T01\n")  # edited, killed before the commit
+    assert run(project).rc == 0
+    assert app.read_text().count("M001/S01/T01") == 1
+    assert str(git(wt)("status", "--porcelain")) == ""
+
+
+def test_signal_after_the_last_unit_does_not_stop_completion(project: Project) -> None:
+    assert run(project, GSD_FAKE_FAIL_AT="complete-milestone:M001").rc == 1
+    sig = project.signal("M001", "pause")
+    last = run(project)
+    assert last.rc == 0, last.stderr
+    assert last.notifies[-1] == "Auto-mode stopped — milestone M001 complete"
+    assert milestone_summary(project.worktree("M001")).is_file() and not sig.exists()
