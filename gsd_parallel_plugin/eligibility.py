@@ -163,12 +163,14 @@ def analyse(
     veto: Veto | None = None,
     running: Collection[str] = (),
     awaiting_merge: Collection[str] = (),
+    held: Collection[str] = (),
 ) -> EligibilityReport:
     """The eligibility report and start plan for ``project``.
 
     ``running`` milestones are already being worked on: they take slots and are
     not planned again. ``awaiting_merge`` milestones are complete but not yet on the
     integration branch, so their dependents wait (their code is not there yet).
+    ``held`` milestones are never planned to start (paused, stopped, failed in this run).
     """
     cycles = find_cycles(project)
     cycle_of = {mid: cycle for cycle in cycles for mid in cycle}
@@ -193,7 +195,8 @@ def analyse(
         v = verdicts[mid]
         verdicts[mid] = Verdict(v.id, v.title, True, v.reason + OVERLAP_WARNING)
 
-    plan = plan_starts(eligible, overlaps, max_workers, overlap_policy, running)
+    plannable = [m for m in eligible if m.id not in held]
+    plan = plan_starts(plannable, overlaps, max_workers, overlap_policy, running)
     ordered = [verdicts[m.id] for m in project.milestones]
     return EligibilityReport(
         eligible=tuple(v for v in ordered if v.eligible),

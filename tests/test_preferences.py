@@ -57,7 +57,7 @@ def test_project_overlays_global_per_key_and_keeps_gsd_keys(dirs):
 @pytest.mark.parametrize(
     ("key", "value", "allowed"),
     [
-        ("enabled", "yes", "true or false"),
+        ("enabled", "maybe", "true or false"),
         ("max_workers", 9, "a whole number from 1 to 4"),
         ("max_workers", 0, "a whole number from 1 to 4"),
         ("max_workers", "true", "a whole number from 1 to 4"),

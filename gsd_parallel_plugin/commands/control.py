@@ -1,10 +1,100 @@
-"""Placeholder until this subcommand lands."""
+"""``/gsd parallel stop|pause|resume [MID]``: queue the command, make sure a supervisor
+applies it, wait briefly for the effect, and answer with GSD's messages."""
 
 from __future__ import annotations
 
+import time
+
+from ..errors import UserError
 from ..models import CommandContext, CommandResult
-from .common import not_implemented
+from .common import ArgParser, load, milestone_arg, parse
+from .runstate import NO_RUN, RunView, open_store, refuse_if_budget_exhausted
+from .supervise import ensure_supervisor
+
+ACCEPTS = {
+    "stop": {"starting", "running", "pausing", "paused", "crashed", "blocked"},
+    "pause": {"starting", "running"},
+    "resume": {"paused", "pausing", "blocked"},
+}
+DONE = {
+    "stop": {"stopped", "complete", "failed"},
+    "pause": {"pausing", "paused", "complete"},
+    "resume": {"running", "starting", "complete"},
+}
+MESSAGES = {
+    "stop": ("Stopped worker for {mid}.", "All parallel workers stopped."),
+    "pause": ("Paused worker for {mid}.", "All parallel workers paused."),
+    "resume": ("Resumed worker for {mid}.", "All parallel workers resumed."),
+}
 
 
 def run(name: str, ctx: CommandContext) -> CommandResult:
-    not_implemented(name)
+    parser = ArgParser(name)
+    parser.add_argument("milestone", nargs="?")
+    if name == "pause":
+        parser.add_argument("--now", action="store_true", help="freeze the process (SIGSTOP)")
+    if name == "resume":
+        parser.add_argument("--budget", type=float, metavar="USD")
+    args = parse(parser, ctx)
+    loaded = load(ctx)
+    view = RunView.read(loaded)
+    if not view.active:
+        raise UserError(NO_RUN)
+    if name == "resume":
+        if args.budget is not None and args.budget <= 0:
+            raise UserError("--budget must be a number of USD > 0")
+        refuse_if_budget_exhausted(loaded)
+    targets = _targets(name, loaded, view, args.milestone)
+    command_args: dict[str, object] = {}
+    if name == "pause" and args.now:
+        command_args["now"] = True
+    if name == "resume" and args.budget is not None:
+        command_args["budget"] = args.budget
+    store = open_store(loaded)
+    assert store is not None
+    with store:
+        store.enqueue(name, args.milestone, command_args)
+    ensure_supervisor(ctx, loaded, view, force=True)
+    view = _wait_for(name, loaded, targets, loaded.preferences.parallel.stop_grace_seconds)
+    single, every = MESSAGES[name]
+    text = single.format(mid=args.milestone) if args.milestone else every
+    states = {mid: (w.state if (w := view.worker(mid)) else None) for mid in targets}
+    if name == "pause" and not (args.now) and any(s == "pausing" for s in states.values()):
+        text += "\nIt pauses after its current unit; the worktree and branch are kept."
+    return CommandResult(text, {"command": name, "milestones": targets, "states": states})
+
+
+def _targets(name: str, loaded, view: RunView, mid: str | None) -> list[str]:  # type: ignore[no-untyped-def]
+    accepts = ACCEPTS[name]
+    if mid is not None:
+        mid = milestone_arg(loaded, mid)
+        w = view.worker(mid)
+        if w is None:
+            raise UserError(f"{mid} has no worker in the current run; nothing to {name}")
+        if w.state not in accepts:
+            raise UserError(f"{mid} is {w.state}; only a worker that is {_either(accepts)} can be {_past(name)}")
+        return [mid]
+    targets = [w.milestone_id for w in view.workers if w.state in accepts]
+    if not targets:
+        raise UserError(f"no worker to {name}: none is {_either(accepts)}")
+    return targets
+
+
+def _either(states: set[str]) -> str:
+    ordered = sorted(states)
+    return ", ".join(ordered[:-1]) + " or " + ordered[-1] if len(ordered) > 1 else ordered[0]
+
+
+def _past(name: str) -> str:
+    return {"stop": "stopped", "pause": "paused", "resume": "resumed"}[name]
+
+
+def _wait_for(name: str, loaded, targets: list[str], grace: float) -> RunView:  # type: ignore[no-untyped-def]
+    deadline = time.time() + (grace + 5.0 if name == "stop" else 5.0)
+    view = RunView.read(loaded)
+    while time.time() < deadline:
+        view = RunView.read(loaded)
+        if all((w := view.worker(mid)) is not None and w.state in DONE[name] for mid in targets):
+            break
+        time.sleep(0.1)
+    return view

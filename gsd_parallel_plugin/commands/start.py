@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import time
+
 from ..eligibility import analyse, render_report, report_json
-from ..models import CommandContext, CommandResult
-from .common import ArgParser, load, not_implemented, parse, require_enabled, veto_for
+from ..errors import GitError
+from ..models import CommandContext, CommandResult, EligibilityReport
+from .common import ArgParser, Loaded, load, parse, require_enabled, veto_for
+from .runstate import RunView, open_store, refuse_if_budget_exhausted
+
+STARTED = "Parallel orchestration started."
+NONE_ELIGIBLE = "No milestones are eligible for parallel execution."
+START_WAIT_SECONDS = 20.0
 
 
 def run(name: str, ctx: CommandContext) -> CommandResult:
@@ -15,14 +23,85 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
     loaded = load(ctx)
     require_enabled(loaded)
     prefs = loaded.preferences.parallel
+    view = RunView.read(loaded) if not args.dry_run else None
     report = analyse(
         loaded.project,
         max_workers=prefs.max_workers,
         overlap_policy=prefs.overlap,
         veto=veto_for(ctx, loaded),
+        running=view.live if view else (),
+        awaiting_merge=view.awaiting_merge if view else (),
+        held=view.held if view else (),
     )
+    text = render_report(report, loaded.project)
+    data = report_json(report)
+    data["preferences"] = prefs.to_json()
     if args.dry_run:
-        data = report_json(report)
-        data["preferences"] = prefs.to_json()
-        return CommandResult(render_report(report, loaded.project), data)
-    not_implemented(name)
+        return CommandResult(text, data)
+
+    refuse_if_budget_exhausted(loaded)
+    check_repository(loaded)
+    if not report.plan.start and not (view and view.live):
+        if not args.wait:
+            return CommandResult(f"{text}\n{NONE_ELIGIBLE}", {**data, "started": []}, exit_code=0)
+    if args.wait:
+        from .foreground import run_foreground
+
+        code = run_foreground(ctx, loaded)
+        final = RunView.read(loaded)
+        return CommandResult(
+            final.render_status(loaded), {**data, **final.status_json(loaded)}, exit_code=code
+        )
+    return start_background(ctx, loaded, report, text, data)
+
+
+def check_repository(loaded: Loaded) -> None:
+    """Refuse the whole start for repository states no worktree can start from."""
+    from .. import git
+
+    root = git.repo_root(loaded.root)
+    if git.is_unborn(root):
+        raise GitError("repository has no commits yet: commit something first, then start")
+    if git.current_branch(root) is None:
+        raise GitError(
+            "the main checkout is on a detached HEAD: check out "
+            f"{loaded.project.integration_branch} first"
+        )
+
+
+def start_background(
+    ctx: CommandContext,
+    loaded: Loaded,
+    report: EligibilityReport,
+    text: str,
+    data: dict[str, object],
+) -> CommandResult:
+    from ..supervisor import spawn_background, supervisor_running
+
+    parallel_dir = loaded.parallel_dir
+    if not supervisor_running(parallel_dir):
+        spawn_background(loaded.root, parallel_dir)
+    wanted = set(report.plan.start)
+    deadline = time.time() + START_WAIT_SECONDS
+    view = RunView.read(loaded)
+    while time.time() < deadline:
+        view = RunView.read(loaded)
+        settled = {w.milestone_id for w in view.workers if w.state != "starting"}
+        if wanted <= settled:
+            break
+        time.sleep(0.1)
+    started = [w for w in view.workers if w.state in {"running", "starting", "pausing"}]
+    failed = [w for w in view.workers if w.milestone_id in wanted and w.state == "failed"]
+    lines = [STARTED, "Workers: " + (", ".join(w.milestone_id for w in started) or "none")]
+    if failed:
+        lines.append(
+            "Errors: " + "; ".join(f"{w.milestone_id}: {w.state_reason}" for w in failed)
+        )
+    result = {**data, **view.status_json(loaded)}
+    result["started"] = [w.milestone_id for w in started]
+    result["errors"] = [{"id": w.milestone_id, "error": w.state_reason} for w in failed]
+    code = 1 if failed and not started else 0
+    return CommandResult(f"{text}\n" + "\n".join(lines) + "\n", result, exit_code=code)
+
+
+__all__ = ["STARTED", "open_store", "run"]

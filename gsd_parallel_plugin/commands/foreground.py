@@ -1,0 +1,95 @@
+"""``start --wait``: run the supervisor in this process with live progress.
+
+On a terminal a rich table redraws in place; elsewhere each state change is one
+plain line, so logs and CI output stay readable. If another supervisor already runs
+the project, follow it through the store instead of starting a second one.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from ..models import CommandContext
+from .common import Loaded
+
+if TYPE_CHECKING:
+    from ..store import Store
+    from ..supervisor import Supervisor
+
+
+class EventPrinter:
+    """Prints new store events (state changes, adoptions, kills) as plain lines."""
+
+    KINDS = {"state", "adopt", "kill", "budget", "merge", "stall"}
+
+    def __init__(self, ctx: CommandContext) -> None:
+        self.ctx = ctx
+        self.last_id: int | None = None
+
+    def __call__(self, store: Store) -> None:
+        if self.last_id is None:
+            events = store.events(limit=1)
+            self.last_id = events[-1].id if events else 0
+            return
+        for event in store.events(limit=200, after_id=self.last_id):
+            self.last_id = event.id
+            if event.kind in self.KINDS and not self.ctx.json:
+                stamp = time.strftime("%H:%M:%S", time.localtime(event.at))
+                print(f"[{stamp}] {event.message}", file=self.ctx.host.err, flush=True)
+
+
+def run_foreground(ctx: CommandContext, loaded: Loaded) -> int:
+    from ..store import Store
+    from ..supervisor import Supervisor, SupervisorLock
+
+    printer = EventPrinter(ctx)
+    live = _live_table(ctx)
+
+    def on_tick(sup: Supervisor) -> None:
+        printer(sup.store)
+        if live is not None:
+            live.update(_table(sup))
+
+    sup = Supervisor(loaded.root, notify=ctx.host.notify, hooks=ctx.host.hooks, on_tick=on_tick)
+    sup.confirm = ctx.host.confirm  # type: ignore[attr-defined]
+    try:
+        if live is not None:
+            live.start()
+        code = sup.run()
+    finally:
+        if live is not None:
+            live.stop()
+    if code != 3:
+        return code
+    # Another supervisor holds the lock: follow it until it is done.
+    store = Store(loaded.parallel_dir / "coordinator.db")
+    with store:
+        while SupervisorLock.holder(loaded.parallel_dir) is not None:
+            printer(store)
+            time.sleep(0.25)
+        printer(store)
+        run = store.active_run() or store.latest_run()
+        rows = store.workers(run.id) if run else []
+    return 0 if all(w.state == "complete" for w in rows) else 1
+
+
+def _live_table(ctx: CommandContext):  # type: ignore[no-untyped-def]
+    if ctx.json or not ctx.host.interactive:
+        return None
+    from rich.console import Console
+    from rich.live import Live
+
+    return Live(console=Console(file=ctx.host.err), refresh_per_second=4, transient=True)
+
+
+def _table(sup: Supervisor):  # type: ignore[no-untyped-def]
+    from rich.table import Table
+
+    table = Table(title="gsd-parallel", expand=False)
+    for column in ("milestone", "state", "unit", "units", "cost"):
+        table.add_column(column)
+    for w in sup.store.workers(sup.run_id):
+        table.add_row(w.milestone_id, w.state, w.current_unit or "", str(w.units_done), f"${w.cost:.2f}")
+    table.caption = f"total ${sup.store.run_total_cost(sup.run_id):.2f}"
+    return table

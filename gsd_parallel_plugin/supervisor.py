@@ -1,0 +1,648 @@
+"""The supervisor: one per project, it keeps the workers of the active run going.
+
+Each tick it reads every worker's new NDJSON output (cost and offset stored in one
+transaction), checks liveness by pid + create time (never by output silence), applies
+queued commands, decides what an exited worker means (DESIGN.md §5), restarts crashes
+with backoff, fills free slots with the next eligible milestones, and writes GSD's
+status files. It exits when nothing runs and nothing can start.
+
+Workers run in their own sessions: if the supervisor dies they live on, and the next
+supervisor adopts them from the store without restarting them.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from . import workers as procs
+from .eligibility import analyse
+from .errors import GsdParallelError, WorkerLaunchError
+from .models import Project, WorkerHandle, WorkerSpec, WorkerState
+from .plugins import Hooks, create_plugin_manager
+from .preferences import Preferences, load_preferences
+from .store import NANOS_PER_USD, Store, WorkerRow, to_ms
+
+TICK_SECONDS = 0.25
+RESTART_BACKOFF = (0.5, 2.0, 5.0, 10.0, 30.0)
+LIVE_STATES = {"starting", "running", "pausing", "stopping"}
+"""States in which a process is (or should be) alive."""
+HELD_STATES = {"paused", "stopped", "failed", "blocked", "complete"}
+"""States that keep a milestone from being started again by backfill in this run."""
+LOCK_NAME = "supervisor.lock"
+
+Notify = Callable[[str, str], None]
+
+
+# --------------------------------------------------------------------------- lock
+
+
+class SupervisorLock:
+    """An exclusive ``flock`` on ``.gsd/parallel/supervisor.lock``.
+
+    The kernel drops the lock when the holder dies, so a crash never leaves it stuck;
+    the file also records pid and create time for ``status`` and ``doctor``.
+    """
+
+    def __init__(self, parallel_dir: Path) -> None:
+        self.path = parallel_dir / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        me = {"pid": os.getpid(), "create_time": procs.process_create_time(os.getpid())}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(me).encode(), 0)
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    @staticmethod
+    def holder(parallel_dir: Path) -> dict[str, Any] | None:
+        """Who holds the lock now (None when nobody does)."""
+        path = parallel_dir / LOCK_NAME
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                try:
+                    data = json.loads(os.read(fd, 4096) or b"{}")
+                except ValueError:
+                    data = {}
+                return data if isinstance(data, dict) else {}
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+
+
+def supervisor_running(parallel_dir: Path) -> bool:
+    return SupervisorLock.holder(parallel_dir) is not None
+
+
+def spawn_background(project_root: Path, parallel_dir: Path) -> int:
+    """Start a detached supervisor process for ``project_root``; return its pid."""
+    import subprocess
+
+    parallel_dir.mkdir(parents=True, exist_ok=True)
+    with open(parallel_dir / "supervisor.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gsd_parallel_plugin.supervisor", str(project_root)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            close_fds=True,
+        )
+    return proc.pid
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def milestone_complete_in(gsd_dir: Path, milestone_id: str) -> bool:
+    """True when ``gsd_dir`` holds a terminal ``<MID>-SUMMARY.md`` for the milestone."""
+    from .project import is_terminal_summary
+
+    milestones = gsd_dir / "milestones"
+    try:
+        candidates = [d for d in milestones.iterdir() if d.name.startswith(milestone_id)]
+    except OSError:
+        return False
+    want = f"{milestone_id}-summary.md".lower()
+    for directory in candidates:
+        rest = directory.name[len(milestone_id) :]
+        if rest and not rest.startswith("-"):
+            continue  # M0012 is not M001
+        try:
+            files = [f for f in directory.iterdir() if f.name.lower() == want]
+        except OSError:
+            continue
+        for f in files:
+            try:
+                if is_terminal_summary(f.read_text(encoding="utf-8", errors="replace")):
+                    return True
+            except OSError:
+                continue
+    return False
+
+
+@dataclass
+class Tracked:
+    """A worker process this supervisor watches."""
+
+    handle: WorkerHandle
+    launched_here: bool
+    requested: str | None = None
+    """What we asked of it: ``pause``, ``stop`` or ``budget``; decides how an exit reads."""
+    stop_deadline: float | None = None
+    frozen: bool = False
+
+
+@dataclass
+class Outcome:
+    state: WorkerState
+    reason: str | None = None
+
+
+@dataclass
+class Supervisor:
+    """The scheduling loop for one project. ``run()`` until nothing is left to do."""
+
+    root: Path
+    notify: Notify = field(default=lambda message, level: None)
+    hooks: Hooks | None = None
+    tick_seconds: float = TICK_SECONDS
+    on_tick: Callable[[Supervisor], None] | None = None
+
+    def __post_init__(self) -> None:
+        self.root = self.root.resolve() if not (self.root / ".gsd").is_symlink() else self.root
+        self.gsd_dir = (self.root / ".gsd").resolve()
+        self.parallel_dir = self.gsd_dir / "parallel"
+        self.preferences: Preferences = load_preferences(self.root / ".gsd")
+        if self.hooks is None:
+            self.hooks = Hooks(create_plugin_manager(self.root).pm)
+        self.store = Store(self.parallel_dir / "coordinator.db")
+        self.tracked: dict[str, Tracked] = {}
+        self.restart_at: dict[str, float] = {}
+        self.started: set[str] = set()
+        self._project: Project | None = None
+        self._project_dirty = True
+        self._stop_requested = False
+        self.run_id = 0
+
+    # ------------------------------------------------------------------ setup
+    @property
+    def prefs(self):  # type: ignore[no-untyped-def]
+        return self.preferences.parallel
+
+    def project(self) -> Project:
+        if self._project is None or self._project_dirty:
+            from .git import default_branch
+            from .project import read_project
+
+            self._project = read_project(
+                self.root,
+                default_branch=default_branch(self.root),
+                git_main_branch=self.preferences.git_main_branch,
+            )
+            self._project_dirty = False
+        return self._project
+
+    def _open_run(self) -> None:
+        run = self.store.active_run()
+        if run is None:
+            run = self.store.create_run(self.prefs.budget_ceiling)
+        elif self.prefs.budget_ceiling != run.budget_ceiling:
+            self.store.update_run(run.id, budget_ceiling=self.prefs.budget_ceiling)
+        self.run_id = run.id
+        me = os.getpid()
+        self.store.update_run(
+            run.id, supervisor_pid=me, supervisor_create_time=procs.process_create_time(me)
+        )
+
+    def adopt(self) -> None:
+        """Take over workers a previous supervisor left running; settle the ones that died."""
+        for row in self.store.workers(self.run_id):
+            if row.state not in LIVE_STATES or row.pid is None or row.create_time is None:
+                if row.state == "crashed":
+                    self.restart_at.setdefault(row.milestone_id, time.time())
+                continue
+            handle = WorkerHandle(row.pid, row.create_time)
+            tracked = Tracked(handle, launched_here=False)
+            if row.state == "pausing":
+                tracked.requested = "pause"
+            elif row.state == "stopping":
+                tracked.requested = "stop"
+                tracked.stop_deadline = time.time() + self.prefs.stop_grace_seconds
+            self.tracked[row.milestone_id] = tracked
+            if procs.is_alive(handle):
+                self.store.add_event(
+                    "adopt", f"adopted {row.milestone_id} (pid {row.pid})", row.milestone_id,
+                    run_id=self.run_id,
+                )  # fmt: skip
+
+    # ------------------------------------------------------------------ state changes
+    def _set_state(self, mid: str, state: WorkerState | str, reason: str | None = None) -> None:
+        old = self.store.set_state(mid, self.run_id, state, reason)
+        new = str(state)
+        if old != new:
+            assert self.hooks is not None
+            self.hooks.on_worker_state_change(mid, old, new, reason)
+            if new in {"failed", "crashed", "blocked"}:
+                self.notify(f"{mid}: {new}" + (f" — {reason}" if reason else ""), "warning")
+
+    # ------------------------------------------------------------------ launching
+    def launch(self, mid: str, *, restart: bool = False) -> bool:
+        """Create/reuse the worktree and spawn the worker; False (and a stored reason) if not."""
+        from .worktrees import ensure_worktree
+
+        assert self.hooks is not None
+        project = self.project()
+        milestone = project.get(mid)
+        title = milestone.title if milestone else mid
+        branch_target = (milestone.integration_branch if milestone else None) or (
+            project.integration_branch
+        )
+        row = self.store.worker(mid, self.run_id)
+        try:
+            wt = ensure_worktree(self.root, mid, branch_target)
+        except GsdParallelError as exc:
+            if row is None:
+                row = self.store.add_worker(self.run_id, mid, title, self.root, f"milestone/{mid}")
+            self.store.update_worker(mid, self.run_id, last_error=f"worktree: {exc}")
+            self._set_state(mid, WorkerState.FAILED, f"worktree could not be created: {exc}")
+            return False
+        if row is None:
+            row = self.store.add_worker(self.run_id, mid, title, wt.path, wt.branch)
+        stdout_log = self.parallel_dir / f"{mid}.stdout.log"
+        stderr_log = self.parallel_dir / f"{mid}.stderr.log"
+        procs.clear_signal(self.parallel_dir, mid)
+        env = {
+            "GSD_MILESTONE_LOCK": mid,
+            "GSD_PARALLEL_WORKER": "1",
+            "GSD_PROJECT_ROOT": str(self.root),
+        }
+        if self.prefs.worker_model:
+            env["GSD_WORKER_MODEL"] = self.prefs.worker_model
+        spec = WorkerSpec(
+            milestone_id=mid,
+            title=title,
+            project_root=self.root,
+            worktree=wt.path,
+            branch=wt.branch,
+            command=self.prefs.worker_command,
+            env=env,
+            stdout_log=stdout_log,
+            stderr_log=stderr_log,
+        )
+        try:
+            handle = self.hooks.spawn_worker(spec)
+            if handle is None:
+                raise WorkerLaunchError("no plugin launched the worker (spawn_worker returned None)")
+        except GsdParallelError as exc:
+            self.store.update_worker(mid, self.run_id, last_error=str(exc))
+            self._set_state(mid, WorkerState.FAILED, str(exc))
+            return False
+        fields: dict[str, Any] = {
+            "pid": handle.pid,
+            "create_time": handle.create_time,
+            "worktree": str(wt.path),
+            "branch": wt.branch,
+            "started_at": time.time(),
+            "state_reason": None,
+        }
+        if restart:
+            fields["restarts"] = row.restarts + 1
+        self.store.update_worker(mid, self.run_id, **fields)
+        self.tracked[mid] = Tracked(handle, launched_here=True)
+        self.started.add(mid)
+        self._set_state(mid, WorkerState.RUNNING, "restarted" if restart else None)
+        return True
+
+    # ------------------------------------------------------------------ output
+    def read_output(self, mid: str) -> None:
+        row = self.store.worker(mid, self.run_id)
+        if row is None:
+            return
+        path = self.parallel_dir / f"{mid}.stdout.log"
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return
+        if size == row.stdout_offset:
+            return
+        chunk = procs.read_new_events(path, row.stdout_offset)
+        if chunk.new_offset == row.stdout_offset and not chunk.events:
+            return
+        progress = procs.summarize(chunk.events)
+        updated = self.store.record_output(
+            self.run_id,
+            mid,
+            expected_offset=row.stdout_offset,
+            new_offset=chunk.new_offset,
+            cost_delta=Decimal(progress.cost_nanos) / NANOS_PER_USD,
+            tokens=progress.tokens,
+            units_delta=progress.units_finished,
+            current_unit=progress.current_unit if progress.current_unit else row.current_unit,
+            activity_at=time.time() if chunk.events else row.last_activity_at,
+        )
+        if updated is not None and progress.cost_nanos:
+            assert self.hooks is not None
+            total = self.store.run_total_cost(self.run_id)
+            self.hooks.on_cost_update(
+                mid, progress.cost_nanos / NANOS_PER_USD, updated.cost, total,
+                self.prefs.budget_ceiling,
+            )  # fmt: skip
+
+    # ------------------------------------------------------------------ exits
+    def _exit_code(self, mid: str, tracked: Tracked) -> tuple[bool, int | None]:
+        """(exited, code): code None when the process was not ours to reap."""
+        if tracked.launched_here:
+            code = procs.exit_status(tracked.handle)
+            if code is not None:
+                return True, code
+            return (not procs.is_alive(tracked.handle)), None
+        return (not procs.is_alive(tracked.handle)), None
+
+    def decide(self, mid: str, tracked: Tracked, code: int | None) -> Outcome:
+        """What an exit means (DESIGN.md §5)."""
+        worktree = self.store.worker(mid, self.run_id)
+        wt_gsd = (Path(worktree.worktree) / ".gsd") if worktree else None
+        complete = bool(wt_gsd and milestone_complete_in(wt_gsd, mid)) or milestone_complete_in(
+            self.gsd_dir, mid
+        )
+        if code is None:  # adopted: infer from the log and the disk
+            hint = procs.infer_outcome(self.parallel_dir / f"{mid}.stdout.log", complete)
+            code = {"complete": 0, "stopped": 0, "paused": 10}.get(hint, -1)
+        if code == 0:
+            if complete:
+                return Outcome(WorkerState.COMPLETE)
+            return Outcome(WorkerState.STOPPED, "worker exited without completing the milestone")
+        if code == 10:
+            if tracked.requested == "pause":
+                return Outcome(WorkerState.PAUSED)
+            return Outcome(WorkerState.BLOCKED, "worker reported the milestone blocked (exit 10)")
+        if tracked.requested in {"stop", "budget"}:
+            reason = "budget ceiling reached" if tracked.requested == "budget" else None
+            return Outcome(WorkerState.STOPPED, reason)
+        tail = procs.read_stderr_tail(self.parallel_dir / f"{mid}.stderr.log")
+        how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+        return Outcome(WorkerState.CRASHED, f"{how}" + (f": {tail[-1]}" if tail else ""))
+
+    def settle(self, mid: str, tracked: Tracked, code: int | None) -> None:
+        assert self.hooks is not None
+        self.read_output(mid)  # the last lines count too
+        outcome = self.decide(mid, tracked, code)
+        del self.tracked[mid]
+        procs.clear_signal(self.parallel_dir, mid)
+        self._project_dirty = True
+        row = self.store.worker(mid, self.run_id)
+        if outcome.state == WorkerState.CRASHED:
+            tail = procs.read_stderr_tail(self.parallel_dir / f"{mid}.stderr.log")
+            error = outcome.reason or "crashed"
+            if tail:
+                error += "\n" + "\n".join(tail)
+            self.store.update_worker(mid, self.run_id, last_error=error)
+            restarts = row.restarts if row else 0
+            if restarts < self.prefs.max_restarts:
+                self._set_state(mid, WorkerState.CRASHED, outcome.reason)
+                delay = RESTART_BACKOFF[min(restarts, len(RESTART_BACKOFF) - 1)]
+                self.restart_at[mid] = time.time() + delay
+            else:
+                self._set_state(
+                    mid, WorkerState.FAILED,
+                    f"{outcome.reason} (after {restarts} restart(s))",
+                )  # fmt: skip
+            return
+        self._set_state(mid, outcome.state, outcome.reason)
+        if outcome.state == WorkerState.COMPLETE and row is not None:
+            self.hooks.on_milestone_complete(mid, row.branch, Path(row.worktree))
+            self.after_complete(mid)
+
+    def after_complete(self, mid: str) -> None:
+        """Hook point for automatic merging (``parallel.auto_merge``)."""
+
+    # ------------------------------------------------------------------ commands
+    def apply_commands(self) -> None:
+        for command in self.store.claim_commands():
+            targets = (
+                [command.milestone_id]
+                if command.milestone_id
+                else [w.milestone_id for w in self.store.workers(self.run_id)]
+            )
+            for mid in targets:
+                self.apply(command.command, mid, dict(command.args))
+
+    def apply(self, command: str, mid: str, args: dict[str, Any]) -> None:
+        tracked = self.tracked.get(mid)
+        row = self.store.worker(mid, self.run_id)
+        if row is None:
+            return
+        if command == "pause" and tracked is not None and row.state in {"running", "starting"}:
+            if args.get("now"):
+                if procs.send_signal_group(tracked.handle, signal.SIGSTOP):
+                    tracked.frozen = True
+                    self._set_state(mid, WorkerState.PAUSED, "frozen (pause --now)")
+            else:
+                procs.write_signal(self.parallel_dir, mid, "pause")
+                tracked.requested = "pause"
+                self._set_state(mid, WorkerState.PAUSING, "pause requested")
+        elif command == "resume":
+            if "budget" in args:
+                self.store.update_worker(mid, self.run_id, milestone_budget=float(args["budget"]))
+            if tracked is not None and tracked.frozen:
+                procs.send_signal_group(tracked.handle, signal.SIGCONT)
+                tracked.frozen = False
+                self._set_state(mid, WorkerState.RUNNING, "resumed")
+            elif tracked is not None and tracked.requested == "pause":
+                procs.clear_signal(self.parallel_dir, mid)
+                tracked.requested = None
+                self._set_state(mid, WorkerState.RUNNING, "pause cancelled")
+            elif tracked is None and row.state in {"paused", "blocked", "stopped", "failed"}:
+                self.restart_at.pop(mid, None)
+                self.launch(mid)
+        elif command == "stop" and tracked is not None:
+            self.stop(mid, tracked, "stop")
+        elif command == "stop" and row.state == "crashed":
+            self.restart_at.pop(mid, None)
+            self._set_state(mid, WorkerState.STOPPED, "stopped while waiting to restart")
+
+    def stop(self, mid: str, tracked: Tracked, why: str) -> None:
+        """Graceful stop: signal file, SIGTERM to the group, SIGKILL after the grace period."""
+        if tracked.requested in {"stop", "budget"}:
+            return
+        tracked.requested = why
+        procs.write_signal(self.parallel_dir, mid, "stop")
+        if tracked.frozen:
+            procs.send_signal_group(tracked.handle, signal.SIGCONT)
+            tracked.frozen = False
+        procs.send_signal_group(tracked.handle, signal.SIGTERM)
+        tracked.stop_deadline = time.time() + self.prefs.stop_grace_seconds
+        self._set_state(
+            mid, WorkerState.STOPPING, "budget ceiling reached" if why == "budget" else None
+        )
+
+    def enforce_deadlines(self) -> None:
+        now = time.time()
+        for mid, tracked in self.tracked.items():
+            if tracked.stop_deadline is not None and now >= tracked.stop_deadline:
+                procs.kill_tree(tracked.handle)
+                tracked.stop_deadline = None
+                self.store.add_event(
+                    "kill", f"{mid}: SIGKILL after {self.prefs.stop_grace_seconds:g}s grace", mid,
+                    run_id=self.run_id,
+                )  # fmt: skip
+
+    # ------------------------------------------------------------------ budget
+    def enforce_budget(self) -> bool:
+        """Hook point for budget enforcement; True when no new worker may start."""
+        return False
+
+    # ------------------------------------------------------------------ scheduling
+    def held(self) -> set[str]:
+        return {
+            w.milestone_id
+            for w in self.store.workers(self.run_id)
+            if w.state in HELD_STATES or w.milestone_id in self.restart_at
+        }
+
+    def awaiting_merge(self) -> set[str]:
+        completed = set(self.store.completed_milestones())
+        return completed - set(self.store.merged_milestones())
+
+    def plan(self) -> list[str]:
+        """Milestones to start now, in queue order, within the free slots."""
+        assert self.hooks is not None
+        project = self.project()
+        prefs_json = self.prefs.to_json()
+        held = self.held()
+        report = analyse(
+            project,
+            max_workers=self.prefs.max_workers,
+            overlap_policy=self.prefs.overlap,
+            veto=lambda m: self.hooks.check_eligibility(m, project, prefs_json),  # type: ignore[union-attr]
+            running=[*self.tracked, *self.restart_at],
+            awaiting_merge=self.awaiting_merge(),
+            held=held,
+        )
+        return list(report.plan.start)
+
+    def backfill(self) -> None:
+        if self.enforce_budget():
+            return
+        now = time.time()
+        for mid, when in sorted(self.restart_at.items(), key=lambda kv: kv[1]):
+            if when <= now and mid not in self.tracked:
+                del self.restart_at[mid]
+                self.launch(mid, restart=True)
+        if len(self.tracked) + len(self.restart_at) >= self.prefs.max_workers:
+            return
+        if not self._project_dirty and self._planned_once:
+            return
+        self._planned_once = True
+        for mid in self.plan():
+            self.launch(mid)
+
+    _planned_once: bool = False
+
+    # ------------------------------------------------------------------ status files
+    def write_status_files(self) -> None:
+        now_ms = to_ms(time.time())
+        for row in self.store.workers(self.run_id):
+            procs.write_status_file(
+                self.parallel_dir,
+                row.milestone_id,
+                pid=row.pid,
+                state=row.state,
+                current_unit=row.current_unit,
+                completed_units=row.units_done,
+                cost=row.cost,
+                last_heartbeat_ms=now_ms if row.milestone_id in self.tracked else to_ms(row.updated_at),
+                started_at_ms=to_ms(row.started_at),
+                worktree=row.worktree,
+            )
+
+    # ------------------------------------------------------------------ loop
+    def tick(self) -> bool:
+        """One pass; False when the run has nothing left to do."""
+        for mid in list(self.tracked):
+            self.read_output(mid)
+        for mid, tracked in list(self.tracked.items()):
+            exited, code = self._exit_code(mid, tracked)
+            if exited:
+                self.settle(mid, tracked, code)
+        self.apply_commands()
+        self.enforce_deadlines()
+        self.backfill()
+        self.write_status_files()
+        if self.on_tick is not None:
+            self.on_tick(self)
+        busy = bool(self.tracked or self.restart_at or self.store.pending_commands())
+        return busy and not self._stop_requested
+
+    def run(self) -> int:
+        """Run until done. 0 when every milestone started in this session completed."""
+        lock = SupervisorLock(self.parallel_dir)
+        if not lock.acquire():
+            return 3
+        previous = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+        try:
+            self._open_run()
+            self.adopt()
+            self.store.add_event("supervisor", f"supervisor {os.getpid()} started", run_id=self.run_id)
+            while self.tick():
+                time.sleep(self.tick_seconds)
+            self.finish()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            lock.release()
+        return 0 if self.all_started_complete() else 1
+
+    def _on_sigterm(self, signum: int, frame: object) -> None:
+        self._stop_requested = True
+
+    def all_started_complete(self) -> bool:
+        rows = {w.milestone_id: w for w in self.store.workers(self.run_id)}
+        return all(rows[m].state == "complete" for m in self.started if m in rows)
+
+    def finish(self) -> None:
+        """Close the run when nothing in it is left undone; keep it open otherwise."""
+        if self._stop_requested:
+            return
+        unfinished = [
+            w for w in self.store.workers(self.run_id) if w.state not in {"complete"}
+        ]
+        if not unfinished and not self.plan():
+            self.store.finish_run(self.run_id)
+        self.store.add_event("supervisor", "supervisor exited: nothing left to run", run_id=self.run_id)
+
+
+def worker_summary(row: WorkerRow) -> str:
+    return f"{row.milestone_id} {row.state} ${row.cost:.2f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m gsd_parallel_plugin.supervisor ROOT``: the background supervisor."""
+    args = sys.argv[1:] if argv is None else argv
+    root = Path(args[0]) if args else Path.cwd()
+
+    def notify(message: str, level: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {level}: {message}", flush=True)
+
+    try:
+        sup = Supervisor(root, notify=notify)
+        return sup.run()
+    except GsdParallelError as exc:
+        print(f"supervisor: {exc}", file=sys.stderr, flush=True)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
