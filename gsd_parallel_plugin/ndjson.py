@@ -1,0 +1,474 @@
+"""Reading a worker's NDJSON stdout log: new events since an offset, and what they mean.
+
+Everything here is pure (no writes, no globals): the supervisor stores the new byte offset
+together with the cost it produced in one transaction, so a line is never counted twice and
+never lost, whatever crashes in between.
+
+Offsets. A stored offset normally points just after a ``\\n`` (or at 0). The only exception is
+the middle of an enormous line we gave up on (see :func:`read_new_events`); that case is
+recognised from the file itself (the byte before the offset is not ``\\n``), so no state other
+than the offset is ever needed.
+
+Events that matter (GSD-FORMAT.md "The worker", GSD-2's ``headless-events.ts`` and
+``stop-notice.ts``):
+
+- ``message_end`` with ``message.usage.cost.total`` (USD) and token counts;
+- ``extension_ui_request`` ``notify`` messages. GSD's headless host treats a notice starting with
+  ``auto-mode paused`` / ``step-mode paused`` as a pause, ``auto-mode blocked`` (or one containing
+  ``blocked:``) as blocked, and ``auto-mode stopped``, ``step-mode stopped``,
+  ``auto-mode complete``, ``auto-mode idle``, ``no active milestone`` as the end of the run
+  (all compared lower-cased). A finished milestone reads ``Auto-mode stopped — milestone M002
+  complete``.
+- units: GSD has no single "unit started" event, so we recognise the fake worker's
+  ``Starting <type> <id>`` / ``Finished <type> <id>`` notices, GSD's ``Unit complete: <type> <id>``,
+  and GSD's lifecycle tools (``gsd_task_complete``/``gsd_complete_task``, the slice and milestone
+  equivalents) whose args carry ``milestoneId``/``sliceId``/``taskId``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Literal
+
+NANOS_PER_USD = 1_000_000_000
+TOKEN_KEYS = ("input", "output", "cacheRead", "cacheWrite")
+
+Announcement = Literal["paused", "blocked", "stopped", "complete"]
+Outcome = Literal["complete", "paused", "blocked", "stopped", "crashed"]
+
+OUTCOME_EXIT_CODES: Mapping[str, int] = {"complete": 0, "stopped": 0, "paused": 10, "blocked": 10}
+"""The GSD exit code an inferred outcome stands for (``crashed`` has none)."""
+
+_PAUSED_PREFIXES = ("auto-mode paused", "step-mode paused")
+_BLOCKED_PREFIXES = ("auto-mode blocked", "step-mode blocked")
+_TERMINAL_PREFIXES = (
+    "auto-mode stopped",
+    "step-mode stopped",
+    "auto-mode complete",
+    "auto-mode idle",
+    "no active milestone",
+)
+_MANUAL_RESOLUTION = (
+    "resolve manually and re-run /gsd auto",
+    "resolve conflicts manually and run /gsd auto to resume",
+    "resolve and run /gsd auto to resume",
+)
+_COMPLETE_RE = re.compile(
+    r"^auto-mode complete|\bmilestone\s+m\d+(?:-[a-z0-9]{6})?\s+(?:is\s+)?(?:already\s+)?complete\b"
+)
+_UNIT = r"([a-z][\w/-]*)\s+(M\d+(?:-[a-z0-9]{6})?(?:/[\w.-]+)*)"
+_START_RE = re.compile(rf"^Starting\s+{_UNIT}\s*$")
+_FINISH_RE = re.compile(rf"^(?:Finished|Unit complete:)\s+{_UNIT}\s*$")
+_LIFECYCLE_TOOLS = {
+    "gsd_task_complete": "execute-task",
+    "gsd_complete_task": "execute-task",
+    "gsd_slice_complete": "complete-slice",
+    "gsd_complete_slice": "complete-slice",
+    "gsd_milestone_complete": "complete-milestone",
+    "gsd_complete_milestone": "complete-milestone",
+}
+_MCP_PREFIX_RE = re.compile(r"^mcp__.+?__")
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogChunk:
+    """What one :func:`read_new_events` call found."""
+
+    events: list[dict[str, Any]]
+    """Parsed JSON objects, in file order."""
+    new_offset: int
+    """Where the next call starts; store it with whatever ``events`` produced."""
+    skipped_lines: int
+    """Blank, non-JSON, non-object and over-long lines (each counted once)."""
+    start_offset: int = 0
+    """Where this read began: the given offset, or 0 after a restart."""
+    restarted: bool = False
+    """The file was shorter than the offset (truncated or replaced): read again from 0."""
+
+
+def read_new_events(
+    path: Path, offset: int, *, max_bytes: int = 4 << 20, max_line: int = 1 << 20
+) -> LogChunk:
+    """Parse the complete lines of ``path`` from ``offset``, reading at most ~``max_bytes``.
+
+    - A trailing line without its ``\\n`` is left for the next call (``new_offset`` stops
+      before it), unless it is already longer than ``max_line``.
+    - A line longer than ``max_line`` is skipped without being held in memory: if its end is
+      not there yet, ``new_offset`` moves past what is there, into the middle of the line. The
+      next call sees that the byte before its offset is not ``\\n`` and discards everything up
+      to the next ``\\n`` *without parsing it*. That matters: the tail of a garbage line can
+      itself be valid JSON (``...noise {"type": "message_end", ...}``) and must not be counted.
+      The skipped line is counted once, when its ``\\n`` is found.
+    - Blank, non-JSON (including invalid UTF-8) and non-object lines are skipped and counted.
+    - A file shorter than ``offset`` was truncated or rotated: reading restarts at 0 and
+      ``restarted`` is set. (A file replaced by a *longer* one cannot be told apart from growth.)
+    - A missing file reads as empty (offset 0, ``restarted`` if the offset was > 0).
+
+    Memory is bounded by ``max(max_bytes, max_line + 1)`` plus one line. ``new_offset`` never
+    decreases unless ``restarted``. Nothing is written anywhere.
+    """
+    if offset < 0:
+        raise ValueError(f"offset must be >= 0, not {offset}")
+    if max_line < 1 or max_bytes < 1:
+        raise ValueError("max_bytes and max_line must be positive")
+    read_size = max(max_bytes, max_line + 1)  # a line that fits is always seen whole
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            restarted = offset > size
+            if restarted:
+                offset = 0
+            mid_line = False
+            if offset > 0:
+                fh.seek(offset - 1)
+                mid_line = fh.read(1) != b"\n"
+            buf = fh.read(read_size)
+    except FileNotFoundError:
+        return LogChunk([], 0, 0, 0, restarted=offset > 0)
+    return _parse_buffer(buf, offset, mid_line, max_line, restarted)
+
+
+def _parse_buffer(
+    buf: bytes, offset: int, mid_line: bool, max_line: int, restarted: bool
+) -> LogChunk:
+    events: list[dict[str, Any]] = []
+    skipped = 0
+    pos, n = 0, len(buf)
+    if mid_line:
+        nl = buf.find(b"\n")
+        if nl < 0:  # still inside the enormous line: drop what is there, parse nothing
+            return LogChunk([], offset + n, 0, offset, restarted)
+        pos, skipped = nl + 1, 1
+    while pos < n:
+        nl = buf.find(b"\n", pos)
+        if nl < 0:
+            break
+        if nl - pos > max_line:
+            skipped += 1
+        else:
+            event = _parse_line(buf[pos:nl])
+            if event is None:
+                skipped += 1
+            else:
+                events.append(event)
+        pos = nl + 1
+    tail = n - pos
+    new_offset = offset + (n if tail > max_line else pos)
+    return LogChunk(events, new_offset, skipped, offset, restarted)
+
+
+def _parse_line(line: bytes) -> dict[str, Any] | None:
+    if not line.strip():
+        return None
+    try:
+        value = json.loads(line)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return None
+    return value if isinstance(value, dict) else None
+
+
+# --- meaning ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a run of events says: per batch from :func:`summarize`, folded with :meth:`then`."""
+
+    cost_nanos: int = 0
+    """Sum of ``message_end`` ``usage.cost.total``, in nano-USD (exact integer sums)."""
+    tokens: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TOKEN_KEYS, 0))
+    messages: int = 0
+    """``message_end`` events seen."""
+    current_unit: str | None = None
+    """``"execute-task M002/S01/T03"`` while a unit runs; meaningful only if ``unit_known``."""
+    unit_known: bool = False
+    """True when these events started or ended a unit (so ``current_unit`` None means idle)."""
+    last_notify: str | None = None
+    units_finished: int = 0
+    paused_announced: bool = False
+    stopped_announced: bool = False
+    """A terminal notice (``Auto-mode stopped``, ``auto-mode complete``, …), completion included."""
+    completed_announced: bool = False
+    blocked_announced: bool = False
+    announcement: Announcement | None = None
+    """The last of the notices above (after the last ``agent_start``)."""
+    run_started: bool = False
+    """An ``agent_start`` was seen: the announcement flags only cover events after the last one."""
+    last_event_type: str | None = None
+    events: int = 0
+
+    def then(self, later: Progress) -> Progress:
+        """This progress followed by ``later`` (sums add; the later unit and notices win)."""
+        tokens = {k: self.tokens.get(k, 0) + later.tokens.get(k, 0) for k in TOKEN_KEYS}
+        flags = later if later.run_started else _merge_flags(self, later)
+        return Progress(
+            cost_nanos=self.cost_nanos + later.cost_nanos,
+            tokens=tokens,
+            messages=self.messages + later.messages,
+            current_unit=later.current_unit if later.unit_known else self.current_unit,
+            unit_known=self.unit_known or later.unit_known,
+            last_notify=later.last_notify if later.last_notify is not None else self.last_notify,
+            units_finished=self.units_finished + later.units_finished,
+            paused_announced=flags.paused_announced,
+            stopped_announced=flags.stopped_announced,
+            completed_announced=flags.completed_announced,
+            blocked_announced=flags.blocked_announced,
+            announcement=flags.announcement,
+            run_started=self.run_started or later.run_started,
+            last_event_type=later.last_event_type or self.last_event_type,
+            events=self.events + later.events,
+        )
+
+    @property
+    def cost_usd(self) -> Decimal:
+        return Decimal(self.cost_nanos) / NANOS_PER_USD
+
+
+def _merge_flags(a: Progress, b: Progress) -> Progress:
+    return replace(
+        b,
+        paused_announced=a.paused_announced or b.paused_announced,
+        stopped_announced=a.stopped_announced or b.stopped_announced,
+        completed_announced=a.completed_announced or b.completed_announced,
+        blocked_announced=a.blocked_announced or b.blocked_announced,
+        announcement=b.announcement or a.announcement,
+    )
+
+
+def usd_to_nanos(value: Any) -> int | None:
+    """A JSON cost in USD as integer nano-USD; None for anything that is not a finite number >= 0.
+
+    Goes through the shortest decimal repr of the float, so ``0.0087`` is exactly 8_700_000.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value < 0:
+        return None
+    try:
+        nanos = (Decimal(repr(value)) * NANOS_PER_USD).to_integral_value(ROUND_HALF_EVEN)
+    except InvalidOperation:
+        return None
+    return int(nanos)
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return max(value, 0)
+    if isinstance(value, float) and math.isfinite(value) and value >= 0:
+        return int(value)
+    return 0
+
+
+def classify_notice(message: str) -> Announcement | None:
+    """GSD's reading of a notify message: paused, blocked, stopped, complete, or None."""
+    text = message.strip().lower()
+    if text.startswith(_PAUSED_PREFIXES):
+        return "paused"
+    if text.startswith(_BLOCKED_PREFIXES) or "blocked:" in text:
+        return "blocked"
+    if any(m in text for m in _MANUAL_RESOLUTION):
+        return "blocked"
+    if _COMPLETE_RE.search(text) and not text.startswith(_PAUSED_PREFIXES):
+        return "complete"
+    if text.startswith(_TERMINAL_PREFIXES):
+        return "stopped"
+    return None
+
+
+def _tool_unit(event: Mapping[str, Any]) -> str | None:
+    unit_type = _LIFECYCLE_TOOLS.get(_MCP_PREFIX_RE.sub("", str(event.get("toolName") or "")))
+    args = event.get("args")
+    if unit_type is None or not isinstance(args, dict):
+        return None
+    parts = [str(args[k]) for k in ("milestoneId", "sliceId", "taskId") if args.get(k)]
+    return f"{unit_type} {'/'.join(parts)}" if parts else None
+
+
+class _Acc:
+    """Mutable accumulator behind :func:`summarize` (kept private so Progress stays frozen)."""
+
+    def __init__(self) -> None:
+        self.cost = 0
+        self.tokens = dict.fromkeys(TOKEN_KEYS, 0)
+        self.messages = 0
+        self.unit: str | None = None
+        self.unit_known = False
+        self.last_notify: str | None = None
+        self.finished: set[str] = set()
+        self.anonymous_finished = 0
+        self.flags: dict[str, bool] = {}
+        self.announcement: Announcement | None = None
+        self.run_started = False
+        self.last_type: str | None = None
+        self.events = 0
+        self.tool_units: dict[str, str] = {}
+
+    def finish(self, unit: str | None) -> None:
+        if unit is None:
+            self.anonymous_finished += 1
+        else:
+            self.finished.add(unit)
+        if unit is None or self.unit in (None, unit):
+            self.unit = None
+        self.unit_known = True
+
+    def message_end(self, event: Mapping[str, Any]) -> None:
+        self.messages += 1
+        message = event.get("message")
+        usage = message.get("usage") if isinstance(message, dict) else None
+        if not isinstance(usage, dict):
+            return
+        cost = usage.get("cost")
+        nanos = usd_to_nanos(cost.get("total")) if isinstance(cost, dict) else None
+        self.cost += nanos or 0
+        for key in TOKEN_KEYS:
+            self.tokens[key] += _count(usage.get(key))
+
+    def notify(self, message: str) -> None:
+        self.last_notify = message
+        if m := _START_RE.match(message):
+            self.unit, self.unit_known = f"{m.group(1)} {m.group(2)}", True
+            return
+        if m := _FINISH_RE.match(message):
+            self.finish(f"{m.group(1)} {m.group(2)}")
+            return
+        kind = classify_notice(message)
+        if kind is None:
+            return
+        self.announcement = kind
+        self.flags[kind] = True
+        if kind == "complete":
+            self.flags["stopped"] = True
+        self.unit, self.unit_known = None, True
+
+    def tool(self, event: Mapping[str, Any], started: bool) -> None:
+        """GSD's lifecycle tools: the start names the unit, a successful end finishes it."""
+        name = _MCP_PREFIX_RE.sub("", str(event.get("toolName") or ""))
+        if name not in _LIFECYCLE_TOOLS:
+            return
+        call_id = str(event.get("toolCallId") or "")
+        unit = _tool_unit(event)
+        if started:
+            if unit is not None:
+                self.unit, self.unit_known = unit, True
+                if call_id:
+                    self.tool_units[call_id] = unit
+            return
+        unit = self.tool_units.pop(call_id, None) or unit  # end events rarely repeat the args
+        if event.get("isError") is not True:
+            self.finish(unit)
+
+    def add(self, event: Mapping[str, Any]) -> None:
+        self.events += 1
+        kind = event.get("type")
+        self.last_type = kind if isinstance(kind, str) else self.last_type
+        if kind == "message_end":
+            self.message_end(event)
+        elif kind == "agent_start":
+            self.run_started = True
+            self.flags.clear()
+            self.announcement = None
+        elif kind == "extension_ui_request" and event.get("method") == "notify":
+            message = event.get("message")
+            if isinstance(message, str):
+                self.notify(message)
+        elif kind in ("tool_execution_start", "tool_execution_end"):
+            self.tool(event, started=kind == "tool_execution_start")
+
+    def result(self) -> Progress:
+        return Progress(
+            cost_nanos=self.cost,
+            tokens=dict(self.tokens),
+            messages=self.messages,
+            current_unit=self.unit,
+            unit_known=self.unit_known,
+            last_notify=self.last_notify,
+            units_finished=len(self.finished) + self.anonymous_finished,
+            paused_announced=self.flags.get("paused", False),
+            stopped_announced=self.flags.get("stopped", False),
+            completed_announced=self.flags.get("complete", False),
+            blocked_announced=self.flags.get("blocked", False),
+            announcement=self.announcement,
+            run_started=self.run_started,
+            last_event_type=self.last_type,
+            events=self.events,
+        )
+
+
+def summarize(events: Iterable[Mapping[str, Any]]) -> Progress:
+    """Cost, tokens, units and announcements of a batch of events (pure).
+
+    Costs that are not finite numbers >= 0 are ignored. A unit finished twice in one batch
+    (a ``Unit complete`` notice and a lifecycle tool, say) counts once. An ``agent_start``
+    clears the announcement flags: the log is appended across launches, and only what the
+    latest run said about itself matters.
+    """
+    acc = _Acc()
+    for event in events:
+        acc.add(event)
+    return acc.result()
+
+
+# --- outcome of a worker we could not reap ------------------------------------------------
+
+
+def read_progress(
+    path: Path, since_offset: int = 0, *, tail_bytes: int = 256 << 10, max_line: int = 1 << 20
+) -> Progress:
+    """Summarize the last ``tail_bytes`` of a log, never before ``since_offset``."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return Progress()
+    offset = min(max(since_offset, size - tail_bytes, 0), size)
+    progress = Progress()
+    while True:
+        chunk = read_new_events(path, offset, max_bytes=tail_bytes, max_line=max_line)
+        if chunk.restarted or chunk.new_offset <= offset:
+            return progress
+        progress = progress.then(summarize(chunk.events))
+        offset = chunk.new_offset
+
+
+def infer_outcome(
+    stdout_log: Path,
+    summary_terminal: bool,
+    *,
+    since_offset: int = 0,
+    tail_bytes: int = 256 << 10,
+) -> Outcome:
+    """How a worker whose exit code we cannot know (adopted after a restart) ended.
+
+    ``complete`` when the milestone's SUMMARY is terminal (the disk is the truth, whatever the
+    log says). Otherwise the last announcement of the latest run in the log tail decides:
+    ``paused`` (GSD would have exited 10), ``blocked`` (10), ``stopped`` for a stop or
+    completion notice without a terminal SUMMARY (0), and ``crashed`` when the run ended
+    without a word (killed, SIGTERM, crash). Pass ``since_offset`` = the log size at launch so
+    a previous run's notices in the same (appended) log cannot speak for this one.
+    :data:`OUTCOME_EXIT_CODES` maps the result back to GSD's exit code.
+    """
+    if summary_terminal:
+        return "complete"
+    progress = read_progress(stdout_log, since_offset, tail_bytes=tail_bytes)
+    kind = progress.announcement
+    if kind == "paused":
+        return "paused"
+    if kind == "blocked":
+        return "blocked"
+    if kind in ("stopped", "complete"):
+        return "stopped"
+    return "crashed"
