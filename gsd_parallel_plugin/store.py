@@ -120,7 +120,9 @@ class NoStore(StoreError):
 class _Row:
     def to_json(self) -> dict[str, Any]:
         """Plain JSON-able dict, with USD floats next to the nano-USD integers."""
-        out = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}  # type: ignore[call-overload]
+        out = asdict(self)  # type: ignore[call-overload]
+        for k, v in out.items():
+            out[k] = str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
         for name in ("cost", "budget_ceiling", "milestone_budget"):
             if hasattr(self, name):
                 out[name] = getattr(self, name)
@@ -290,7 +292,8 @@ class Store:
 
     Writable (default): creates the parent directory and the schema when the file is new
     or empty. ``readonly=True`` opens with ``mode=ro`` and never creates anything; a
-    missing or empty file raises :class:`NoStore` (see also :meth:`open_readonly`).
+    missing or empty file raises :class:`NoStore` (see also :meth:`open_readonly`);
+    writes raise :class:`StoreError`.
     """
 
     def __init__(self, path: Path | str, *, readonly: bool = False) -> None:
@@ -302,15 +305,16 @@ class Store:
         if not readonly:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            if readonly:
-                uri = self.path.resolve().as_uri() + "?mode=ro"
-                self._conn = sqlite3.connect(uri, uri=True, isolation_level=None)
-            else:
-                self._conn = sqlite3.connect(self.path, isolation_level=None)
+            # Read-only is mode=rw (never creates the file) + query_only, not mode=ro: a
+            # mode=ro connection cannot remove the -wal/-shm files when it closes last.
+            uri = self.path.resolve().as_uri() + "?mode=rw" if readonly else str(self.path)
+            self._conn = sqlite3.connect(uri, uri=readonly, isolation_level=None)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open coordination store {self.path}: {exc}") from None
         self._conn.row_factory = sqlite3.Row
         try:
+            if readonly:
+                self._conn.execute("PRAGMA query_only = ON")
             self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self._conn.execute("PRAGMA foreign_keys = ON")
             self._open_schema()
@@ -347,8 +351,14 @@ class Store:
             raise self._fail("not an SQLite database")
 
     def _inspect(self) -> tuple[set[str], int, str | None]:
-        """Tables, user_version and meta app, reading only (no WAL switch yet)."""
+        """Tables, user_version and meta app, reading only (no WAL switch yet).
+
+        One read transaction, so a concurrent initialiser is seen entirely or not at all.
+        """
+        own = not self._conn.in_transaction
         try:
+            if own:
+                self._conn.execute("BEGIN")
             sql = "SELECT name FROM sqlite_master WHERE type = 'table'"
             tables = {r[0] for r in self._conn.execute(sql)}
             version = self._conn.execute("PRAGMA user_version").fetchone()[0]
@@ -358,7 +368,11 @@ class Store:
                 row = self._conn.execute("SELECT value FROM meta WHERE key='app'").fetchone()
                 app = row[0] if row else None
         except sqlite3.DatabaseError as exc:
+            if own and self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
             raise self._fail(f"damaged: {exc}") from None
+        if own:
+            self._conn.execute("COMMIT")
         if app_id not in (0, APPLICATION_ID):
             raise self._fail("it belongs to another application")
         return tables - {"sqlite_sequence"}, version, app
@@ -368,7 +382,7 @@ class Store:
         if not tables and version == 0:
             if self.readonly:
                 raise NoStore(f"no coordination store at {self.path}: nothing has run here yet")
-            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._enable_wal()
             with self.transaction():  # re-check: another process may have won the race
                 tables, version, app = self._inspect()
                 if not tables and version == 0:
@@ -391,7 +405,7 @@ class Store:
             raise self._fail(f"unknown schema version {version}")
         if self.readonly:
             return
-        self._conn.execute("PRAGMA journal_mode = WAL")
+        self._enable_wal()
         self._conn.execute("PRAGMA synchronous = NORMAL")
         if version < SCHEMA_VERSION:
             with self.transaction():
@@ -399,6 +413,21 @@ class Store:
                 for v in range(current, SCHEMA_VERSION):
                     _run_script(self._conn, _MIGRATIONS[v])
                 self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _enable_wal(self) -> None:
+        """Switch to WAL, retrying: SQLite skips the busy handler for this pragma, so
+        processes opening a fresh store together would otherwise see "locked"."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            except sqlite3.OperationalError as exc:
+                mode = str(exc)
+            if mode == "wal":
+                return
+            if time.monotonic() > deadline:
+                raise StoreError(f"cannot use WAL for coordination store {self.path}: {mode}")
+            time.sleep(0.01)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -590,6 +619,7 @@ class Store:
     ) -> str:
         """Change a worker's state, log a ``state`` event, return the old state.
 
+        Setting the same state and reason again changes nothing and logs nothing.
         ``complete`` also records the milestone's completion time (first one wins).
         """
         new = str(state)
@@ -597,11 +627,13 @@ class Store:
             raise ValueError(f"unknown worker state {new!r}")
         with self.transaction() as c:
             row = self._one(
-                "SELECT state FROM workers WHERE run_id = ? AND milestone_id = ?",
+                "SELECT state, state_reason FROM workers WHERE run_id = ? AND milestone_id = ?",
                 (run_id, milestone_id),
             )
             if row is None:
                 raise KeyError(f"no worker {milestone_id} in run {run_id}")
+            if (row["state"], row["state_reason"]) == (new, reason):
+                return new
             c.execute(
                 "UPDATE workers SET state = ?, state_reason = ?, updated_at = ?"
                 " WHERE run_id = ? AND milestone_id = ?",
