@@ -655,6 +655,7 @@ class Store:
         expected_offset: int,
         new_offset: int,
         cost_delta: float | Decimal | str = 0,
+        cost_nanos: int = 0,
         tokens: Mapping[str, int] | None = None,
         units_delta: int = 0,
         current_unit: str | None = _UNSET,
@@ -664,14 +665,15 @@ class Store:
 
         Compare-and-set: when the stored offset is not ``expected_offset`` (another reader
         got there first, or a restarted supervisor re-read old bytes) nothing changes and
-        None is returned; otherwise the updated row. ``cost_delta`` is USD; ``tokens`` keys
+        None is returned; otherwise the updated row. ``cost_delta`` is USD and
+        ``cost_nanos`` nano-USD (both are added; pass whichever you have); ``tokens`` keys
         are ``input``/``output``/``cache_read``/``cache_write`` (GSD's camelCase accepted).
         ``current_unit`` left out keeps the stored one. KeyError if there is no such worker.
         """
         if new_offset < expected_offset:
             raise ValueError(f"offset would go back: {expected_offset} -> {new_offset}")
         sets = ["stdout_offset = ?", "cost_nanos = cost_nanos + ?", "units_done = units_done + ?"]
-        params: list[Any] = [new_offset, usd_to_nanos(cost_delta), units_delta]
+        params: list[Any] = [new_offset, usd_to_nanos(cost_delta) + int(cost_nanos), units_delta]
         for key, value in (tokens or {}).items():
             if key not in _TOKEN_COLUMNS:
                 raise ValueError(f"unknown token kind {key!r}")

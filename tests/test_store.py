@@ -282,6 +282,9 @@ def test_costs_are_exact(store: Store) -> None:
         store.record_output(run_id, "M002", expected_offset=i, new_offset=i + 1, cost_delta=0.01)
     assert store.worker("M001").cost == 10.0
     assert store.worker("M002").cost == 0.12 == round(12 * 0.01, 6)
+    store.record_output(run_id, "M002", expected_offset=12, new_offset=13, cost_nanos=1)
+    assert store.worker("M002").cost_nanos == 120_000_001
+    store.record_output(run_id, "M002", expected_offset=13, new_offset=14, cost_nanos=-1)
     assert store.run_total_cost(run_id) == 10.12
     assert store.run_total_nanos(run_id) == 10_120_000_000
 
