@@ -318,6 +318,9 @@ class Store:
             self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self._conn.execute("PRAGMA foreign_keys = ON")
             self._open_schema()
+            if not readonly:  # per connection; WAL+NORMAL may lose the last commits on power
+                # loss, never corrupt, and offset and cost always roll back together
+                self._conn.execute("PRAGMA synchronous = NORMAL")
         except BaseException:
             self._conn.close()
             raise
@@ -406,7 +409,6 @@ class Store:
         if self.readonly:
             return
         self._enable_wal()
-        self._conn.execute("PRAGMA synchronous = NORMAL")
         if version < SCHEMA_VERSION:
             with self.transaction():
                 current = self._conn.execute("PRAGMA user_version").fetchone()[0]
