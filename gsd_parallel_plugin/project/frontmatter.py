@@ -19,6 +19,15 @@ try:  # libyaml is several times faster: 2,000 CONTEXT files per read_project.
 except AttributeError:  # pragma: no cover - depends on how PyYAML was built
     _Loader = yaml.SafeLoader
 
+_YAML_WORDS = frozenset(
+    ["yes", "no", "true", "false", "on", "off", "null", "y", "n"]
+)  # scalars YAML would not read as strings (case-insensitive match below)
+_SIMPLE_SCALAR = r"[A-Za-z][A-Za-z0-9_\-]*"
+_SIMPLE_KEY_RE = re.compile(
+    rf"^({_SIMPLE_SCALAR}|_[A-Za-z0-9_\-]*):(?: +(?:({_SIMPLE_SCALAR})|\[ *((?:{_SIMPLE_SCALAR})"
+    rf"(?: *, *{_SIMPLE_SCALAR})*)? *\]))? *$"
+)
+_SIMPLE_ITEM_RE = re.compile(rf"^( +)- +({_SIMPLE_SCALAR}) *$")
 _KEY_RE = re.compile(r"^([A-Za-z_][\w.\-]*)[ \t]*:(?:[ \t]+(.*)|)$")
 _ITEM_RE = re.compile(r"^[ \t]+-[ \t]+(.*)$")
 
@@ -52,6 +61,48 @@ def split_frontmatter(text: str) -> tuple[list[str] | None, str, bool]:
     return lines, "", False
 
 
+def _simple_block(lines: list[str]) -> dict[str, Any] | None:
+    """Parse the trivial YAML GSD writes (``key: word``, ``key: [a, b]``, ``- item``).
+
+    Returns None as soon as a line falls outside that subset, and the caller uses
+    the full YAML parser.  Inside the subset the result equals ``yaml.safe_load``'s
+    (no typed scalars: every word starts with a letter and is not yes/no/null/...);
+    skipping YAML here keeps 2,000-milestone projects fast.
+    """
+    data: dict[str, Any] = {}
+    key: str | None = None
+    indent: str | None = None
+    for line in lines:
+        if not line.strip():
+            continue
+        m = _SIMPLE_KEY_RE.match(line)
+        if m:
+            key, scalar, items = m.group(1), m.group(2), m.group(3)
+            if key.lower() in _YAML_WORDS:
+                return None
+            if scalar is not None:
+                if scalar.lower() in _YAML_WORDS:
+                    return None
+                data[key], key = scalar, None
+            elif "[" in line:
+                values = [v.strip() for v in items.split(",")] if items else []
+                if any(v.lower() in _YAML_WORDS for v in values):
+                    return None
+                data[key], key = values, None
+            else:
+                data[key], indent = None, None
+            continue
+        item = _SIMPLE_ITEM_RE.match(line)
+        if item is None or key is None or item.group(2).lower() in _YAML_WORDS:
+            return None
+        if indent is None:
+            indent, data[key] = item.group(1), []
+        elif item.group(1) != indent:
+            return None
+        data[key].append(item.group(2))
+    return data
+
+
 def parse_frontmatter(text: str) -> tuple[dict[str, Any] | None, str, str | None]:
     """Parse YAML frontmatter strictly.  Never raises.
 
@@ -67,9 +118,10 @@ def parse_frontmatter(text: str) -> tuple[dict[str, Any] | None, str, str | None
         return None, body, None
     if not terminated:
         return None, _normalise(text), "line 1: frontmatter has no closing '---' line"
+    simple = _simple_block(lines)
+    if simple is not None:
+        return simple, body, None
     block = "\n".join(lines)
-    if not block.strip():
-        return {}, body, None
     try:
         data = yaml.load(block, Loader=_Loader)  # a safe loader: no arbitrary objects
     except yaml.MarkedYAMLError as exc:

@@ -40,11 +40,27 @@ def body_lines(text: str) -> list[str]:
 
 
 def first_h1_title(text: str) -> str | None:
-    """Title from the first ``# `` heading, without a leading milestone ID.
+    """Title from the first ``# `` heading outside code fences, without a leading ID.
 
     ``# M002: Auth System`` → ``Auth System``.  None when there is no usable heading.
+    Scans lazily: the heading is nearly always at the top of a large file.
     """
-    for line in body_lines(text):
+    _fm, body, terminated = split_frontmatter(text)
+    if not terminated:
+        body = text
+    in_fence = False
+    start = 0
+    while start <= len(body):
+        end = body.find("\n", start)
+        if end < 0:
+            end = len(body)
+        line = body[start:end]
+        start = end + 1
+        if _FENCE_RE.match(line):
+            in_fence = not in_fence
+            continue
+        if in_fence or not line.startswith("#"):
+            continue
         m = _H1_RE.match(line)
         if m:
             title = _TITLE_ID_RE.sub("", m.group(1).strip(), count=1).strip()

@@ -7,6 +7,7 @@ prose (``and 26 other files``, ``none``, a sentence in parentheses).
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -59,13 +60,33 @@ def _strip_wrapping(entry: str) -> str:
     return entry
 
 
+_CLEAN_PATH_RE = re.compile(r"^[ \t]*`?(?:\./)*([\w@+~\-][\w@+~.\-/]*)`?[ \t]*$")
+
+
+@functools.lru_cache(maxsize=65536)
 def normalize_file_entry(entry: str) -> str | None:
     """One ``- Files:`` / ``Files Likely Touched`` entry as a path, or None for prose.
 
     Strips bullets, backticks, quotes/emphasis, a leading ``./``, a trailing
     parenthetical (`` (new)``), a trailing ``— description`` and ``:LINE`` suffix.
-    Keeps directories (trailing ``/``), spaces and non-ASCII in names.
+    Keeps directories (trailing ``/``), spaces and non-ASCII in names.  Idempotent:
+    a normalised path normalises to itself.
     """
+    clean = _CLEAN_PATH_RE.match(entry)
+    if clean and not clean.group(1).startswith("-"):
+        path = clean.group(1)
+        if path.lower() not in _PROSE_WORDS and path.strip(".") and path[0] != "-":
+            return path
+    text = entry
+    for _ in range(6):
+        result = _normalize_once(text)
+        if result is None or result == text:
+            return result
+        text = result
+    return text
+
+
+def _normalize_once(entry: str) -> str | None:
     text = entry.strip()
     text = re.sub(r"^[-*+][ \t]+", "", text)
     text = re.sub(r"^\[[ xX]\][ \t]+", "", text)
@@ -139,8 +160,16 @@ def _is_prose(text: str) -> bool:
     return False
 
 
+_ENTRY_RE = re.compile(r"(?:`[^`]*`|\([^()]*\)|[^,;`(])+")
+_NESTED_PAREN_RE = re.compile(r"\([^)]*\(|\([^)]*$")
+
+
 def split_file_entries(value: str) -> list[str]:
     """Split a ``Files:`` value on commas that are outside backticks and parentheses."""
+    if "`" not in value and "(" not in value:
+        return [e.strip() for e in re.split(r"[,;]", value) if e.strip()]
+    if value.count("`") % 2 == 0 and not _NESTED_PAREN_RE.search(value):
+        return [e.strip() for e in _ENTRY_RE.findall(value) if e.strip()]
     out: list[str] = []
     buf: list[str] = []
     in_code = False
@@ -216,7 +245,9 @@ def parse_plan_info(text: str) -> PlanInfo:
     while i < n:
         line = lines[i]
         i += 1
-        heading = _HEADING_RE.match(line)
+        if not line:
+            continue
+        heading = _HEADING_RE.match(line) if line[0] == "#" else None
         if heading:
             level = len(heading.group(1))
             if _LIKELY_RE.match(heading.group(2)):
@@ -224,8 +255,11 @@ def parse_plan_info(text: str) -> PlanInfo:
             elif likely_level and level <= likely_level:
                 likely_level = 0
             continue
-        if not likely_level and _LIKELY_RE.match(line) and line.rstrip(" *_:").lower().endswith(
-            "touched"
+        if (
+            not likely_level
+            and "ouched" in line
+            and _LIKELY_RE.match(line)
+            and line.rstrip(" *_:").lower().endswith("touched")
         ):
             likely_level, current = 7, None  # "**Files Likely Touched:**" as a plain line
             continue
@@ -236,7 +270,7 @@ def parse_plan_info(text: str) -> PlanInfo:
                     if f not in likely:
                         likely.append(f)
             continue
-        task = _TASK_RE.match(line)
+        task = _TASK_RE.match(line) if line[0] in "-*" else None
         if task:
             tid = task.group(2)
             if tid in tasks:
@@ -247,7 +281,7 @@ def parse_plan_info(text: str) -> PlanInfo:
                 tasks[tid] = current
                 order.append(tid)
             continue
-        fm = _FILES_RE.match(line)
+        fm = _FILES_RE.match(line) if "iles" in line or "ILES" in line else None
         if fm is None:
             continue
         indent, value = len(fm.group(1).expandtabs(4)), fm.group(2).strip()

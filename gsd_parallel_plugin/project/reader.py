@@ -98,8 +98,8 @@ def read_project(
 
 
 def _clash_message(mid: str, dirs: list[str]) -> str:
-    names = ", ".join(f".gsd/milestones/{d}/" for d in dirs)
-    return f"Milestone ID {mid} is used by {len(dirs)} directories ({names}); rename all but one"
+    names = " and ".join(f".gsd/milestones/{d}/" for d in dirs)
+    return f"{names} all map to milestone ID {mid}; rename all but one"
 
 
 # --------------------------------------------------------------------------- queue order
