@@ -1,10 +1,45 @@
-"""Placeholder until this subcommand lands."""
+"""``/gsd parallel graph [--format tree|mermaid|dot]``: the milestone dependency graph.
+
+States come from the plan files and, when a run has happened, from the store (opened
+read-only): running/paused/failed workers, completed and merged milestones.
+"""
 
 from __future__ import annotations
 
 from ..models import CommandContext, CommandResult
-from .common import not_implemented
+from .common import ArgParser, Loaded, load, parse
+
+FORMATS = ("tree", "mermaid", "dot")
 
 
 def run(name: str, ctx: CommandContext) -> CommandResult:
-    not_implemented(name)
+    from ..views.graph import build_graph, milestone_states, render_dot, render_mermaid, render_tree
+
+    parser = ArgParser(name)
+    parser.add_argument("--format", choices=FORMATS, default="tree")
+    parser.add_argument("--direction", choices=("TD", "LR"), default="TD")
+    args = parse(parser, ctx)
+    loaded = load(ctx, warn=False)
+    workers, merged, completed = _run_facts(loaded)
+    states = milestone_states(loaded.project, workers=workers, merged=merged, completed=completed)
+    graph = build_graph(loaded.project, states)
+    if args.format == "mermaid":
+        text = render_mermaid(graph, args.direction)
+    elif args.format == "dot":
+        text = render_dot(graph)
+    else:
+        text = render_tree(graph)
+    return CommandResult(text, {"format": args.format, "text": text, **graph.to_json()})
+
+
+def _run_facts(loaded: Loaded) -> tuple[dict[str, str], set[str], set[str]]:
+    """Worker states of the latest run, merged and completed milestones (read-only)."""
+    from ..store import Store
+
+    store = Store.open_readonly(loaded.parallel_dir / "coordinator.db")
+    if store is None:
+        return {}, set(), set()
+    with store:
+        run = store.active_run() or store.latest_run()
+        workers = {w.milestone_id: w.state for w in store.workers(run.id)} if run else {}
+        return workers, set(store.merged_milestones()), set(store.completed_milestones())

@@ -1,0 +1,5 @@
+"""Read-only views of a project and its run: dashboard, graph, activity log, ETA.
+
+Nothing in here writes to the store or the project; ``watch``, ``graph`` and ``logs``
+can run next to a live supervisor without disturbing it.
+"""

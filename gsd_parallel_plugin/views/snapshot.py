@@ -1,0 +1,463 @@
+"""One read of everything ``watch`` shows, from the store opened read-only.
+
+:class:`SnapshotReader` is built once and asked for a :class:`Snapshot` every second, so
+it keeps what is expensive to get: the store connection (reopened when the file is
+replaced, dropped when it disappears), the project (re-read when the event log moves or
+every few seconds), each worker's plan as its worktree shows it (re-read when the
+worker's unit count changes), and the run's state events (tailed by id, for ETAs).
+It never writes, never takes the supervisor's lock and never starts anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from ..errors import GsdParallelError
+from ..models import Milestone, Project
+from ..preferences import Preferences
+from ..store import EventRow, MergeRow, RunRow, Store, WorkerRow
+from .eta import (
+    LIVE_STATES,
+    Queued,
+    active_seconds,
+    eta_for,
+    remaining_units,
+    run_eta,
+    seconds_per_unit,
+    task_progress,
+)
+
+HELD_STATES = frozenset({"paused", "stopped", "failed", "blocked", "complete"})
+PROJECT_REFRESH_SECONDS = 10.0
+EVENT_PAGE = 500
+NO_STORE = "No coordination store yet: nothing has run here. Start a run with `gsd-parallel start`."
+
+
+def supervisor_status(parallel_dir: Path) -> dict[str, Any] | None:
+    """The live supervisor's ``{"pid", "create_time"}``, or None when none runs.
+
+    Reads ``supervisor.lock``'s contents and checks the pid and its start time with
+    psutil, without touching the lock itself: a poller taking even a shared flock could
+    make a supervisor that is starting at that instant think another one holds it.
+    """
+    try:
+        raw = (parallel_dir / "supervisor.lock").read_bytes()[:4096]
+        data = json.loads(raw or b"{}")
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("pid"), int):
+        return None
+    try:
+        started = psutil.Process(data["pid"]).create_time()
+    except (psutil.Error, ValueError):
+        return None
+    expected = data.get("create_time")
+    if isinstance(expected, (int, float)) and abs(started - expected) > 0.01:
+        return None  # the pid was reused by another process
+    return data
+
+
+@dataclass(frozen=True)
+class WorkerView:
+    """One row of the dashboard."""
+
+    id: str
+    title: str
+    state: str
+    merged: bool
+    unit: str | None
+    tasks_done: int
+    tasks_planned: int | None
+    units_done: int
+    units_left: int
+    cost: float
+    last_activity_at: float | None
+    restarts: int
+    eta: float | None
+    reason: str | None
+    last_error: str | None
+
+    @property
+    def label(self) -> str:
+        if self.state == "complete":
+            return "merged" if self.merged else "complete"
+        return self.state
+
+    def to_json(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        out["label"] = self.label
+        return out
+
+
+@dataclass(frozen=True)
+class MergeView:
+    merged: tuple[str, ...] = ()
+    pending: tuple[str, ...] = ()
+    running: tuple[str, ...] = ()
+    conflicted: tuple[tuple[str, str], ...] = ()
+    """(milestone, what went wrong: ``CONFLICT (2 files)``, ``failed: …``)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "merged": list(self.merged),
+            "pending": list(self.pending),
+            "running": list(self.running),
+            "conflicted": [{"id": m, "detail": d} for m, d in self.conflicted],
+        }
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything one dashboard frame shows."""
+
+    taken_at: float
+    notice: str | None = None
+    run: RunRow | None = None
+    supervisor: dict[str, Any] | None = None
+    workers: tuple[WorkerView, ...] = ()
+    total_cost: float = 0.0
+    ceiling: float | None = None
+    run_eta: float | None = None
+    waiting: tuple[tuple[str, str], ...] = ()
+    merges: MergeView = field(default_factory=MergeView)
+    events: tuple[EventRow, ...] = ()
+
+    @property
+    def active(self) -> bool:
+        return self.run is not None and self.run.state == "active"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "taken_at": self.taken_at,
+            "notice": self.notice,
+            "run": self.run.to_json() if self.run else None,
+            "active": self.active,
+            "supervisor": self.supervisor,
+            "workers": [w.to_json() for w in self.workers],
+            "total_cost": round(self.total_cost, 9),
+            "budget_ceiling": self.ceiling,
+            "run_eta_seconds": self.run_eta,
+            "waiting": [{"id": m, "reason": r} for m, r in self.waiting],
+            "merges": self.merges.to_json(),
+            "events": [e.to_json() for e in self.events],
+        }
+
+
+def merge_view(rows: list[MergeRow], completed: set[str], merged: set[str]) -> MergeView:
+    """Merged, waiting to merge, merging now, and stopped by a conflict or failed gate."""
+    latest: dict[str, MergeRow] = {}
+    for row in rows:
+        latest[row.milestone_id] = row
+    running, conflicted = [], []
+    for mid, row in latest.items():
+        if mid in merged:
+            continue
+        if row.outcome is None:
+            running.append(mid)
+        elif row.outcome == "conflict":
+            conflicted.append((mid, f"CONFLICT ({len(row.files)} file(s))"))
+        elif row.outcome in {"failed", "aborted"}:
+            first = (row.error or row.outcome).strip().splitlines()
+            conflicted.append((mid, f"{row.outcome}: {first[0] if first else ''}".rstrip(": ")))
+    stuck = set(running) | {m for m, _ in conflicted}
+    pending = sorted(m for m in completed - merged if m not in stuck)
+    return MergeView(tuple(sorted(merged)), tuple(pending), tuple(running), tuple(conflicted))
+
+
+class SnapshotReader:
+    """Reads snapshots of one project's run; see the module docstring for what it caches."""
+
+    def __init__(
+        self,
+        root: Path,
+        preferences: Preferences,
+        *,
+        gsd_dir: Path | None = None,
+        read_project: Callable[[Path], Project] | None = None,
+        events: int = 6,
+    ) -> None:
+        self.root = root
+        self.gsd_dir = gsd_dir or (root / ".gsd").resolve()
+        self.parallel_dir = self.gsd_dir / "parallel"
+        self.store_path = self.parallel_dir / "coordinator.db"
+        self.preferences = preferences
+        self.event_count = events
+        self._read_project = read_project or _project_reader(preferences)
+        self._store: Store | None = None
+        self._store_id: tuple[int, int] | None = None
+        self._project: Project | None = None
+        self._project_key: tuple[int, float] = (-1, 0.0)
+        self._plans: dict[str, tuple[tuple[Any, ...], Milestone | None]] = {}
+        self._state_events: list[EventRow] = []
+        self._events_run: int | None = None
+        self._events_after = 0
+        self._last: Snapshot | None = None
+
+    # ------------------------------------------------------------------ store
+    def _open(self) -> Store | None:
+        try:
+            st = os.stat(self.store_path)
+        except FileNotFoundError:
+            self.close()
+            return None
+        ident = (st.st_dev, st.st_ino)
+        if self._store is not None and ident != self._store_id:
+            self.close()  # replaced underneath us (moved aside, recreated): start over
+        if self._store is None:
+            self._store = Store.open_readonly(self.store_path)
+            self._store_id = ident if self._store is not None else None
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+        self._store, self._store_id = None, None
+        self._state_events, self._events_run, self._events_after = [], None, 0
+
+    # ------------------------------------------------------------------ project
+    def project(self, event_id: int, now: float) -> Project | None:
+        """The root project, re-read when the event log moved or it is getting old."""
+        last_id, read_at = self._project_key
+        if self._project is None or event_id != last_id or now - read_at > PROJECT_REFRESH_SECONDS:
+            try:
+                self._project = self._read_project(self.root)
+            except GsdParallelError:
+                self._project = None
+            self._project_key = (event_id, now)
+        return self._project
+
+    def plan_of(self, w: WorkerRow, project: Project | None) -> Milestone | None:
+        """The milestone as its worker's worktree shows it (the root lags until merge)."""
+        key = (w.units_done, w.state, w.current_unit, str(w.worktree))
+        cached = self._plans.get(w.milestone_id)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        milestone = None
+        if (w.worktree / ".gsd").is_dir() and w.worktree.resolve() != self.root.resolve():
+            try:
+                milestone = self._read_project(w.worktree).get(w.milestone_id)
+            except GsdParallelError:
+                milestone = None
+        if milestone is None and project is not None:
+            milestone = project.get(w.milestone_id)
+        self._plans[w.milestone_id] = (key, milestone)
+        return milestone
+
+    def _tail_state_events(self, store: Store, run_id: int) -> None:
+        if run_id != self._events_run:
+            self._state_events, self._events_run, self._events_after = [], run_id, 0
+        while True:
+            page = store.events(limit=EVENT_PAGE, after_id=self._events_after, run_id=run_id)
+            self._state_events += [e for e in page if e.kind == "state"]
+            if page:
+                self._events_after = page[-1].id
+            if len(page) < EVENT_PAGE:
+                return
+
+    # ------------------------------------------------------------------ snapshot
+    def read(self, now: float | None = None) -> Snapshot:
+        """A fresh snapshot; on a store error, the previous one with the error as notice."""
+        now = time.time() if now is None else now
+        try:
+            snap = self._read(now)
+        except (GsdParallelError, sqlite3.Error) as exc:
+            self.close()
+            message = f"coordination store unreadable: {exc}"
+            if self._last is None:
+                return Snapshot(taken_at=now, notice=message)
+            return _with_notice(self._last, message, now)
+        self._last = snap
+        return snap
+
+    def _read(self, now: float) -> Snapshot:
+        supervisor = supervisor_status(self.parallel_dir)
+        ceiling = self.preferences.parallel.budget_ceiling
+        store = self._open()
+        if store is None:
+            return Snapshot(taken_at=now, notice=NO_STORE, supervisor=supervisor, ceiling=ceiling)
+        run = store.active_run() or store.latest_run()
+        events = tuple(store.events(limit=self.event_count))
+        project = self.project(events[-1].id if events else 0, now)
+        if run is None:
+            return Snapshot(taken_at=now, supervisor=supervisor, ceiling=ceiling, events=events)
+        if run.budget_ceiling is not None:
+            ceiling = run.budget_ceiling
+        rows = store.workers(run.id)
+        merged_all = set(store.merged_milestones())
+        completed_all = set(store.completed_milestones())
+        self._tail_state_events(store, run.id)
+        active = active_seconds(self._state_events, now)
+        views = [self._worker_view(w, project, merged_all, now, active) for w in rows]
+        events = tuple(_with_error_lines(events, {w.milestone_id: w for w in rows}))
+        in_run = {w.milestone_id for w in rows}
+        merge_rows = [
+            m for m in store.merges() if m.milestone_id in in_run or m.started_at >= run.started_at
+        ]
+        merges = merge_view(
+            merge_rows,
+            completed_all & (in_run | {m.milestone_id for m in merge_rows}),
+            merged_all & (in_run | {m.milestone_id for m in merge_rows}),
+        )
+        waiting: list[tuple[str, str]] = []
+        eta = None
+        if run.state == "active" and project is not None:
+            waiting = self._waiting(project, rows, completed_all - merged_all)
+            eta = self._run_eta(views, rows, active, project, waiting)
+        return Snapshot(
+            taken_at=now,
+            run=run,
+            supervisor=supervisor,
+            workers=tuple(views),
+            total_cost=store.run_total_cost(run.id),
+            ceiling=ceiling,
+            run_eta=eta,
+            waiting=tuple(waiting),
+            merges=merges,
+            events=events,
+        )
+
+    def _worker_view(
+        self,
+        w: WorkerRow,
+        project: Project | None,
+        merged: set[str],
+        now: float,
+        active: dict[str, float],
+    ) -> WorkerView:
+        milestone = self.plan_of(w, project)
+        done, planned = task_progress(milestone) if milestone else (0, None)
+        left = remaining_units(milestone) if milestone else 0
+        if w.state == "complete":
+            left = 0
+        eta = eta_for(w, now, left, active=active.get(w.milestone_id)) if milestone else None
+        error = (
+            w.last_error.strip().splitlines()[-1] if w.last_error and w.last_error.strip() else None
+        )
+        return WorkerView(
+            id=w.milestone_id,
+            title=w.title,
+            state=w.state,
+            merged=w.milestone_id in merged,
+            unit=w.current_unit if w.state in LIVE_STATES else None,
+            tasks_done=done,
+            tasks_planned=planned,
+            units_done=w.units_done,
+            units_left=left,
+            cost=w.cost,
+            last_activity_at=w.last_activity_at,
+            restarts=w.restarts,
+            eta=eta,
+            reason=w.state_reason,
+            last_error=error,
+        )
+
+    def _waiting(
+        self, project: Project, rows: list[WorkerRow], awaiting_merge: set[str]
+    ) -> list[tuple[str, str]]:
+        """Milestones not running, with what they wait for (as ``status`` says it)."""
+        from ..eligibility import analyse
+
+        prefs = self.preferences.parallel
+        report = analyse(
+            project,
+            max_workers=prefs.max_workers,
+            overlap_policy=prefs.overlap,
+            running=[w.milestone_id for w in rows if w.state in LIVE_STATES],
+            awaiting_merge=awaiting_merge,
+            held=[w.milestone_id for w in rows if w.state in HELD_STATES],
+        )
+        has_row = {w.milestone_id for w in rows}
+        waiting = [(w.id, w.reason) for w in report.plan.waiting]
+        waiting += [
+            (v.id, "starting next")
+            for v in report.eligible
+            if v.id in report.plan.start and v.id not in has_row
+        ]
+        blocked = ("Blocked by", "Waiting for", "Dependency cycle")
+        waiting += [
+            (v.id, v.reason)
+            for v in report.ineligible
+            if v.reason.startswith(blocked) and v.id not in has_row
+        ]
+        return waiting
+
+    def _run_eta(
+        self,
+        views: list[WorkerView],
+        rows: list[WorkerRow],
+        active: dict[str, float],
+        project: Project,
+        waiting: list[tuple[str, str]],
+    ) -> float | None:
+        units = sum(w.units_done for w in rows)
+        seconds = sum(active.get(w.milestone_id, 0.0) for w in rows if w.units_done)
+        pace = seconds_per_unit(units, seconds)
+        running = {
+            v.id: v.eta if v.eta is not None else _guess(v, pace)
+            for v in views
+            if v.state in LIVE_STATES
+        }
+        queued = []
+        for mid, _reason in waiting:
+            m = project.get(mid)
+            if m is not None:
+                queued.append(Queued(mid, remaining_units(m), m.depends_on))
+        return run_eta(
+            running, queued, max_workers=self.preferences.parallel.max_workers, pace=pace
+        )
+
+
+def _guess(view: WorkerView, pace: float | None) -> float | None:
+    return None if pace is None else view.units_left * pace
+
+
+def _with_notice(snap: Snapshot, notice: str, now: float) -> Snapshot:
+    from dataclasses import replace
+
+    return replace(snap, notice=notice, taken_at=now)
+
+
+def _with_error_lines(events: tuple[EventRow, ...], rows: dict[str, WorkerRow]) -> list[EventRow]:
+    """Crash and failure events carry the worker's last stderr line when they lack it."""
+    from dataclasses import replace
+
+    out = []
+    for e in events:
+        row = rows.get(e.milestone_id or "")
+        new = e.data.get("new") if isinstance(e.data, dict) else None
+        if e.kind == "state" and new in {"crashed", "failed"} and row and row.last_error:
+            last = row.last_error.strip().splitlines()[-1].strip()
+            if last and last not in e.message:
+                e = replace(e, message=f"{e.message} — {last}")
+        out.append(e)
+    return out
+
+
+def _project_reader(preferences: Preferences) -> Callable[[Path], Project]:
+    """read_project with the integration branch worked out once (git is slow to ask)."""
+    from ..project import read_project
+
+    branch: dict[str, str | None] = {}
+
+    def read(root: Path) -> Project:
+        if "b" not in branch:
+            try:
+                from ..git import default_branch
+
+                branch["b"] = default_branch(root)
+            except Exception:
+                branch["b"] = None
+        return read_project(
+            root, default_branch=branch["b"], git_main_branch=preferences.git_main_branch
+        )
+
+    return read
