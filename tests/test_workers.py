@@ -142,6 +142,11 @@ def test_program_is_found_on_the_workers_path_and_relative_to_the_worktree(
         spawn(["./bin/gsd-fake-tool"])
     with pytest.raises(WorkerLaunchError, match=r"^worker directory does not exist"):
         spawn(SLEEPER, worktree=tmp_path / "missing")
+    junk = bin_dir / "gsd-junk"
+    junk.write_bytes(b"\x7fELF-not-really")
+    junk.chmod(0o755)
+    with pytest.raises(WorkerLaunchError, match=r"^cannot start worker command \./bin/gsd-junk: "):
+        spawn(["./bin/gsd-junk"])
 
 
 def test_env_cwd_and_stdin(tmp_path: Path, spawn: Callable[..., WorkerHandle],
