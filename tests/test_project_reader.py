@@ -270,6 +270,20 @@ def test_six_letter_words_look_like_unique_suffixes(tmp_path: Path) -> None:
     assert p.problems == ()
 
 
+def test_suffix_like_directory_word_hides_bare_id_files(tmp_path: Path) -> None:
+    ms(tmp_path, "M004-render", {"M004-ROADMAP.md": "# M004: Render\n"}, dirname="M004-render-primitives")
+    ms(tmp_path, "M005-abc123", {"notes.md": "x"})
+    p = read_project(tmp_path)
+    m4, m5 = p.milestones
+    assert m4.status == "ghost"
+    assert m4.problems == (
+        ".gsd/milestones/M004-render-primitives: GSD reads this directory as milestone "
+        "M004-render ('-render' looks like a unique-ID suffix), so its M004-* files are not "
+        "found; rename the directory",
+    )
+    assert m5.status == "ghost" and m5.problems == ()
+
+
 def test_duplicate_directories_for_one_id(tmp_path: Path) -> None:
     ms(tmp_path, "M006", {"M006-CONTEXT.md": "# M006: Bare\n"})
     ms(tmp_path, "M006", {"M006-CONTEXT.md": "# M006: Palette\n"}, dirname="M006-item-palette")
@@ -648,6 +662,24 @@ def test_roadmap_without_slice_section_is_scanned_whole() -> None:
     assert [(s.id, s.done) for s in parse_roadmap(text)] == [("S01", True), ("S02", False)]
 
 
+def test_plain_checkbox_lines_under_another_heading() -> None:
+    text = (
+        "# Project\n\n## Milestones\n\n- [x] M003: Conflict Resolution (2/2 slices)\n\n"
+        "## M006 Roadmap\n\n"
+        "- [x] S01: App Scaffold, Dashboard `risk:high` — binary fix (`assay-tui`). DONE.\n"
+        "- [ ] S02: Wizard `risk:high` `depends:[S01]` — multi-step **PLANNED** (T01–T03)\n"
+        "- [ ] **S03: Add `foo` command** `depends:[M003]`\n\n"
+        "## Boundary Map\n\n### S01 produces\n\n- things\n\n### M003 -> S01\n"
+        "### S04: Renderer — COMPLETE\n"
+    )
+    assert [(s.id, s.title, s.done, s.depends) for s in parse_roadmap(text)] == [
+        ("S01", "App Scaffold, Dashboard", True, ()),
+        ("S02", "Wizard", False, ("S01",)),
+        ("S03", "Add `foo` command", False, ()),
+        ("S04", "Renderer", True, ()),
+    ]
+
+
 def test_empty_slices_section() -> None:
     assert parse_roadmap("# M001: X\n\n## Slices\n\n## Boundary Map\n\n### S01 → S02\n") == []
 
@@ -911,26 +943,60 @@ def test_special_entries_are_not_read(tmp_path: Path) -> None:
     assert m.status == "pending" and m.title == "A"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads everything")
-def test_unreadable_directory_and_file(tmp_path: Path) -> None:
-    ms(tmp_path, "M001", {"M001-CONTEXT.md": "# a\n"})
-    ms(tmp_path, "M002", {"M002-CONTEXT.md": "# b\n"})
-    ms(tmp_path, "M003", {"M003-CONTEXT.md": "# c\n"})
-    m1 = tmp_path / ".gsd/milestones/M001"
-    f2 = tmp_path / ".gsd/milestones/M002/M002-CONTEXT.md"
-    m1.chmod(0)
-    f2.chmod(0)
-    try:
-        p = read_project(tmp_path)
-    finally:
-        m1.chmod(0o755)
-        f2.chmod(0o644)
-    got = {m.id: m.problems for m in p.milestones}
-    assert got["M001"] == (".gsd/milestones/M001: cannot list directory (permission denied)",)
-    assert got["M002"] == (
-        ".gsd/milestones/M002/M002-CONTEXT.md: cannot read file (permission denied)",
-    )
-    assert got["M003"] == ()
+def _read_problems_as_unprivileged(root: Path) -> dict[str, tuple[str, ...]]:
+    """read_project's problems per milestone, read without root's power to read anything.
+
+    As root (CI containers) the read happens in a forked child that drops to ``nobody``;
+    everything it needs is imported before the fork.
+    """
+    if os.geteuid() != 0:
+        return {m.id: m.problems for m in read_project(root).milestones}
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            got = {m.id: list(m.problems) for m in read_project(root).milestones}
+            os.write(w, json.dumps(got).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    chunks = []
+    while chunk := os.read(r, 65536):
+        chunks.append(chunk)
+    os.close(r)
+    os.waitpid(pid, 0)
+    return {k: tuple(v) for k, v in json.loads(b"".join(chunks)).items()}
+
+
+def test_unreadable_directory_and_file() -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        root.chmod(0o755)  # the unprivileged reader must reach the project
+        ms(root, "M001", {"M001-CONTEXT.md": "# a\n"})
+        ms(root, "M002", {"M002-CONTEXT.md": "# b\n"})
+        ms(root, "M003", {"M003-CONTEXT.md": "# c\n", "slices/S01/S01-PLAN.md": plan()})
+        m1 = root / ".gsd/milestones/M001"
+        f2 = root / ".gsd/milestones/M002/M002-CONTEXT.md"
+        s3 = root / ".gsd/milestones/M003/slices"
+        for path, mode in ((m1, 0), (f2, 0), (s3, 0)):
+            path.chmod(mode)
+        try:
+            got = _read_problems_as_unprivileged(root)
+        finally:
+            m1.chmod(0o755)
+            f2.chmod(0o644)
+            s3.chmod(0o755)
+    assert got == {
+        "M001": (".gsd/milestones/M001: cannot list directory (permission denied)",),
+        "M002": (".gsd/milestones/M002/M002-CONTEXT.md: cannot read file (permission denied)",),
+        "M003": (".gsd/milestones/M003/slices: cannot list directory (permission denied)",),
+    }
 
 
 # --------------------------------------------------------------------------- frontmatter

@@ -217,12 +217,13 @@ class _TaskAcc:
     files: list[str] = field(default_factory=list)
 
 
-def _task_title(rest: str) -> str:
+def _task_title(rest: str, bold: bool) -> str:
+    """``Title** `est:1h``` → ``Title`` (bold); ``Title `est:1h` — note`` → ``Title``."""
     rest = rest.strip()
-    if "**" in rest:
+    if bold and "**" in rest:
         rest = rest.split("**", 1)[0]
-    elif "`" in rest:
-        rest = rest.split("`", 1)[0]
+    else:
+        rest = re.split(r"`|\*\*| [—–] ", rest, maxsplit=1)[0]
     return rest.strip().strip("*_").strip()
 
 
@@ -277,7 +278,9 @@ def parse_plan_info(text: str) -> PlanInfo:
                 current = tasks[tid]
                 current.done = current.done or task.group(1) in "xX"
             else:
-                current = _TaskAcc(tid, _task_title(task.group(3)) or tid, task.group(1) in "xX")
+                bold = "**" in line[: task.start(2)]
+                title = _task_title(task.group(3), bold) or tid
+                current = _TaskAcc(tid, title, task.group(1) in "xX")
                 tasks[tid] = current
                 order.append(tid)
             continue

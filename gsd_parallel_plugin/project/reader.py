@@ -242,6 +242,7 @@ def _read_milestone(path: Path, mid: str, dirs: list[str], chosen: str) -> Miles
         status = "parked"
     elif not (context_name or draft_name or roadmap_name or summary_name):
         status = "ghost"
+        _explain_misread_suffix(ctx)
     else:
         status = "pending"
 
@@ -259,6 +260,25 @@ def _read_milestone(path: Path, mid: str, dirs: list[str], chosen: str) -> Miles
         draft_only=bool(draft_name) and not (context_name or roadmap_name or summary_name),
         all_slices_done=all_done,
     )
+
+
+def _explain_misread_suffix(ctx: _Ctx) -> None:
+    """A ghost like ``M004-render-primitives/`` holding ``M004-ROADMAP.md``: say why.
+
+    GSD reads the ID as ``M004-render`` (a 6-letter word looks like a unique suffix)
+    and so never finds ``M004-*`` files; guessing would plan what GSD will not run.
+    """
+    base, _, suffix = ctx.mid.partition("-")
+    if not suffix:
+        return
+    planning = ("-CONTEXT.MD", "-CONTEXT-DRAFT.MD", "-ROADMAP.MD", "-SUMMARY.MD")
+    upper_base = base.upper() + "-"
+    if any(n.startswith(upper_base) and n.endswith(planning) for n in ctx.listing.upper_index()):
+        ctx.problems.append(
+            f"{ctx.rel}: GSD reads this directory as milestone {ctx.mid} ('-{suffix}' looks "
+            f"like a unique-ID suffix), so its {base}-* files are not found; rename the "
+            "directory"
+        )
 
 
 def _depends_on(text: str, label: str, problems: list[str]) -> tuple[str, ...]:

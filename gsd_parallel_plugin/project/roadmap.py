@@ -39,6 +39,7 @@ _HEADING_DONE_RE = re.compile(
     r"\((?:complete|completed|done)\)|[—–\-:]\s*(?:complete|completed|done)\s*$",
     re.IGNORECASE,
 )
+_BOUNDARY_WORD_RE = re.compile(r"^(?:produces|consumes|provides|requires)\b", re.IGNORECASE)
 _DONE_HEADERS = ("done", "status", "state", "complete", "progress", "✓", "✔", "✅", "☑")
 _TITLE_HEADERS = ("title", "name", "description", "goal", "summary", "slice")
 _DEPENDS_HEADERS = ("depend", "deps", "blocked by", "requires")
@@ -52,13 +53,14 @@ def is_done_marker(cell: str) -> bool:
     return bool(_DONE_WORD_RE.match(text))
 
 
-def _clean_title(text: str) -> str:
-    """Title text up to the closing bold or the first inline code span."""
+def _clean_title(text: str, bold: bool = False) -> str:
+    """Title text: up to the closing ``**`` of a bold title, else up to the first
+    inline code span, bold marker or `` — `` description."""
     text = text.strip()
-    if "**" in text:
+    if bold and "**" in text:
         text = text.split("**", 1)[0]
-    elif "`" in text:
-        text = text.split("`", 1)[0]
+    else:
+        text = re.split(r"`|\*\*| [—–] ", text, maxsplit=1)[0]
     return text.strip().strip("*_").strip()
 
 
@@ -74,7 +76,8 @@ def _checkbox_slice(line: str) -> Slice | None:
     inline = _DEPENDS_INLINE_RE.search(rest)
     if inline:
         deps = expand_slice_ids(inline.group(1))
-    title = _clean_title(lead.group(2)) or lead.group(1)
+    bold = rest.lstrip().startswith(("**", "__"))
+    title = _clean_title(lead.group(2), bold=bold) or lead.group(1)
     return Slice(id=lead.group(1), title=title, done=m.group(1) in "xX", depends=deps)
 
 
@@ -83,13 +86,14 @@ def _heading_slice(text: str) -> Slice | None:
     if not lead:
         return None
     raw = lead.group(2).strip()
-    if raw.startswith(("→", "->", "<-", "↔", "&", "+", ",")):
-        return None  # "### S01 → S02" is a boundary-map entry, not a slice
+    if raw.startswith(("→", "->", "<-", "↔", "&", "+", ",")) or _BOUNDARY_WORD_RE.match(raw):
+        return None  # "### S01 → S02" / "### S01 produces" are boundary-map entries
     done = any(mark in raw for mark in _DONE_MARKS) or bool(_HEADING_DONE_RE.search(raw))
     title = raw
     for mark in _DONE_MARKS:
         title = title.replace(mark, "")
     title = re.sub(r"\((?:complete|completed|done)\)", "", title, flags=re.IGNORECASE)
+    title = re.sub(r"\s[—–\-:]\s*(?:complete|completed|done)\s*$", "", title, flags=re.IGNORECASE)
     inline = _DEPENDS_INLINE_RE.search(title)
     deps = expand_slice_ids(inline.group(1)) if inline else ()
     title = _clean_title(title)
