@@ -342,7 +342,7 @@ def _needs_attention(ctx: _Ctx) -> bool:
     if not name:
         return False
     text = ctx.read(name)
-    return bool(text) and validation_needs_attention(text)
+    return text is not None and validation_needs_attention(text)
 
 
 def _integration_branch(ctx: _Ctx) -> str | None:
