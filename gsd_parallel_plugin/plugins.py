@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from . import PROJECT_NAME, hookspecs
-from .errors import PluginError
+from .errors import GsdParallelError, PluginError
 
 if TYPE_CHECKING:
     from .host import HostSession
@@ -201,7 +201,9 @@ def create_plugin_manager(
             module: ModuleType = importlib.import_module(module_name)
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
-            loaded.warnings.append(f"plugin '{module_name}' (from {source}) failed to load: {reason}")
+            loaded.warnings.append(
+                f"plugin '{module_name}' (from {source}) failed to load: {reason}"
+            )
             continue
         register(module, module_name, source, None, None)
 
@@ -252,8 +254,8 @@ class Hooks:
         self._notify(name, kwargs)
         try:
             return getattr(self.pm.hook, name)(**kwargs)
-        except PluginError:
-            raise
+        except GsdParallelError:
+            raise  # a deliberate, user-facing error (e.g. worker command not found)
         except Exception as exc:
             plugin = plugin_name_for(self.pm, exc.__traceback__) or "unknown plugin"
             raise PluginError(

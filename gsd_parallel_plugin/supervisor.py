@@ -152,6 +152,13 @@ def milestone_complete_in(gsd_dir: Path, milestone_id: str) -> bool:
     return False
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
 @dataclass
 class Tracked:
     """A worker process this supervisor watches."""
@@ -195,6 +202,11 @@ class Supervisor:
         self._project_dirty = True
         self._stop_requested = False
         self.run_id = 0
+        from .automerge import AutoMerger
+        from .budget import BudgetGuard
+
+        self.budget = BudgetGuard(self)
+        self.merger = AutoMerger(self)
 
     # ------------------------------------------------------------------ setup
     @property
@@ -263,6 +275,8 @@ class Supervisor:
         from .worktrees import ensure_worktree
 
         assert self.hooks is not None
+        self.started.add(mid)
+        self._project_dirty = True  # whatever happens next changes the plan
         project = self.project()
         milestone = project.get(mid)
         title = milestone.title if milestone else mid
@@ -278,10 +292,15 @@ class Supervisor:
             self.store.update_worker(mid, self.run_id, last_error=f"worktree: {exc}")
             self._set_state(mid, WorkerState.FAILED, f"worktree could not be created: {exc}")
             return False
-        if row is None:
-            row = self.store.add_worker(self.run_id, mid, title, wt.path, wt.branch)
         stdout_log = self.parallel_dir / f"{mid}.stdout.log"
         stderr_log = self.parallel_dir / f"{mid}.stderr.log"
+        if row is None:
+            # Logs are appended across runs: a new run's row starts where the old output ends,
+            # so nothing an earlier run already counted is counted again.
+            row = self.store.add_worker(
+                self.run_id, mid, title, wt.path, wt.branch,
+                stdout_offset=_size(stdout_log), stderr_offset=_size(stderr_log),
+            )  # fmt: skip
         procs.clear_signal(self.parallel_dir, mid)
         env = {
             "GSD_MILESTONE_LOCK": mid,
@@ -304,7 +323,9 @@ class Supervisor:
         try:
             handle = self.hooks.spawn_worker(spec)
             if handle is None:
-                raise WorkerLaunchError("no plugin launched the worker (spawn_worker returned None)")
+                raise WorkerLaunchError(
+                    "no plugin launched the worker (spawn_worker returned None)"
+                )
         except GsdParallelError as exc:
             self.store.update_worker(mid, self.run_id, last_error=str(exc))
             self._set_state(mid, WorkerState.FAILED, str(exc))
@@ -321,7 +342,6 @@ class Supervisor:
             fields["restarts"] = row.restarts + 1
         self.store.update_worker(mid, self.run_id, **fields)
         self.tracked[mid] = Tracked(handle, launched_here=True)
-        self.started.add(mid)
         self._set_state(mid, WorkerState.RUNNING, "restarted" if restart else None)
         return True
 
@@ -349,7 +369,7 @@ class Supervisor:
             cost_delta=Decimal(progress.cost_nanos) / NANOS_PER_USD,
             tokens=progress.tokens,
             units_delta=progress.units_finished,
-            current_unit=progress.current_unit if progress.current_unit else row.current_unit,
+            current_unit=progress.current_unit if progress.unit_known else row.current_unit,
             activity_at=time.time() if chunk.events else row.last_activity_at,
         )
         if updated is not None and progress.cost_nanos:
@@ -379,7 +399,9 @@ class Supervisor:
         )
         if code is None:  # adopted: infer from the log and the disk
             hint = procs.infer_outcome(self.parallel_dir / f"{mid}.stdout.log", complete)
-            code = {"complete": 0, "stopped": 0, "paused": 10}.get(hint, -1)
+            code = procs.OUTCOME_EXIT_CODES.get(hint)
+            if code is None:
+                return Outcome(WorkerState.CRASHED, "worker vanished (exit status unknown)")
         if code == 0:
             if complete:
                 return Outcome(WorkerState.COMPLETE)
@@ -400,6 +422,7 @@ class Supervisor:
         self.read_output(mid)  # the last lines count too
         outcome = self.decide(mid, tracked, code)
         del self.tracked[mid]
+        procs.forget(tracked.handle)
         procs.clear_signal(self.parallel_dir, mid)
         self._project_dirty = True
         row = self.store.worker(mid, self.run_id)
@@ -421,12 +444,13 @@ class Supervisor:
                 )  # fmt: skip
             return
         self._set_state(mid, outcome.state, outcome.reason)
+        self._project_dirty = True
         if outcome.state == WorkerState.COMPLETE and row is not None:
             self.hooks.on_milestone_complete(mid, row.branch, Path(row.worktree))
             self.after_complete(mid)
 
     def after_complete(self, mid: str) -> None:
-        """Hook point for automatic merging (``parallel.auto_merge``)."""
+        self.merger.milestone_completed(mid)
 
     # ------------------------------------------------------------------ commands
     def apply_commands(self) -> None:
@@ -499,11 +523,6 @@ class Supervisor:
                     run_id=self.run_id,
                 )  # fmt: skip
 
-    # ------------------------------------------------------------------ budget
-    def enforce_budget(self) -> bool:
-        """Hook point for budget enforcement; True when no new worker may start."""
-        return False
-
     # ------------------------------------------------------------------ scheduling
     def held(self) -> set[str]:
         return {
@@ -534,20 +553,26 @@ class Supervisor:
         return list(report.plan.start)
 
     def backfill(self) -> None:
-        if self.enforce_budget():
+        if self.budget.blocks_new_work():
             return
         now = time.time()
         for mid, when in sorted(self.restart_at.items(), key=lambda kv: kv[1]):
             if when <= now and mid not in self.tracked:
                 del self.restart_at[mid]
                 self.launch(mid, restart=True)
-        if len(self.tracked) + len(self.restart_at) >= self.prefs.max_workers:
-            return
+        # Each pass launches or marks held (a failed launch) at least one milestone,
+        # so this ends; it re-plans at once when a launch failed and a slot is still free.
         if not self._project_dirty and self._planned_once:
             return
         self._planned_once = True
-        for mid in self.plan():
-            self.launch(mid)
+        for _attempt in range(len(self.project().milestones) + 1):
+            if len(self.tracked) + len(self.restart_at) >= self.prefs.max_workers:
+                return
+            plan = self.plan()
+            if not plan:
+                return
+            for mid in plan:
+                self.launch(mid)
 
     _planned_once: bool = False
 
@@ -563,7 +588,9 @@ class Supervisor:
                 current_unit=row.current_unit,
                 completed_units=row.units_done,
                 cost=row.cost,
-                last_heartbeat_ms=now_ms if row.milestone_id in self.tracked else to_ms(row.updated_at),
+                last_heartbeat_ms=now_ms
+                if row.milestone_id in self.tracked
+                else to_ms(row.updated_at),
                 started_at_ms=to_ms(row.started_at),
                 worktree=row.worktree,
             )
@@ -573,11 +600,13 @@ class Supervisor:
         """One pass; False when the run has nothing left to do."""
         for mid in list(self.tracked):
             self.read_output(mid)
+        self.budget.check()
         for mid, tracked in list(self.tracked.items()):
             exited, code = self._exit_code(mid, tracked)
             if exited:
                 self.settle(mid, tracked, code)
         self.apply_commands()
+        self.merger.tick()
         self.enforce_deadlines()
         self.backfill()
         self.write_status_files()
@@ -596,7 +625,9 @@ class Supervisor:
         try:
             self._open_run()
             self.adopt()
-            self.store.add_event("supervisor", f"supervisor {os.getpid()} started", run_id=self.run_id)
+            self.store.add_event(
+                "supervisor", f"supervisor {os.getpid()} started", run_id=self.run_id
+            )
             while self.tick():
                 time.sleep(self.tick_seconds)
             self.finish()
@@ -616,12 +647,12 @@ class Supervisor:
         """Close the run when nothing in it is left undone; keep it open otherwise."""
         if self._stop_requested:
             return
-        unfinished = [
-            w for w in self.store.workers(self.run_id) if w.state not in {"complete"}
-        ]
+        unfinished = [w for w in self.store.workers(self.run_id) if w.state not in {"complete"}]
         if not unfinished and not self.plan():
             self.store.finish_run(self.run_id)
-        self.store.add_event("supervisor", "supervisor exited: nothing left to run", run_id=self.run_id)
+        self.store.add_event(
+            "supervisor", "supervisor exited: nothing left to run", run_id=self.run_id
+        )
 
 
 def worker_summary(row: WorkerRow) -> str:

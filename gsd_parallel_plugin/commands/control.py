@@ -72,7 +72,9 @@ def _targets(name: str, loaded, view: RunView, mid: str | None) -> list[str]:  #
         if w is None:
             raise UserError(f"{mid} has no worker in the current run; nothing to {name}")
         if w.state not in accepts:
-            raise UserError(f"{mid} is {w.state}; only a worker that is {_either(accepts)} can be {_past(name)}")
+            raise UserError(
+                f"{mid} is {w.state}; only a worker that is {_either(accepts)} can be {_past(name)}"
+            )
         return [mid]
     targets = [w.milestone_id for w in view.workers if w.state in accepts]
     if not targets:

@@ -87,11 +87,15 @@ class RunView:
 
     @property
     def live(self) -> list[str]:
-        return [w.milestone_id for w in self.workers if w.state in LIVE_STATES] if self.active else []
+        return (
+            [w.milestone_id for w in self.workers if w.state in LIVE_STATES] if self.active else []
+        )
 
     @property
     def held(self) -> list[str]:
-        return [w.milestone_id for w in self.workers if w.state in HELD_STATES] if self.active else []
+        return (
+            [w.milestone_id for w in self.workers if w.state in HELD_STATES] if self.active else []
+        )
 
     @property
     def awaiting_merge(self) -> list[str]:
@@ -102,7 +106,11 @@ class RunView:
 
     def state_label(self, w: WorkerRow) -> str:
         if w.state == "complete":
-            return "complete — merged" if w.milestone_id in self.merged else "complete — awaiting merge"
+            return (
+                "complete — merged"
+                if w.milestone_id in self.merged
+                else "complete — awaiting merge"
+            )
         return w.state
 
     def waiting(self, loaded: Loaded) -> list[dict[str, str]]:
@@ -165,7 +173,9 @@ class RunView:
             lines += [NO_RUN, "", "Last run:"]
         lines.append("# Parallel Workers\n")
         for w in self.workers:
-            lines.append(f"- **{w.milestone_id}** ({w.title}) — {self.state_label(w)} — ${w.cost:.2f}")
+            lines.append(
+                f"- **{w.milestone_id}** ({w.title}) — {self.state_label(w)} — ${w.cost:.2f}"
+            )
             detail = [f"units {w.units_done}"]
             if w.current_unit and w.state in LIVE_STATES:
                 detail.append(f"now {w.current_unit}")
@@ -176,7 +186,9 @@ class RunView:
                 detail.append(w.state_reason)
             lines.append("  " + " · ".join(detail))
             if w.last_error and w.state in {"failed", "crashed"}:
-                lines += ["  last error:"] + [f"    {line}" for line in w.last_error.splitlines()[-5:]]
+                lines += ["  last error:"] + [
+                    f"    {line}" for line in w.last_error.splitlines()[-5:]
+                ]
         waiting = self.waiting(loaded) if self.active else []
         if waiting:
             lines.append("\n## Waiting\n")
@@ -186,6 +198,10 @@ class RunView:
         if ceiling is not None:
             total += f" of ${ceiling:.2f} budget ceiling"
         lines.append(total)
-        if self.active and self.supervisor is None and any(w.state in LIVE_STATES for w in self.workers):
+        if (
+            self.active
+            and self.supervisor is None
+            and any(w.state in LIVE_STATES for w in self.workers)
+        ):
             lines.append("Supervisor: not running (the next command adopts the workers)")
         return "\n".join(lines) + "\n"

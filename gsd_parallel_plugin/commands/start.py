@@ -41,9 +41,9 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
 
     refuse_if_budget_exhausted(loaded)
     check_repository(loaded)
-    if not report.plan.start and not (view and view.live):
-        if not args.wait:
-            return CommandResult(f"{text}\n{NONE_ELIGIBLE}", {**data, "started": []}, exit_code=0)
+    check_worker_command(ctx, loaded)
+    if not report.plan.start and not (view and view.live) and not args.wait:
+        return CommandResult(f"{text}\n{NONE_ELIGIBLE}", {**data, "started": []}, exit_code=0)
     if args.wait:
         from .foreground import run_foreground
 
@@ -67,6 +67,21 @@ def check_repository(loaded: Loaded) -> None:
             "the main checkout is on a detached HEAD: check out "
             f"{loaded.project.integration_branch} first"
         )
+
+
+def check_worker_command(ctx: CommandContext, loaded: Loaded) -> None:
+    """A missing worker binary is one clear error now, not a failed worker per milestone.
+
+    Skipped when a third-party plugin implements ``spawn_worker``: it may not use the command.
+    """
+    import os
+
+    from ..workers import resolve_program
+
+    impls = ctx.host.plugins.pm.hook.spawn_worker.get_hookimpls()
+    if any(not impl.plugin_name.startswith("gsd_parallel.") for impl in impls):
+        return
+    resolve_program(loaded.preferences.parallel.worker_command[0], os.environ, loaded.root)
 
 
 def start_background(
@@ -94,9 +109,7 @@ def start_background(
     failed = [w for w in view.workers if w.milestone_id in wanted and w.state == "failed"]
     lines = [STARTED, "Workers: " + (", ".join(w.milestone_id for w in started) or "none")]
     if failed:
-        lines.append(
-            "Errors: " + "; ".join(f"{w.milestone_id}: {w.state_reason}" for w in failed)
-        )
+        lines.append("Errors: " + "; ".join(f"{w.milestone_id}: {w.state_reason}" for w in failed))
     result = {**data, **view.status_json(loaded)}
     result["started"] = [w.milestone_id for w in started]
     result["errors"] = [{"id": w.milestone_id, "error": w.state_reason} for w in failed]

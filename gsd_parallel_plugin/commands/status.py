@@ -16,7 +16,9 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
     loaded = load(ctx)
     view = RunView.read(loaded)
     if view.run is None:
-        return CommandResult(NO_RUN, {"active": False, "workers": [], "waiting": [], "total_cost": 0.0})
+        return CommandResult(
+            NO_RUN, {"active": False, "workers": [], "waiting": [], "total_cost": 0.0}
+        )
     if ensure_supervisor(ctx, loaded, view):
         view = RunView.read(loaded)
     if args.milestone:
