@@ -1,0 +1,127 @@
+"""doctor finds what crashes leave behind and --fix cleans only what is provably dead."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+
+import psutil
+from conftest import wait_until
+
+from gsd_parallel_plugin.testing.builder import build_project
+
+PREFS = {"enabled": True, "max_workers": 2}
+
+
+def one(tmp_path, **extra):
+    return build_project(
+        tmp_path / "proj",
+        {
+            "M001": {"title": "One", "slices": {"S01": {"T01": ["a.txt"], "T02": ["b.txt"]}}},
+            "M002": {"title": "Two", "slices": {"S01": {"T01": ["c.txt"]}}},
+        },
+        preferences={**PREFS, **extra},
+    )
+
+
+def test_clean_project_has_no_problems(tmp_path, cli):
+    project = one(tmp_path)
+    result = cli("--project", project.root, "doctor")
+    assert result.code == 0
+    assert "No problems found." in result.out
+
+
+def test_dead_supervisor_and_worker_then_fix(tmp_path, cli, fake_worker):
+    fake_worker(unit_seconds=0.02, hang_at="M001/S01/T02")
+    project = one(tmp_path)
+    assert cli("--project", project.root, "start").code == 0
+    wait_until(lambda: "M001/S01/T01" in project.git("log", "--format=%s", "milestone/M001"), timeout=30)
+    status = cli("--project", project.root, "status", "--json").json()
+    lock = json.loads((project.gsd / "parallel" / "supervisor.lock").read_text())
+    os.kill(lock["pid"], signal.SIGKILL)
+    worker = next(w for w in status["workers"] if w["id"] == "M001")
+    os.kill(worker["pid"], signal.SIGKILL)
+    wait_until(
+        lambda: (
+            not psutil.pid_exists(lock["pid"]) or psutil.Process(lock["pid"]).status() == psutil.STATUS_ZOMBIE
+        )
+    )
+    time.sleep(0.2)
+    found = cli("--project", project.root, "doctor", "--json")
+    assert found.code == 1
+    kinds = {(p["kind"], p["id"]) for p in found.json()["problems"]}
+    assert ("dead-worker", "M001") in kinds
+    # the worktree holds unmerged work: it is not an orphan and never offered for removal
+    assert not any(k == "orphan" and mid == "M001" for k, mid in kinds)
+    fixed = cli("--project", project.root, "doctor", "--fix")
+    assert "[fixed]" in fixed.out
+    assert (project.gsd / "worktrees" / "M001").is_dir()
+    status = cli("--project", project.root, "status", "--json").json()
+    assert next(w for w in status["workers"] if w["id"] == "M001")["state"] in {"crashed", "running"}
+    cli("--project", project.root, "stop")
+
+
+def test_stale_lock_status_and_signal_files(tmp_path, cli):
+    project = one(tmp_path)
+    parallel = project.gsd / "parallel"
+    parallel.mkdir(parents=True)
+    (parallel / "supervisor.lock").write_text(json.dumps({"pid": 999999, "create_time": 1.0}))
+    (parallel / "M001.status.json").write_text(
+        json.dumps({"milestoneId": "M001", "state": "running", "pid": 999999})
+    )
+    (parallel / "M002.signal.json").write_text(json.dumps({"signal": "pause"}))
+    found = cli("--project", project.root, "doctor")
+    assert found.code == 1
+    assert "stale supervisor lock" in found.out
+    assert "stale status file M001.status.json" in found.out
+    assert "signal file M002.signal.json" in found.out
+    fixed = cli("--project", project.root, "doctor", "--fix")
+    assert fixed.code == 0, fixed.out
+    assert (parallel / "supervisor.lock").read_text() == ""
+    assert not (parallel / "M001.status.json").exists()
+    assert not (parallel / "M002.signal.json").exists()
+    assert "No problems found." in cli("--project", project.root, "doctor").out
+
+
+def test_orphan_worktrees_clean_removed_dirty_kept(tmp_path, cli, fake_worker):
+    fake_worker(unit_seconds=0.0)
+    project = one(tmp_path)
+    # Worktrees for two milestones that then vanish from the plan (no commits of their own).
+    project.git("worktree", "add", "-q", "-b", "milestone/M008", str(project.gsd / "worktrees" / "M008"))
+    project.git("worktree", "add", "-q", "-b", "milestone/M009", str(project.gsd / "worktrees" / "M009"))
+    (project.gsd / "worktrees" / "M009" / "precious.txt").write_text("uncommitted work\n")
+    # A branch with real unmerged commits and no worktree, for a milestone that no longer exists.
+    project.git("branch", "milestone/M007")
+    wt = tmp_path / "tmpwt"
+    project.git("worktree", "add", "-q", str(wt), "milestone/M007")
+    (wt / "x.txt").write_text("x\n")
+    from gsd_parallel_plugin.testing.builder import git
+
+    git(wt, "add", "x.txt")
+    git(wt, "commit", "-q", "-m", "work")
+    project.git("worktree", "remove", str(wt))
+    found = cli("--project", project.root, "doctor")
+    assert "orphan worktree" in found.out and "M008" in found.out and "M009" in found.out
+    fixed = cli("--project", project.root, "doctor", "--fix")
+    assert not (project.gsd / "worktrees" / "M008").exists()
+    assert project.git("branch", "--list", "milestone/M008") == ""
+    # dirty: kept, with the file named
+    assert (project.gsd / "worktrees" / "M009" / "precious.txt").read_text() == "uncommitted work\n"
+    assert "precious.txt" in fixed.out
+    # unmerged commits: the branch is kept
+    assert project.git("branch", "--list", "milestone/M007").strip() == "milestone/M007"
+    assert fixed.code == 1
+
+
+def test_deleted_worktree_directory_is_pruned(tmp_path, cli):
+    project = one(tmp_path)
+    path = project.gsd / "worktrees" / "M002"
+    project.git("worktree", "add", "-q", "-b", "milestone/M002", str(path))
+    shutil.rmtree(path)
+    found = cli("--project", project.root, "doctor")
+    assert "is missing" in found.out
+    cli("--project", project.root, "doctor", "--fix")
+    assert str(path) not in project.git("worktree", "list")
