@@ -67,6 +67,7 @@ CREATE TABLE workers (
     stdout_offset INTEGER NOT NULL DEFAULT 0, stderr_offset INTEGER NOT NULL DEFAULT 0,
     started_at REAL NOT NULL, updated_at REAL NOT NULL, last_activity_at REAL,
     last_error TEXT, state_reason TEXT, milestone_budget_nanos INTEGER,
+    last_progress_at REAL,
     PRIMARY KEY (run_id, milestone_id));
 CREATE TABLE milestones (
     id TEXT PRIMARY KEY, completed_at REAL, merged_at REAL, merge_commit TEXT);
@@ -179,6 +180,8 @@ class WorkerRow(_Row):
     completed_at: float | None
     merged_at: float | None
     merge_commit: str | None
+    last_progress_at: float | None = None
+    """When the worker last finished a unit or committed (burn-without-progress detection)."""
 
     @property
     def cost(self) -> float:
@@ -251,7 +254,7 @@ _WORKER_SELECT = (
 _WORKER_FIELDS = {
     "title", "pid", "create_time", "worktree", "branch", "current_unit", "restarts",
     "stdout_offset", "stderr_offset", "started_at", "last_activity_at", "last_error",
-    "state_reason", "milestone_budget",
+    "state_reason", "milestone_budget", "last_progress_at",
 }  # fmt: skip
 _RUN_FIELDS = {"budget_ceiling", "supervisor_pid", "supervisor_create_time"}
 _MERGE_FIELDS = {"step", "worktree", "commit_sha", "base_sha", "branch_sha", "files", "error"}
@@ -409,12 +412,22 @@ class Store:
         if self.readonly:
             return
         self._enable_wal()
+        self._add_late_columns()
         if version < SCHEMA_VERSION:
             with self.transaction():
                 current = self._conn.execute("PRAGMA user_version").fetchone()[0]
                 for v in range(current, SCHEMA_VERSION):
                     _run_script(self._conn, _MIGRATIONS[v])
                 self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _add_late_columns(self) -> None:
+        """Columns added to schema 1 before its release, for stores made before them."""
+        have = {r[1] for r in self._conn.execute("PRAGMA table_info(workers)")}
+        if "last_progress_at" not in have:
+            with self.transaction() as c:
+                have = {r[1] for r in c.execute("PRAGMA table_info(workers)")}
+                if "last_progress_at" not in have:
+                    c.execute("ALTER TABLE workers ADD COLUMN last_progress_at REAL")
 
     def _enable_wal(self) -> None:
         """Switch to WAL, retrying: SQLite skips the busy handler for this pragma, so
@@ -699,6 +712,41 @@ class Store:
                 return None
             return self.worker(milestone_id, run_id)
 
+    def add_cost(
+        self,
+        run_id: int,
+        milestone_id: str,
+        cost_nanos: int,
+        tokens: Mapping[str, int] | None = None,
+    ) -> tuple[WorkerRow, int]:
+        """Add cost a host reported itself (no log offset involved); (row, run total nanos).
+
+        Both are read in the same transaction as the write, so they are exact even while
+        other processes add cost. KeyError if there is no such worker.
+        """
+        if cost_nanos < 0:
+            raise ValueError(f"cost cannot go down: {cost_nanos} nano-USD")
+        sets = ["cost_nanos = cost_nanos + ?"]
+        params: list[Any] = [int(cost_nanos)]
+        for key, value in (tokens or {}).items():
+            if key not in _TOKEN_COLUMNS:
+                raise ValueError(f"unknown token kind {key!r}")
+            sets.append(f"{_TOKEN_COLUMNS[key]} = {_TOKEN_COLUMNS[key]} + ?")
+            params.append(int(value))
+        t = now()
+        with self.transaction() as c:
+            cur = c.execute(
+                f"UPDATE workers SET {', '.join(sets)}, last_activity_at = ?, updated_at = ?"
+                " WHERE run_id = ? AND milestone_id = ?",
+                (*params, t, t, run_id, milestone_id),
+            )
+            if cur.rowcount == 0:
+                raise KeyError(f"no worker {milestone_id} in run {run_id}")
+            row = self.worker(milestone_id, run_id)
+            total = self.run_total_nanos(run_id)
+        assert row is not None
+        return row, total
+
     # ------------------------------------------------------------------ commands
 
     def enqueue(
@@ -776,6 +824,17 @@ class Store:
             for r in rows
         ]
         return events[::-1] if after_id is None else events
+
+    def events_of_kind(self, kind: str, run_id: int | None = None) -> list[EventRow]:
+        """Every event of one kind (optionally of one run), oldest first."""
+        where, params = "WHERE kind = ?", [kind]
+        if run_id is not None:
+            where, params = where + " AND run_id = ?", [*params, run_id]
+        rows = self._conn.execute(f"SELECT * FROM events {where} ORDER BY id", params)
+        return [
+            EventRow(**{**dict(r), "data": None if r["data"] is None else json.loads(r["data"])})
+            for r in rows
+        ]
 
     # ------------------------------------------------------------------ milestones
 
