@@ -32,7 +32,7 @@ from .plugins import Hooks, create_plugin_manager
 from .preferences import Preferences, load_preferences
 from .store import NANOS_PER_USD, Store, WorkerRow, to_ms
 
-TICK_SECONDS = 0.25
+TICK_SECONDS = 0.1
 RESTART_BACKOFF = (0.5, 2.0, 5.0, 10.0, 30.0)
 LIVE_STATES = {"starting", "running", "pausing", "stopping"}
 """States in which a process is (or should be) alive."""
@@ -200,6 +200,9 @@ class Supervisor:
         self.started: set[str] = set()
         self._project: Project | None = None
         self._project_dirty = True
+        self._replan = True
+        self._default_branch: str | None = None
+        self._status_written: dict[str, tuple[Any, ...]] = {}
         self._stop_requested = False
         self.run_id = 0
         from .automerge import AutoMerger
@@ -214,13 +217,17 @@ class Supervisor:
         return self.preferences.parallel
 
     def project(self) -> Project:
+        """The project as the root's ``.gsd`` says, re-read only after something changed it."""
         if self._project is None or self._project_dirty:
-            from .git import default_branch
             from .project import read_project
 
+            if self._default_branch is None:
+                from .git import default_branch
+
+                self._default_branch = default_branch(self.root)
             self._project = read_project(
                 self.root,
-                default_branch=default_branch(self.root),
+                default_branch=self._default_branch,
                 git_main_branch=self.preferences.git_main_branch,
             )
             self._project_dirty = False
@@ -234,9 +241,7 @@ class Supervisor:
             self.store.update_run(run.id, budget_ceiling=self.prefs.budget_ceiling)
         self.run_id = run.id
         me = os.getpid()
-        self.store.update_run(
-            run.id, supervisor_pid=me, supervisor_create_time=procs.process_create_time(me)
-        )
+        self.store.update_run(run.id, supervisor_pid=me, supervisor_create_time=procs.process_create_time(me))
 
     def adopt(self) -> None:
         """Take over workers a previous supervisor left running; settle the ones that died."""
@@ -276,13 +281,11 @@ class Supervisor:
 
         assert self.hooks is not None
         self.started.add(mid)
-        self._project_dirty = True  # whatever happens next changes the plan
+        self._replan = True  # whatever happens next changes the plan
         project = self.project()
         milestone = project.get(mid)
         title = milestone.title if milestone else mid
-        branch_target = (milestone.integration_branch if milestone else None) or (
-            project.integration_branch
-        )
+        branch_target = (milestone.integration_branch if milestone else None) or (project.integration_branch)
         row = self.store.worker(mid, self.run_id)
         try:
             wt = ensure_worktree(self.root, mid, branch_target)
@@ -323,9 +326,7 @@ class Supervisor:
         try:
             handle = self.hooks.spawn_worker(spec)
             if handle is None:
-                raise WorkerLaunchError(
-                    "no plugin launched the worker (spawn_worker returned None)"
-                )
+                raise WorkerLaunchError("no plugin launched the worker (spawn_worker returned None)")
         except GsdParallelError as exc:
             self.store.update_worker(mid, self.run_id, last_error=str(exc))
             self._set_state(mid, WorkerState.FAILED, str(exc))
@@ -424,7 +425,7 @@ class Supervisor:
         del self.tracked[mid]
         procs.forget(tracked.handle)
         procs.clear_signal(self.parallel_dir, mid)
-        self._project_dirty = True
+        self._project_dirty = self._replan = True
         row = self.store.worker(mid, self.run_id)
         if outcome.state == WorkerState.CRASHED:
             tail = procs.read_stderr_tail(self.parallel_dir / f"{mid}.stderr.log")
@@ -444,7 +445,6 @@ class Supervisor:
                 )  # fmt: skip
             return
         self._set_state(mid, outcome.state, outcome.reason)
-        self._project_dirty = True
         if outcome.state == WorkerState.COMPLETE and row is not None:
             self.hooks.on_milestone_complete(mid, row.branch, Path(row.worktree))
             self.after_complete(mid)
@@ -454,6 +454,8 @@ class Supervisor:
 
     # ------------------------------------------------------------------ commands
     def apply_commands(self) -> None:
+        if not self.store.pending_commands():
+            return  # a read: no write transaction on idle ticks
         for command in self.store.claim_commands():
             targets = (
                 [command.milestone_id]
@@ -508,9 +510,7 @@ class Supervisor:
             tracked.frozen = False
         procs.send_signal_group(tracked.handle, signal.SIGTERM)
         tracked.stop_deadline = time.time() + self.prefs.stop_grace_seconds
-        self._set_state(
-            mid, WorkerState.STOPPING, "budget ceiling reached" if why == "budget" else None
-        )
+        self._set_state(mid, WorkerState.STOPPING, "budget ceiling reached" if why == "budget" else None)
 
     def enforce_deadlines(self) -> None:
         now = time.time()
@@ -562,9 +562,9 @@ class Supervisor:
                 self.launch(mid, restart=True)
         # Each pass launches or marks held (a failed launch) at least one milestone,
         # so this ends; it re-plans at once when a launch failed and a slot is still free.
-        if not self._project_dirty and self._planned_once:
+        if not (self._replan or self._project_dirty):
             return
-        self._planned_once = True
+        self._replan = False
         for _attempt in range(len(self.project().milestones) + 1):
             if len(self.tracked) + len(self.restart_at) >= self.prefs.max_workers:
                 return
@@ -574,12 +574,17 @@ class Supervisor:
             for mid in plan:
                 self.launch(mid)
 
-    _planned_once: bool = False
-
     # ------------------------------------------------------------------ status files
     def write_status_files(self) -> None:
-        now_ms = to_ms(time.time())
+        """GSD's status files, rewritten when something changed or as a 5 s heartbeat."""
+        now = time.time()
         for row in self.store.workers(self.run_id):
+            tracked = row.milestone_id in self.tracked
+            key = (row.state, row.current_unit, row.units_done, row.cost_nanos, row.pid,
+                   int(now / 5) if tracked else 0)  # fmt: skip
+            if self._status_written.get(row.milestone_id) == key:
+                continue
+            self._status_written[row.milestone_id] = key
             procs.write_status_file(
                 self.parallel_dir,
                 row.milestone_id,
@@ -588,9 +593,7 @@ class Supervisor:
                 current_unit=row.current_unit,
                 completed_units=row.units_done,
                 cost=row.cost,
-                last_heartbeat_ms=now_ms
-                if row.milestone_id in self.tracked
-                else to_ms(row.updated_at),
+                last_heartbeat_ms=to_ms(now) if tracked else to_ms(row.updated_at),
                 started_at_ms=to_ms(row.started_at),
                 worktree=row.worktree,
             )
@@ -625,9 +628,7 @@ class Supervisor:
         try:
             self._open_run()
             self.adopt()
-            self.store.add_event(
-                "supervisor", f"supervisor {os.getpid()} started", run_id=self.run_id
-            )
+            self.store.add_event("supervisor", f"supervisor {os.getpid()} started", run_id=self.run_id)
             while self.tick():
                 time.sleep(self.tick_seconds)
             self.finish()
@@ -650,9 +651,7 @@ class Supervisor:
         unfinished = [w for w in self.store.workers(self.run_id) if w.state not in {"complete"}]
         if not unfinished and not self.plan():
             self.store.finish_run(self.run_id)
-        self.store.add_event(
-            "supervisor", "supervisor exited: nothing left to run", run_id=self.run_id
-        )
+        self.store.add_event("supervisor", "supervisor exited: nothing left to run", run_id=self.run_id)
 
 
 def worker_summary(row: WorkerRow) -> str:
