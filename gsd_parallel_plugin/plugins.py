@@ -11,6 +11,10 @@ Discovery order (later registrations are called first by pluggy, and builtins ar
 ``GSD_PARALLEL_DISABLED_PLUGINS`` (comma separated names) blocks plugins by name.
 A plugin that fails to import, or implements a hook that does not exist, is dropped
 with a warning naming it and its distribution; it never takes the host down.
+
+Internal code calls hooks only through :class:`Hooks` (one typed method per hook), never
+``pm.hook.<name>(...)`` directly: a test enforces it, so every call site is type-checked and
+every call is seen by :attr:`Hooks.listeners` (the test recorder).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType, TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import pluggy
 
@@ -47,6 +51,25 @@ ENV_DISABLE_AUTOLOAD = "GSD_PARALLEL_DISABLE_PLUGIN_AUTOLOAD"
 ENV_DISABLED = "GSD_PARALLEL_DISABLED_PLUGINS"
 BUILTIN_PREFIX = "gsd_parallel."
 
+HookKind = Literal["decision", "veto", "broadcast", "historic", "collect"]
+HOOK_KINDS: dict[str, HookKind] = {
+    "register_slash_commands": "collect",
+    "on_session_start": "historic",
+    "check_eligibility": "veto",
+    "spawn_worker": "decision",
+    "on_worker_state_change": "broadcast",
+    "on_milestone_complete": "broadcast",
+    "on_cost_update": "broadcast",
+    "on_budget_exceeded": "broadcast",
+    "choose_merge_order": "decision",
+    "resolve_merge_conflict": "decision",
+    "before_merge": "veto",
+    "on_merge_complete": "broadcast",
+}
+"""How each hook combines results and treats a raising plugin (documented in hooks.md)."""
+WRAPPERLESS_KINDS = frozenset({"broadcast", "collect"})
+"""Kinds whose implementations :class:`Hooks` calls one by one, so wrappers never run."""
+
 
 @dataclass
 class PluginInfo:
@@ -57,6 +80,8 @@ class PluginInfo:
     distribution: str | None = None
     version: str | None = None
     source: str = "builtin"
+    module: str | None = None
+    """Where the plugin's code lives (its module name), when it is a module or class."""
 
 
 @dataclass
@@ -73,8 +98,15 @@ class LoadedPlugins:
                 continue
             hooks = sorted({caller.name for caller in self.pm.get_hookcallers(plugin) or []})
             source, dist, version = self.sources.get(name, ("builtin", None, None))
-            infos.append(PluginInfo(name, hooks, dist, version, source))
+            module = getattr(plugin, "__module__", None) or getattr(plugin, "__name__", None)
+            if isinstance(plugin, ModuleType):
+                module = plugin.__name__
+            infos.append(PluginInfo(name, hooks, dist, version, source, module))
         return infos
+
+    def blocked(self) -> list[str]:
+        """Names blocked by ``GSD_PARALLEL_DISABLED_PLUGINS`` (whether or not they exist)."""
+        return [name for name, plugin in self.pm.list_name_plugin() if plugin is None]
 
 
 def _split_env(value: str | None) -> list[str]:
@@ -98,6 +130,28 @@ def _unknown_hooks(pm: pluggy.PluginManager, plugin: object) -> list[str]:
         if name not in known and not opts.get("optionalhook"):
             unknown.append(name)
     return unknown
+
+
+def plugin_problems(pm: pluggy.PluginManager, plugin: object) -> tuple[list[str], list[str]]:
+    """(errors, notes) about ``plugin`` before it is registered.
+
+    Errors make it unusable (a hook name that matches no spec). Notes are harmless but
+    surprising: a wrapper on a hook whose implementations are called one by one never runs.
+    """
+    unknown = _unknown_hooks(pm, plugin)
+    errors = [_describe_unknown(unknown)] if unknown else []
+    notes = []
+    for attr in dir(plugin):
+        opts = pm.parse_hookimpl_opts(plugin, attr)
+        if not opts or not (opts.get("wrapper") or opts.get("hookwrapper")):
+            continue
+        name = opts.get("specname") or attr
+        if HOOK_KINDS.get(name) in WRAPPERLESS_KINDS:
+            notes.append(
+                f"wrapper on {HOOK_KINDS[name]} hook '{name}' never runs "
+                "(each implementation is called on its own); use a plain hookimpl"
+            )
+    return errors, notes
 
 
 def _describe_unknown(names: Sequence[str]) -> str:
@@ -151,10 +205,11 @@ def create_plugin_manager(
         label = f"plugin '{name}'" + (f" (from {dist} {version})" if dist else "")
         if pm.is_blocked(name):
             return
-        unknown = _unknown_hooks(pm, plugin)
-        if unknown:
-            loaded.warnings.append(f"{label} ignored: {_describe_unknown(unknown)}")
+        errors, notes = plugin_problems(pm, plugin)
+        if errors:
+            loaded.warnings.append(f"{label} ignored: {'; '.join(errors)}")
             return
+        loaded.warnings.extend(f"{label}: {note}" for note in notes)
         try:
             pm.register(plugin, name=name)
         except ValueError:
@@ -236,19 +291,36 @@ class Hooks:
     """Typed facade over ``pm.hook``: one method per hook, so a type checker sees each call.
 
     Broadcast events call each implementation on its own so that one raising plugin is
-    logged by name and the others still run. Decision and veto hooks fail the
+    named in a warning and the others still run. Decision and veto hooks fail the
     operation with a :class:`PluginError` naming the plugin.
+
+    ``listeners`` are called with ``(hook_name, kwargs)`` before every hook call (the
+    test recorder uses this). ``warn`` receives each broadcast failure once per distinct
+    message (a plugin failing on every cost update is reported once, counted in
+    :attr:`broadcast_errors`); the default logs it on the ``gsd_parallel`` logger.
     """
 
-    def __init__(self, pm: pluggy.PluginManager) -> None:
+    def __init__(
+        self, pm: pluggy.PluginManager, *, warn: Callable[[str], None] | None = None
+    ) -> None:
         self.pm = pm
         self.listeners: list[CallListener] = []
         self.broadcast_errors: list[str] = []
+        self.warn: Callable[[str], None] = warn or log.warning
 
     # -- plumbing
+    def implementers(self, name: str) -> list[str]:
+        """Names of the plugins implementing hook ``name``, in the order pluggy calls them."""
+        return [impl.plugin_name for impl in reversed(getattr(self.pm.hook, name).get_hookimpls())]
+
     def _notify(self, name: str, kwargs: Mapping[str, Any]) -> None:
         for listener in list(self.listeners):
             listener(name, kwargs)
+
+    def _report(self, message: str) -> None:
+        if message not in self.broadcast_errors:
+            self.warn(message)
+        self.broadcast_errors.append(message)
 
     def _decide(self, name: str, **kwargs: Any) -> Any:
         self._notify(name, kwargs)
@@ -262,28 +334,34 @@ class Hooks:
                 f"plugin '{plugin}' failed in {name}: {type(exc).__name__}: {exc}"
             ) from exc
 
+    @staticmethod
+    def _plain(caller: pluggy.HookCaller) -> list[pluggy.HookImpl]:
+        """Non-wrapper implementations in call order (wrappers cannot run one by one)."""
+        impls = reversed(caller.get_hookimpls())
+        return [impl for impl in impls if not (impl.wrapper or impl.hookwrapper)]
+
     def _broadcast(self, name: str, **kwargs: Any) -> None:
         self._notify(name, kwargs)
-        caller = getattr(self.pm.hook, name)
-        for impl in reversed(caller.get_hookimpls()):
+        for impl in self._plain(getattr(self.pm.hook, name)):
             try:
-                args = [kwargs[arg] for arg in impl.argnames]
-                impl.function(*args)
+                impl.function(*[kwargs[arg] for arg in impl.argnames])
             except Exception as exc:
-                message = (
+                self._report(
                     f"plugin '{impl.plugin_name}' raised in {name}: {type(exc).__name__}: {exc}"
                 )
-                self.broadcast_errors.append(message)
-                log.warning(message)
 
     # -- session
     def register_slash_commands(self, host: HostSession) -> list[tuple[str, SlashCommand]]:
         """Every plugin's commands, each paired with the name of the plugin that gave it."""
         self._notify("register_slash_commands", {"host": host})
         pairs: list[tuple[str, SlashCommand]] = []
-        for impl in reversed(self.pm.hook.register_slash_commands.get_hookimpls()):
+        kwargs = {"host": host}
+        for impl in self._plain(self.pm.hook.register_slash_commands):
             try:
-                commands = impl.function(host)
+                commands = cast(
+                    "Sequence[SlashCommand] | None",
+                    impl.function(*[kwargs[arg] for arg in impl.argnames]),
+                )
             except Exception as exc:
                 raise PluginError(
                     f"plugin '{impl.plugin_name}' failed in register_slash_commands: "
@@ -298,9 +376,9 @@ class Hooks:
             self.pm.hook.on_session_start.call_historic(kwargs={"host": host})
         except Exception as exc:
             plugin = plugin_name_for(self.pm, exc.__traceback__) or "unknown plugin"
-            message = f"plugin '{plugin}' raised in on_session_start: {type(exc).__name__}: {exc}"
-            self.broadcast_errors.append(message)
-            log.warning(message)
+            self._report(
+                f"plugin '{plugin}' raised in on_session_start: {type(exc).__name__}: {exc}"
+            )
 
     # -- eligibility
     def check_eligibility(
