@@ -394,3 +394,52 @@ def test_status_without_run_and_unknown_milestone(tmp_path, cli):
     )
     bad = cli("--project", project.root, "pause", "M009")
     assert bad.code == 2 and "No parallel orchestration is currently active." in bad.err
+
+
+def _untracked_gsd_project(tmp_path: Path, *, symlink: bool):
+    from gsd_parallel_plugin.testing.builder import git
+
+    root = tmp_path / "proj"
+    build_project(
+        root,
+        {
+            "M001": {"title": "One", "slices": {"S01": {"T01": ["src/one.py"]}}},
+            "M002": {"title": "Two", "slices": {"S01": {"T01": ["src/two.py"]}}},
+        },
+        preferences=PREFS,
+        files={"README.md": "hi\n", ".gitignore": ".gsd\n"},
+        git_init=False,
+    )
+    if symlink:  # GSD's default layout: .gsd -> ~/.gsd/projects/<hash>/
+        external = tmp_path / "home" / "projects" / "abc123def456"
+        external.parent.mkdir(parents=True)
+        (root / ".gsd").rename(external)
+        (root / ".gsd").symlink_to(external)
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "initial")
+    return root
+
+
+@pytest.mark.parametrize("symlink", [True, False], ids=["symlinked-gsd", "untracked-gsd"])
+def test_untracked_or_symlinked_gsd_runs_to_completion(tmp_path, cli, fake_worker, symlink):
+    fake_worker(unit_seconds=0.01)
+    root = _untracked_gsd_project(tmp_path, symlink=symlink)
+    assert "M001" not in subprocess_git(root, "ls-files")  # planning files are not in git
+    result = cli("--project", root, "start", "--wait", "--json")
+    assert result.code == 0, result.err + result.out
+    states = {w["id"]: w["state"] for w in result.json()["workers"]}
+    assert states == {"M001": "complete", "M002": "complete"}
+    # the code landed on the milestone branches; planning files were never committed
+    assert "src/one.py" in subprocess_git(root, "ls-tree", "-r", "--name-only", "milestone/M001")
+    assert ".gsd" not in subprocess_git(root, "ls-tree", "-r", "--name-only", "milestone/M001")
+    if symlink:  # edits went straight to the shared planning directory
+        assert (root / ".gsd" / "milestones" / "M001" / "M001-SUMMARY.md").exists()
+    else:  # an additive copy: the root's own planning files are untouched
+        assert not (root / ".gsd" / "milestones" / "M001" / "M001-SUMMARY.md").exists()
+
+
+def subprocess_git(root: Path, *args: str) -> str:
+    from gsd_parallel_plugin.testing.builder import git
+
+    return git(root, *args)

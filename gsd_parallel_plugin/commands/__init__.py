@@ -8,8 +8,10 @@ Each subcommand lives in its own module with a ``run(ctx) -> CommandResult`` fun
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
-from ..models import CommandContext, CommandResult, Handler
+if TYPE_CHECKING:  # --help must stay cheap: no dataclass module at import time
+    from ..models import CommandContext, CommandResult, Handler
 
 SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     # name: (module, usage, summary)

@@ -14,15 +14,13 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
     parser.add_argument("milestone", nargs="?")
     args = parse(parser, ctx)
     loaded = load(ctx)
+    mid = milestone_arg(loaded, args.milestone) if args.milestone else None
     view = RunView.read(loaded)
     if view.run is None:
-        return CommandResult(
-            NO_RUN, {"active": False, "workers": [], "waiting": [], "total_cost": 0.0}
-        )
+        return CommandResult(NO_RUN, {"active": False, "workers": [], "waiting": [], "total_cost": 0.0})
     if ensure_supervisor(ctx, loaded, view):
         view = RunView.read(loaded)
-    if args.milestone:
-        mid = milestone_arg(loaded, args.milestone)
+    if mid is not None:
         if view.worker(mid) is None:
             raise UserError(f"{mid} has no worker in the current run")
         view.workers = [w for w in view.workers if w.milestone_id == mid]

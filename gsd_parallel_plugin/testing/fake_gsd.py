@@ -623,8 +623,33 @@ _ACTIONS: dict[str, Callable[[Config, Emitter, Unit], list[Path]]] = {
 }
 
 
+def _committable(cfg: Config, paths: list[Path]) -> list[str]:
+    """The paths git can take: inside the work tree (a symlinked ``.gsd`` is not) and not ignored.
+
+    Like GSD itself, planning files kept outside the repository are written but not committed.
+    """
+    root = cfg.root.resolve()
+    inside = []
+    for p in paths:
+        try:
+            p.resolve().relative_to(root)
+        except ValueError:
+            continue
+        inside.append(_rel(cfg, p))
+    rel = sorted(set(inside))
+    if not rel:
+        return []
+    argv = ["git", "check-ignore", "--no-index", "--", *rel]
+    done = subprocess.run(argv, cwd=cfg.root, capture_output=True, text=True, check=False,
+                          start_new_session=True)
+    ignored = set(done.stdout.splitlines()) if done.returncode == 0 else set()
+    return [r for r in rel if r not in ignored]
+
+
 def _commit(cfg: Config, unit: Unit, paths: list[Path]) -> None:
-    rel = sorted({_rel(cfg, p) for p in paths})
+    rel = _committable(cfg, paths)
+    if not rel:
+        return
     _git(cfg.root, "add", "--", *rel)
     _git(cfg.root, "commit", "--no-verify", "-q", "-m", f"{unit.id}: {unit.type} {unit.title}",
          "--", *rel)
