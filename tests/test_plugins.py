@@ -263,3 +263,36 @@ def test_every_hookspec_is_documented_in_hooks_md():
     assert len(specs) == 12
     missing = [n for n in specs if f"### `{n}(" not in text]
     assert missing == []
+
+
+def test_veto_plugin_through_the_cli(tmp_path, cli):
+    from gsd_parallel_plugin.testing.builder import build_project
+
+    plugdir = tmp_path / "mods"
+    plugdir.mkdir()
+    (plugdir / "no_search.py").write_text(
+        textwrap.dedent("""
+            from gsd_parallel_plugin import hookimpl
+
+            @hookimpl
+            def check_eligibility(milestone):
+                if any(f.startswith("src/search") for f in milestone.files):
+                    return "search is frozen this week"
+        """)
+    )
+    project = build_project(
+        tmp_path / "p",
+        {
+            "M001": {"title": "Auth", "slices": {"S01": {"T01": ["src/auth.py"]}}},
+            "M002": {"title": "Search", "slices": {"S01": {"T01": ["src/search.py"]}}},
+        },
+        preferences={"enabled": True},
+    )
+    env = {"GSD_PARALLEL_PLUGINS": "no_search", "PYTHONPATH": str(plugdir)}
+    data = cli("--project", project.root, "start", "--dry-run", "--json", env=env).json()
+    assert [e["id"] for e in data["eligible"]] == ["M001"]
+    assert data["ineligible"] == [{"id": "M002", "title": "Search", "reason": "search is frozen this week"}]
+    listed = cli("plugins", "--json", env=env).json()["plugins"]
+    assert {"name": "no_search", "hooks": ["check_eligibility"]}.items() <= next(
+        p for p in listed if p["name"] == "no_search"
+    ).items()
