@@ -234,7 +234,7 @@ class Supervisor:
         return self._project
 
     def _open_run(self) -> None:
-        run = self.store.active_run()
+        run = self.store.active_run() or self.budget.reopen_run()
         if run is None:
             run = self.store.create_run(self.prefs.budget_ceiling)
         elif self.prefs.budget_ceiling != run.budget_ceiling:
@@ -398,19 +398,26 @@ class Supervisor:
         complete = bool(wt_gsd and milestone_complete_in(wt_gsd, mid)) or milestone_complete_in(
             self.gsd_dir, mid
         )
+        paused = Outcome(WorkerState.PAUSED, _pause_reason(worktree))
         if code is None:  # adopted: infer from the log and the disk
             hint = procs.infer_outcome(self.parallel_dir / f"{mid}.stdout.log", complete)
             code = procs.OUTCOME_EXIT_CODES.get(hint)
             if code is None:
+                if tracked.requested == "pause":
+                    return paused  # ended by the SIGTERM of an interrupting pause
                 return Outcome(WorkerState.CRASHED, "worker vanished (exit status unknown)")
         if code == 0:
             if complete:
                 return Outcome(WorkerState.COMPLETE)
+            if tracked.requested == "budget":
+                return Outcome(WorkerState.STOPPED, "budget ceiling reached")
             return Outcome(WorkerState.STOPPED, "worker exited without completing the milestone")
         if code == 10:
             if tracked.requested == "pause":
-                return Outcome(WorkerState.PAUSED)
+                return paused
             return Outcome(WorkerState.BLOCKED, "worker reported the milestone blocked (exit 10)")
+        if tracked.requested == "pause" and (code == 11 or code < 0):
+            return paused  # interrupted on purpose (budget guard); resumable like any pause
         if tracked.requested in {"stop", "budget"}:
             reason = "budget ceiling reached" if tracked.requested == "budget" else None
             return Outcome(WorkerState.STOPPED, reason)
@@ -470,7 +477,9 @@ class Supervisor:
         row = self.store.worker(mid, self.run_id)
         if row is None:
             return
-        if command == "pause" and tracked is not None and row.state in {"running", "starting"}:
+        interrupt = bool(args.get("interrupt"))  # budget guard: do not wait for the unit to end
+        pausable = {"running", "starting", "pausing"} if interrupt else {"running", "starting"}
+        if command == "pause" and tracked is not None and row.state in pausable:
             if args.get("now"):
                 if procs.send_signal_group(tracked.handle, signal.SIGSTOP):
                     tracked.frozen = True
@@ -478,7 +487,10 @@ class Supervisor:
             else:
                 procs.write_signal(self.parallel_dir, mid, "pause")
                 tracked.requested = "pause"
-                self._set_state(mid, WorkerState.PAUSING, "pause requested")
+                if interrupt:
+                    procs.send_signal_group(tracked.handle, signal.SIGTERM)
+                    tracked.stop_deadline = time.time() + self.prefs.stop_grace_seconds
+                self._set_state(mid, WorkerState.PAUSING, args.get("reason") or "pause requested")
         elif command == "resume":
             if "budget" in args:
                 self.store.update_worker(mid, self.run_id, milestone_budget=float(args["budget"]))
@@ -486,11 +498,13 @@ class Supervisor:
                 procs.send_signal_group(tracked.handle, signal.SIGCONT)
                 tracked.frozen = False
                 self._set_state(mid, WorkerState.RUNNING, "resumed")
-            elif tracked is not None and tracked.requested == "pause":
+            elif tracked is not None and tracked.requested == "pause" and not tracked.stop_deadline:
                 procs.clear_signal(self.parallel_dir, mid)
                 tracked.requested = None
                 self._set_state(mid, WorkerState.RUNNING, "pause cancelled")
-            elif tracked is None and row.state in {"paused", "blocked", "stopped", "failed"}:
+            elif tracked is None and row.state in {"paused", "blocked", "stopped", "failed"} and (
+                not self.budget.blocks_new_work()
+            ):
                 self.restart_at.pop(mid, None)
                 self.launch(mid)
         elif command == "stop" and tracked is not None:
@@ -652,6 +666,13 @@ class Supervisor:
         if not unfinished and not self.plan():
             self.store.finish_run(self.run_id)
         self.store.add_event("supervisor", "supervisor exited: nothing left to run", run_id=self.run_id)
+
+
+def _pause_reason(row: WorkerRow | None) -> str | None:
+    """Why a pausing worker was paused, when not by the user (budget guard reasons)."""
+    if row is None or row.state_reason in (None, "pause requested"):
+        return None
+    return row.state_reason
 
 
 def worker_summary(row: WorkerRow) -> str:

@@ -6,11 +6,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..budget import budget_message
 from ..errors import UserError
-from ..store import RunRow, Store, WorkerRow
+from ..store import RunRow, Store, WorkerRow, usd_to_nanos
 from .common import Loaded
 
 NO_RUN = "No parallel orchestration is currently active."
+__all__ = ["NO_RUN", "RunView", "budget_message", "open_store", "refuse_if_budget_exhausted"]
 LIVE_STATES = {"starting", "running", "pausing", "stopping"}
 HELD_STATES = {"paused", "stopped", "failed", "blocked", "complete"}
 
@@ -20,13 +22,6 @@ def open_store(loaded: Loaded, *, create: bool = False) -> Store | None:
     if not create and not path.exists():
         return None
     return Store(path)
-
-
-def budget_message(ceiling: float, spent: float) -> str:
-    return (
-        f"Budget ceiling (${ceiling:.2f}) reached — ${spent:.2f} spent. "
-        "Raise parallel.budget_ceiling or remove it to continue."
-    )
 
 
 def refuse_if_budget_exhausted(loaded: Loaded) -> None:
@@ -39,9 +34,9 @@ def refuse_if_budget_exhausted(loaded: Loaded) -> None:
         run = store.active_run() or store.latest_run()
         if run is None or run.state == "finished":
             return
-        spent = store.run_total_cost(run.id)
-    if spent >= ceiling:
-        raise UserError(budget_message(ceiling, spent))
+        spent = store.run_total_nanos(run.id)
+    if spent >= usd_to_nanos(ceiling):
+        raise UserError(budget_message(ceiling, spent / 1e9))
 
 
 def _ago(ts: float | None) -> str:
