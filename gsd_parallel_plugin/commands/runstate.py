@@ -6,9 +6,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..budget import budget_message
+from ..budget import (
+    BUDGET_REASON,
+    WARN_PERCENT,
+    Forecast,
+    budget_message,
+    envelope_of,
+    forecast,
+    worker_milestones,
+)
 from ..errors import UserError
-from ..store import RunRow, Store, WorkerRow, usd_to_nanos
+from ..store import NANOS_PER_USD, RunRow, Store, WorkerRow, usd_to_nanos
 from .common import Loaded
 
 NO_RUN = "No parallel orchestration is currently active."
@@ -36,7 +44,7 @@ def refuse_if_budget_exhausted(loaded: Loaded) -> None:
             return
         spent = store.run_total_nanos(run.id)
     if spent >= usd_to_nanos(ceiling):
-        raise UserError(budget_message(ceiling, spent / 1e9))
+        raise UserError(budget_message(ceiling, spent / NANOS_PER_USD))
 
 
 def _ago(ts: float | None) -> str:
@@ -58,6 +66,7 @@ class RunView:
     merged: dict[str, str] = field(default_factory=dict)
     completed: dict[str, float] = field(default_factory=dict)
     supervisor: dict[str, Any] | None = None
+    _forecast: tuple[Forecast | None] | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def read(cls, loaded: Loaded) -> RunView:
@@ -88,9 +97,53 @@ class RunView:
 
     @property
     def held(self) -> list[str]:
-        return (
-            [w.milestone_id for w in self.workers if w.state in HELD_STATES] if self.active else []
-        )
+        """Milestones this run will not start again (what the ceiling stopped continues
+        once it is raised: ``start`` refuses while it is not)."""
+        if not self.active:
+            return []
+        over = self.run is not None and self.run.state == "budget_exceeded"
+        return [
+            w.milestone_id
+            for w in self.workers
+            if w.state in HELD_STATES and not (over and w.state_reason == BUDGET_REASON)
+        ]
+
+    # ------------------------------------------------------------------ budget
+    def budget(self, loaded: Loaded) -> dict[str, Any]:
+        """Spent / ceiling, percent and state (``ok``, ``warning`` from 80 %, ``exceeded``)."""
+        ceiling = loaded.preferences.parallel.budget_ceiling
+        spent = sum(w.cost_nanos for w in self.workers)
+        state, percent, message = "ok", None, None
+        if ceiling is not None:
+            limit = usd_to_nanos(ceiling)
+            percent = spent * 100 // limit
+            if spent >= limit:
+                state, message = "exceeded", budget_message(ceiling, spent / NANOS_PER_USD)
+            elif percent >= WARN_PERCENT:
+                state = "warning"
+        return {
+            "spent": spent / NANOS_PER_USD,
+            "ceiling": ceiling,
+            "percent": percent,
+            "state": state,
+            "message": message,
+            "run_state": self.run.state if self.run else None,
+        }
+
+    def forecast(self, loaded: Loaded) -> Forecast | None:
+        """Projected cost to finish, while some worker of the run is unfinished."""
+        if self._forecast is None:
+            unfinished = [w for w in self.workers if w.state not in {"complete", "failed"}]
+            self._forecast = (
+                forecast(
+                    self.workers,
+                    worker_milestones(unfinished, loaded.project),
+                    loaded.preferences.parallel.budget_ceiling,
+                )
+                if unfinished
+                else None,
+            )
+        return self._forecast[0]
 
     @property
     def awaiting_merge(self) -> list[str]:
@@ -106,6 +159,8 @@ class RunView:
                 if w.milestone_id in self.merged
                 else "complete — awaiting merge"
             )
+        if w.state in {"paused", "stopped", "blocked"} and w.state_reason:
+            return f"{w.state} — {w.state_reason}"
         return w.state
 
     def waiting(self, loaded: Loaded) -> list[dict[str, str]]:
@@ -122,6 +177,10 @@ class RunView:
             held=self.held,
         )
         waiting = [{"id": w.id, "reason": w.reason} for w in report.plan.waiting]
+        if self.budget(loaded)["state"] == "exceeded":
+            queued = [*report.plan.start, *(w["id"] for w in waiting)]
+            reason = "not started: budget ceiling reached"
+            waiting = [{"id": m, "reason": reason} for m in queued if self.worker(m) is None]
         blocked = ("Blocked by", "Waiting for", "Dependency cycle")
         waiting += [
             {"id": v.id, "reason": v.reason}
@@ -131,6 +190,7 @@ class RunView:
         return waiting
 
     def status_json(self, loaded: Loaded) -> dict[str, Any]:
+        fc = self.forecast(loaded)
         return {
             "active": self.active,
             "run": self.run.to_json() if self.run else None,
@@ -151,13 +211,26 @@ class RunView:
                     "worktree": str(w.worktree),
                     "last_error": w.last_error,
                     "last_activity": w.last_activity_at,
+                    "last_progress": w.last_progress_at,
                     "merged": w.milestone_id in self.merged,
+                    **self._worker_budget_json(loaded, w),
                 }
                 for w in self.workers
             ],
             "waiting": self.waiting(loaded) if self.active else [],
             "total_cost": round(self.total_cost, 9),
             "budget_ceiling": loaded.preferences.parallel.budget_ceiling,
+            "budget": {**self.budget(loaded), "forecast": fc.to_json() if fc else None},
+        }
+
+    def _worker_budget_json(self, loaded: Loaded, w: WorkerRow) -> dict[str, Any]:
+        envelope = envelope_of(w, loaded.preferences.parallel.milestone_budget)
+        fc = self.forecast(loaded)
+        wf = fc.worker(w.milestone_id) if fc else None
+        return {
+            "milestone_budget": None if envelope is None else envelope / NANOS_PER_USD,
+            "units_left": wf.units_left if wf else None,
+            "forecast_remaining": wf.remaining if wf else None,
         }
 
     def render_status(self, loaded: Loaded) -> str:
@@ -177,8 +250,9 @@ class RunView:
             detail.append(f"last activity {_ago(w.last_activity_at)}")
             if w.restarts:
                 detail.append(f"restarts {w.restarts}")
-            if w.state_reason and w.state not in LIVE_STATES:
+            if w.state_reason and w.state not in LIVE_STATES | {"paused", "stopped", "blocked"}:
                 detail.append(w.state_reason)
+            detail += self._worker_budget_text(loaded, w)
             lines.append("  " + " · ".join(detail))
             if w.last_error and w.state in {"failed", "crashed"}:
                 lines += ["  last error:"] + [
@@ -188,11 +262,7 @@ class RunView:
         if waiting:
             lines.append("\n## Waiting\n")
             lines += [f"- **{w['id']}** — {w['reason']}" for w in waiting]
-        ceiling = loaded.preferences.parallel.budget_ceiling
-        total = f"\nTotal cost: ${self.total_cost:.2f}"
-        if ceiling is not None:
-            total += f" of ${ceiling:.2f} budget ceiling"
-        lines.append(total)
+        lines += self._budget_text(loaded)
         if (
             self.active
             and self.supervisor is None
@@ -200,3 +270,38 @@ class RunView:
         ):
             lines.append("Supervisor: not running (the next command adopts the workers)")
         return "\n".join(lines) + "\n"
+
+    def _worker_budget_text(self, loaded: Loaded, w: WorkerRow) -> list[str]:
+        out = []
+        envelope = envelope_of(w, loaded.preferences.parallel.milestone_budget)
+        if envelope is not None:
+            out.append(f"budget ${w.cost:.2f} of ${envelope / NANOS_PER_USD:.2f}")
+        fc = self.forecast(loaded)
+        wf = fc.worker(w.milestone_id) if fc else None
+        if wf is not None and wf.remaining is not None and wf.units_left:
+            left = f"{wf.units_left} unit{'s' if wf.units_left != 1 else ''} left"
+            out.append(f"forecast +${wf.remaining:.2f} ({left})")
+        return out
+
+    def _budget_text(self, loaded: Loaded) -> list[str]:
+        budget = self.budget(loaded)
+        total = f"\nTotal cost: ${budget['spent']:.2f}"
+        if budget["ceiling"] is not None:
+            total += f" of ${budget['ceiling']:.2f} budget ceiling ({budget['percent']}%)"
+        lines = [total]
+        if budget["state"] == "exceeded":
+            lines.append(budget["message"])
+        elif budget["state"] == "warning":
+            lines.append(
+                f"Warning: {budget['percent']}% of the budget ceiling is spent;"
+                " workers stop when it is reached."
+            )
+        fc = self.forecast(loaded)
+        if fc is not None and fc.remaining and budget["state"] != "exceeded":
+            line = f"Forecast: about ${fc.total:.2f} to finish the started milestones"
+            if fc.partial:
+                line += " (some have no estimate yet)"
+            if fc.over_ceiling:
+                line += f" — over the ${budget['ceiling']:.2f} budget ceiling"
+            lines.append(line)
+        return lines
