@@ -1,0 +1,1 @@
+pytest_plugins = ["gsd_parallel_plugin.testing"]
