@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import time
 
+from ..budget import BUDGET_REASON, envelope_of
 from ..errors import UserError
 from ..models import CommandContext, CommandResult
+from ..store import NANOS_PER_USD, WorkerRow, usd_to_nanos
 from .common import ArgParser, load, milestone_arg, parse
 from .runstate import NO_RUN, RunView, open_store, refuse_if_budget_exhausted
 from .supervise import ensure_supervisor
@@ -45,6 +47,8 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
             raise UserError("--budget must be a number of USD > 0")
         refuse_if_budget_exhausted(loaded)
     targets = _targets(name, loaded, view, args.milestone)
+    if name == "resume":
+        _check_envelopes(loaded, view, targets, args.budget)
     command_args: dict[str, object] = {}
     if name == "pause" and args.now:
         command_args["now"] = True
@@ -64,6 +68,12 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
     return CommandResult(text, {"command": name, "milestones": targets, "states": states})
 
 
+def _accepts(name: str, w: WorkerRow) -> bool:
+    """Resume also continues what the budget ceiling stopped (once it has been raised)."""
+    budget_stopped = w.state == "stopped" and w.state_reason == BUDGET_REASON
+    return w.state in ACCEPTS[name] or (name == "resume" and budget_stopped)
+
+
 def _targets(name: str, loaded, view: RunView, mid: str | None) -> list[str]:  # type: ignore[no-untyped-def]
     accepts = ACCEPTS[name]
     if mid is not None:
@@ -71,15 +81,40 @@ def _targets(name: str, loaded, view: RunView, mid: str | None) -> list[str]:  #
         w = view.worker(mid)
         if w is None:
             raise UserError(f"{mid} has no worker in the current run; nothing to {name}")
-        if w.state not in accepts:
+        if not _accepts(name, w):
             raise UserError(
                 f"{mid} is {w.state}; only a worker that is {_either(accepts)} can be {_past(name)}"
             )
         return [mid]
-    targets = [w.milestone_id for w in view.workers if w.state in accepts]
+    targets = [w.milestone_id for w in view.workers if _accepts(name, w)]
     if not targets:
         raise UserError(f"no worker to {name}: none is {_either(accepts)}")
     return targets
+
+
+def _check_envelopes(loaded, view: RunView, targets: list[str], budget: float | None) -> None:  # type: ignore[no-untyped-def]
+    """A worker at its milestone budget would pause again at once: ask for a higher one.
+
+    ``--budget`` is the milestone's new total envelope, so it must exceed what it spent.
+    """
+    default = loaded.preferences.parallel.milestone_budget
+    for mid in targets:
+        w = view.worker(mid)
+        if w is None:
+            continue
+        if budget is not None:
+            if usd_to_nanos(budget) <= w.cost_nanos:
+                raise UserError(
+                    f"--budget {budget:g} is not above what {mid} has spent (${w.cost:.2f}):"
+                    " it is the milestone's new total budget"
+                )
+            continue
+        envelope = envelope_of(w, default)
+        if envelope is not None and w.cost_nanos >= envelope:
+            raise UserError(
+                f"{mid} has spent ${w.cost:.2f} of its ${envelope / NANOS_PER_USD:.2f} milestone"
+                f" budget: resume it with --budget USD above ${w.cost:.2f}"
+            )
 
 
 def _either(states: set[str]) -> str:
