@@ -121,9 +121,7 @@ class Interpreter:
             if event.get("isError") is True:
                 self.tool_errors += 1
                 detail = _error_text(event.get("result"))
-                out.append(
-                    Entry("tool-error", _clip(f"{name} failed" + (f": {detail}" if detail else "")))
-                )
+                out.append(Entry("tool-error", _clip(f"{name} failed" + (f": {detail}" if detail else ""))))
             elif p.units_finished:
                 self.units_finished += p.units_finished
                 out.append(Entry("unit-end", f"{unit or name} complete", unit=unit))

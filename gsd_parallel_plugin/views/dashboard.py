@@ -163,7 +163,7 @@ def render(snap: Snapshot, width: int = 80, *, footer: bool = True) -> Renderabl
     """The whole frame as one rich renderable, at most ``width`` columns wide."""
     parts: list[RenderableType] = [header(snap, width)]
     if snap.notice:
-        parts.append(_line("", snap.notice, width, "yellow"))
+        parts.append(Text(snap.notice, style="yellow"))  # wraps: a notice is read whole
     if snap.run is None and not snap.notice:
         parts.append(Text("No parallel run yet.", style="dim"))
     if (
@@ -201,6 +201,9 @@ def render(snap: Snapshot, width: int = 80, *, footer: bool = True) -> Renderabl
                 isinstance(e.data, dict) and e.data.get("new") in {"crashed", "failed"}
             )
             parts.append(_line(f"  {stamp}", e.message, width, "red" if bad else ""))
+            last = e.data.get("last_stderr") if isinstance(e.data, dict) else None
+            if last and last not in e.message:
+                parts.append(_line(" " * 11 + "↳ ", str(last), width, "red"))
     if footer:
         parts.append(Text("\nq quit · refreshes every second", style="dim"))
     return Group(*parts)

@@ -82,9 +82,7 @@ class MilestoneGraph:
         return {
             "nodes": [n.to_json() for n in self.nodes],
             "edges": [{"from": a, "to": b} for a, b in self.edges],
-            "overlaps": [
-                {"milestones": list(o.milestones), "files": list(o.files)} for o in self.overlaps
-            ],
+            "overlaps": [{"milestones": list(o.milestones), "files": list(o.files)} for o in self.overlaps],
             "critical_path": list(self.critical_path),
             "critical_tasks": self.critical_tasks,
             "cycles": [list(c) for c in self.cycles],
@@ -244,14 +242,11 @@ def render_tree(graph: MilestoneGraph) -> str:
     if graph.critical_path:
         lines += [
             "",
-            f"★ Critical path: {' → '.join(graph.critical_path)} "
-            f"({graph.critical_tasks} planned task(s))",
+            f"★ Critical path: {' → '.join(graph.critical_path)} ({graph.critical_tasks} planned task(s))",
         ]
     if graph.overlaps:
         lines += ["", "File overlaps (dashed in mermaid and dot):"]
-        lines += [
-            f"  {a} ┄┄ {b} — {_files(o.files)}" for o in graph.overlaps for a, b in [o.milestones]
-        ]
+        lines += [f"  {a} ┄┄ {b} — {_files(o.files)}" for o in graph.overlaps for a, b in [o.milestones]]
     if graph.cycles:
         lines += ["", "Dependency cycles:"]
         lines += ["  " + " → ".join((*c, c[0])) for c in graph.cycles]
@@ -263,9 +258,7 @@ def _mermaid_id(mid: str) -> str:
 
 
 def _mermaid_text(text: str) -> str:
-    return (
-        text.replace("#", "#35;").replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
-    )
+    return text.replace("#", "#35;").replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
 
 
 def render_mermaid(graph: MilestoneGraph, direction: str = "TD") -> str:
@@ -329,8 +322,7 @@ def render_dot(graph: MilestoneGraph) -> str:
         unknown += [d for d in n.unknown_deps if d not in unknown]
     for mid in unknown:
         lines.append(
-            f'    "{_dot(mid)}" [label="{_dot(mid)}: unknown milestone", style="dashed",'
-            ' color="#e03131"];'
+            f'    "{_dot(mid)}" [label="{_dot(mid)}: unknown milestone", style="dashed", color="#e03131"];'
         )
     critical = graph.critical_edges
     for dep, mid in graph.edges:

@@ -39,7 +39,9 @@ from .eta import (
 HELD_STATES = frozenset({"paused", "stopped", "failed", "blocked", "complete"})
 PROJECT_REFRESH_SECONDS = 10.0
 EVENT_PAGE = 500
-NO_STORE = "No coordination store yet: nothing has run here. Start a run with `gsd-parallel start`."
+EVENT_WINDOW = 100
+KEPT_FAILURES = 3
+NO_STORE = "No run yet (no coordination store). Start one with `gsd-parallel start`."
 
 
 def supervisor_status(parallel_dir: Path) -> dict[str, Any] | None:
@@ -285,7 +287,7 @@ class SnapshotReader:
         if store is None:
             return Snapshot(taken_at=now, notice=NO_STORE, supervisor=supervisor, ceiling=ceiling)
         run = store.active_run() or store.latest_run()
-        events = tuple(store.events(limit=self.event_count))
+        events = _pick_events(store.events(limit=EVENT_WINDOW), self.event_count)
         project = self.project(events[-1].id if events else 0, now)
         if run is None:
             return Snapshot(taken_at=now, supervisor=supervisor, ceiling=ceiling, events=events)
@@ -299,9 +301,7 @@ class SnapshotReader:
         views = [self._worker_view(w, project, merged_all, now, active) for w in rows]
         events = tuple(_with_error_lines(events, {w.milestone_id: w for w in rows}))
         in_run = {w.milestone_id for w in rows}
-        merge_rows = [
-            m for m in store.merges() if m.milestone_id in in_run or m.started_at >= run.started_at
-        ]
+        merge_rows = [m for m in store.merges() if m.milestone_id in in_run or m.started_at >= run.started_at]
         merges = merge_view(
             merge_rows,
             completed_all & (in_run | {m.milestone_id for m in merge_rows}),
@@ -339,9 +339,7 @@ class SnapshotReader:
         if w.state == "complete":
             left = 0
         eta = eta_for(w, now, left, active=active.get(w.milestone_id)) if milestone else None
-        error = (
-            w.last_error.strip().splitlines()[-1] if w.last_error and w.last_error.strip() else None
-        )
+        error = w.last_error.strip().splitlines()[-1] if w.last_error and w.last_error.strip() else None
         return WorkerView(
             id=w.milestone_id,
             title=w.title,
@@ -402,18 +400,28 @@ class SnapshotReader:
         seconds = sum(active.get(w.milestone_id, 0.0) for w in rows if w.units_done)
         pace = seconds_per_unit(units, seconds)
         running = {
-            v.id: v.eta if v.eta is not None else _guess(v, pace)
-            for v in views
-            if v.state in LIVE_STATES
+            v.id: v.eta if v.eta is not None else _guess(v, pace) for v in views if v.state in LIVE_STATES
         }
         queued = []
         for mid, _reason in waiting:
             m = project.get(mid)
             if m is not None:
                 queued.append(Queued(mid, remaining_units(m), m.depends_on))
-        return run_eta(
-            running, queued, max_workers=self.preferences.parallel.max_workers, pace=pace
-        )
+        return run_eta(running, queued, max_workers=self.preferences.parallel.max_workers, pace=pace)
+
+
+def _is_failure(e: EventRow) -> bool:
+    new = e.data.get("new") if isinstance(e.data, dict) else None
+    return e.kind == "error" or new in {"crashed", "failed", "blocked"}
+
+
+def _pick_events(window: list[EventRow], count: int) -> tuple[EventRow, ...]:
+    """The newest ``count`` events, plus up to :data:`KEPT_FAILURES` recent failures that
+    newer events would push out (a crash stays on screen while the others carry on)."""
+    newest = window[-count:] if count > 0 else []
+    shown = {e.id for e in newest}
+    failures = [e for e in window if _is_failure(e) and e.id not in shown][-KEPT_FAILURES:]
+    return tuple(sorted([*failures, *newest], key=lambda e: e.id))
 
 
 def _guess(view: WorkerView, pace: float | None) -> float | None:
@@ -427,17 +435,16 @@ def _with_notice(snap: Snapshot, notice: str, now: float) -> Snapshot:
 
 
 def _with_error_lines(events: tuple[EventRow, ...], rows: dict[str, WorkerRow]) -> list[EventRow]:
-    """Crash and failure events carry the worker's last stderr line when they lack it."""
+    """Crash and failure events get the worker's last stderr line as ``data["last_stderr"]``."""
     from dataclasses import replace
 
     out = []
     for e in events:
         row = rows.get(e.milestone_id or "")
-        new = e.data.get("new") if isinstance(e.data, dict) else None
-        if e.kind == "state" and new in {"crashed", "failed"} and row and row.last_error:
+        if e.kind == "state" and _is_failure(e) and row and row.last_error:
             last = row.last_error.strip().splitlines()[-1].strip()
-            if last and last not in e.message:
-                e = replace(e, message=f"{e.message} — {last}")
+            if last:
+                e = replace(e, data={**e.data, "last_stderr": last})
         out.append(e)
     return out
 
@@ -456,8 +463,6 @@ def _project_reader(preferences: Preferences) -> Callable[[Path], Project]:
                 branch["b"] = default_branch(root)
             except Exception:
                 branch["b"] = None
-        return read_project(
-            root, default_branch=branch["b"], git_main_branch=preferences.git_main_branch
-        )
+        return read_project(root, default_branch=branch["b"], git_main_branch=preferences.git_main_branch)
 
     return read
