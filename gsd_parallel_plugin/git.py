@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,7 +89,7 @@ class Git:
     :class:`GitCommandError`; ``ok`` is for probes whose exit code is the answer.
     """
 
-    def __init__(self, cwd: Path | str):
+    def __init__(self, cwd: Path | str, *, env: Mapping[str, str] | None = None):
         self.cwd = Path(cwd)
         if not self.cwd.is_dir():
             raise ProjectError(f"not a directory: {self.cwd}")
@@ -97,14 +97,14 @@ class Git:
             "--no-pager",
             _tty_out=False,
             _cwd=str(self.cwd),
-            _env=git_env(),
+            _env={**git_env(), **(env or {})},  # extra env, e.g. a scratch GIT_INDEX_FILE
             _decode_errors="surrogateescape",
         )
 
-    def run(self, *args: str) -> str:
-        """Run ``git <args>``; stdout with trailing newlines removed."""
+    def run(self, *args: str, input: str | None = None) -> str:
+        """Run ``git <args>`` (``input`` on stdin); stdout with trailing newlines removed."""
         try:
-            out = self._git(*args)
+            out = self._git(*args, _in=input) if input is not None else self._git(*args)
         except sh.ErrorReturnCode as exc:
             raise GitCommandError(
                 args,

@@ -907,9 +907,12 @@ class Store:
             if cur.rowcount == 0:
                 raise KeyError(f"no merge {merge_id}")
 
-    def finish_merge(self, merge_id: int, outcome: str, **fields: Any) -> MergeRow:
+    def finish_merge(
+        self, merge_id: int, outcome: str, *, mark_milestone: bool = True, **fields: Any
+    ) -> MergeRow:
         """Close a journal row with its outcome; ``merged`` also marks the milestone merged
-        (needs ``commit_sha``), in the same transaction."""
+        (needs ``commit_sha``), in the same transaction, unless ``mark_milestone`` is False
+        (a per-slice merge: part of the milestone landed, its dependents still wait)."""
         if outcome not in MERGE_OUTCOMES:
             raise ValueError(f"unknown merge outcome {outcome!r}")
         with self.transaction() as c:
@@ -921,7 +924,7 @@ class Store:
             )
             row = self.merge(merge_id)
             assert row is not None
-            if outcome == "merged":
+            if outcome == "merged" and mark_milestone:
                 if not row.commit_sha:
                     raise ValueError("a merged outcome needs commit_sha")
                 self.mark_merged(row.milestone_id, row.commit_sha, at=t)

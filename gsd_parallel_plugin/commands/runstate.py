@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..budget import (
@@ -168,8 +168,16 @@ class RunView:
         from ..eligibility import analyse
 
         prefs = loaded.preferences.parallel
+        project = loaded.project
+        if self.awaiting_merge:
+            # Complete in its worktree, not yet on the integration branch (which is what
+            # the root's .gsd shows): its dependents wait for the merge, and say so.
+            done = set(self.awaiting_merge)
+            project = replace(project, milestones=tuple(
+                replace(m, status="complete") if m.id in done else m for m in project.milestones
+            ))  # fmt: skip
         report = analyse(
-            loaded.project,
+            project,
             max_workers=prefs.max_workers,
             overlap_policy=prefs.overlap,
             running=self.live,

@@ -1,0 +1,680 @@
+"""Merge reconciliation (DESIGN.md §9): land a completed milestone on its integration branch.
+
+Every merge is built away from the user's checkout, in a temporary worktree detached at the
+integration branch tip (``.gsd/parallel/merging/<MID>-<n>``): squash-merge ``milestone/<MID>``;
+``.gsd/**`` and generated junk take the milestone's side; any other conflict goes to the
+``resolve_merge_conflict`` hook, else the attempt stops and reports the files. The squash
+commit (``feat: <title>``, trailers ``GSD-Milestone``/``Branch``) then passes the
+``before_merge`` gate and ``parallel.merge_check``, run in that worktree. Only then does the
+integration branch move: a fast-forward of the checkout that has it (when the paths involved
+are clean there; the user's other uncommitted work is never touched, never stashed) or
+``update-ref`` with the expected old value. A failed attempt leaves the integration branch,
+the user's HEAD, index and working tree exactly as they were.
+
+One merge at a time per repository (an flock on ``.gsd/parallel/merge.lock``); every attempt
+is a journal row whose steps and SHAs let ``doctor --fix`` (:func:`recover_interrupted_merges`)
+finish or clean up a merge cut short by ``kill -9``.
+
+Per-slice merges land a prefix of the milestone branch. The last branch commit that landed is
+kept in ``refs/gsd-parallel/merged/<MID>`` and is the merge base of the next merge of that
+milestone, so what already landed never comes back as a conflict, and the worker's branch
+and worktree are never touched while it runs.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import GsdParallelError
+from .git import Git, GitCommandError, same_path, validate_milestone_id
+from .models import MergeResult, Milestone, Project
+
+if TYPE_CHECKING:
+    from .plugins import Hooks
+    from .preferences import ParallelPreferences
+    from .store import Store
+
+LOCK_NAME = "merge.lock"
+MERGING_DIR = "merging"
+SLICE_REF_PREFIX = "refs/gsd-parallel/merged/"
+NO_HOOKS = ("-c", "core.hooksPath=/dev/null")
+"""For git calls inside the temporary worktree: the user's hooks run on their own checkout only."""
+FALLBACK_IDENT = ("-c", "user.name=gsd-parallel", "-c", "user.email=gsd-parallel@localhost")
+TAIL_LINES = 20
+JUNK_DIRS = frozenset({"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"})
+JUNK_NAMES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
+JUNK_SUFFIXES = (".pyc", ".pyo")
+
+Notify = Callable[[str, str], None]
+
+
+def _quiet(message: str, level: str) -> None:
+    """Default notify: say nothing."""
+
+
+def auto_resolvable(path: str) -> bool:
+    """True for conflicts that take the milestone's side: ``.gsd/**`` and generated junk."""
+    parts = path.split("/")
+    if parts[0] == ".gsd":
+        return True
+    if any(p in JUNK_DIRS for p in parts[:-1]):
+        return True
+    return parts[-1] in JUNK_NAMES or parts[-1].endswith(JUNK_SUFFIXES)
+
+
+def split_z(out: str) -> list[str]:
+    """NUL-separated output as a list, without empty fields."""
+    return [p for p in out.split("\0") if p]
+
+
+def short(sha: str | None) -> str:
+    return sha[:12] if sha else "none"
+
+
+# --------------------------------------------------------------------------- lock
+
+
+class MergeLock:
+    """An exclusive ``flock`` on ``.gsd/parallel/merge.lock``: one merge per repository.
+
+    The kernel drops it when the holder dies, so ``kill -9`` never leaves it stuck; the
+    file records the holder's pid for messages.
+    """
+
+    def __init__(self, parallel_dir: Path) -> None:
+        self.path = parallel_dir / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self, timeout: float = 0.0) -> bool:
+        """Take the lock, waiting up to ``timeout`` seconds; False when someone else holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    return False
+                time.sleep(0.05)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid()}).encode(), 0)
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def holder(self) -> dict[str, Any] | None:
+        """Who holds the lock now (None when nobody does)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                try:
+                    data = json.loads(os.read(fd, 4096) or b"{}")
+                except ValueError:
+                    data = {}
+                return data if isinstance(data, dict) else {}
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+
+
+# --------------------------------------------------------------------------- context
+
+
+@dataclass
+class MergeEnv:
+    """Everything a merge needs; the ``merge`` command and the supervisor each build one."""
+
+    root: Path
+    project: Project
+    store: Store
+    hooks: Hooks
+    preferences: ParallelPreferences
+    notify: Notify = _quiet
+    lock_timeout: float = 300.0
+
+    @property
+    def parallel_dir(self) -> Path:
+        return self.project.gsd_dir / "parallel"
+
+    def integration_branch(self, mid: str) -> str:
+        milestone = self.project.get(mid)
+        return (milestone.integration_branch if milestone else None) or (
+            self.project.integration_branch
+        )
+
+
+@dataclass(frozen=True)
+class SliceMerge:
+    """Land the milestone branch up to ``target`` (the commit that finished ``slices``)."""
+
+    target: str
+    slices: tuple[str, ...]
+
+
+def slice_point(g: Git, mid: str, target: str) -> str | None:
+    """The branch commit the last per-slice merge landed, when it is an ancestor of ``target``."""
+    point = g.rev_parse(f"{SLICE_REF_PREFIX}{mid}")
+    if point is None or not g.is_ancestor(point, target):
+        return None
+    return point
+
+
+def add_merge_event(store: Store, message: str, mid: str, data: Any = None) -> None:
+    run = store.active_run()
+    store.add_event("merge", message, mid, data=data, run_id=run.id if run else None)
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def merge_milestone(env: MergeEnv, mid: str, slices: SliceMerge | None = None) -> MergeResult:
+    """Merge ``milestone/<MID>`` (or, with ``slices``, a finished prefix of it); never raises
+    for a merge that fails: the result says what happened."""
+    validate_milestone_id(mid)
+    lock = MergeLock(env.parallel_dir)
+    if not lock.acquire(env.lock_timeout):
+        who = lock.holder() or {}
+        pid = f" (pid {who['pid']})" if who.get("pid") else ""
+        return MergeResult(
+            mid, "failed", error=f"another merge is running{pid}; try again when it is done"
+        )
+    try:
+        return _Merge(env, mid, slices).run()
+    finally:
+        lock.release()
+
+
+def merge_all(
+    env: MergeEnv, order: Sequence[str], on_result: Callable[[MergeResult], None] | None = None
+) -> list[MergeResult]:
+    """Merge ``order`` one by one; stop at the first that does not land (the rest are
+    reported ``skipped``), because later merges may build on it."""
+    results: list[MergeResult] = []
+    stopped: str | None = None
+    for mid in order:
+        if stopped is not None:
+            result = MergeResult(mid, "skipped", error=f"not attempted: {stopped} did not merge")
+        else:
+            result = merge_milestone(env, mid)
+            if result.outcome in {"conflict", "failed"}:
+                stopped = mid
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+    return results
+
+
+# --------------------------------------------------------------------------- one merge
+
+
+class _Merge:
+    """One attempt, journaled step by step: started, worktree, merging, committed,
+    checking, landing; then an outcome."""
+
+    def __init__(self, env: MergeEnv, mid: str, slices: SliceMerge | None) -> None:
+        self.env, self.mid, self.slices = env, mid, slices
+        self.store = env.store
+        self.g = Git(env.root)
+        self.integ = env.integration_branch(mid)
+        self.branch = f"milestone/{mid}"
+        self.tmp: Path | None = None
+        self.merge_id = 0
+        self.base: str = ""
+        self.target: str = ""
+        self.point: str | None = None
+
+    # -- outline
+    def run(self) -> MergeResult:
+        base = self.g.branch_sha(self.integ)
+        tip = self.g.branch_sha(self.branch)
+        target = self.slices.target if self.slices else tip
+        self.merge_id = self.store.begin_merge(self.mid, self.branch, self.integ, base, target)
+        if base is None:
+            return self._finish("failed", error=f"integration branch {self.integ} does not exist")
+        if tip is None or target is None:
+            return self._finish("failed", error=f"branch {self.branch} does not exist")
+        self.base, self.target = base, target
+        self.point = slice_point(self.g, self.mid, target)
+        try:
+            return self._attempt()
+        except GsdParallelError as exc:
+            return self._finish("failed", error=str(exc))
+        except BaseException as exc:  # a bug or ^C: record it, clean up, let it propagate
+            with suppress(Exception):
+                self._finish("failed", error=f"interrupted: {type(exc).__name__}: {exc}")
+            raise
+        finally:
+            if self.tmp is not None:
+                remove_temp_worktree(self.g, self.tmp, self.env.parallel_dir)
+
+    def _attempt(self) -> MergeResult:
+        if self.g.is_ancestor(self.target, self.base):
+            return self._nothing_ahead()
+        tmp = self._make_tmp()
+        tg = Git(tmp)
+        self.store.update_merge(self.merge_id, step="merging")
+        unresolved = self._squash(tg)
+        if unresolved:
+            return self._finish(
+                "conflict",
+                files=unresolved,
+                error=(
+                    f"{len(unresolved)} conflicting file(s); merge {self.integ} into "
+                    f"{self.branch} in .gsd/worktrees/{self.mid}, resolve and commit there, "
+                    f"then run `/gsd parallel merge {self.mid}`"
+                ),
+            )
+        from .worktrees import planning_mode
+
+        if planning_mode(self.env.root) in {"untracked", "symlink"}:
+            # The project keeps .gsd out of git: the milestone's planning files come back by
+            # copy (after landing), never as tracked files on the integration branch.
+            tg.run("rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", ".gsd")
+        if not tg.run("diff", "--cached", "--name-only", "-z", "HEAD"):
+            return self._already_there()
+        commit = self._commit(tg)
+        changed = split_z(self.g.run("diff", "--name-only", "--no-renames", "-z", self.base, commit))
+        self.store.update_merge(self.merge_id, step="checking")
+        vetoes = self.env.hooks.before_merge(self.mid, tmp, changed, commit)
+        if vetoes:
+            return self._finish("failed", error="refused by before_merge: " + "; ".join(vetoes))
+        check = self.env.preferences.merge_check
+        if check:
+            failure = run_merge_check(check, tmp, self.mid)
+            if failure is not None:
+                return self._finish("failed", error=failure)
+        self.store.update_merge(self.merge_id, step="landing")
+        blocked, error = self._land(commit, changed)
+        if error is not None:
+            return self._finish("failed", files=blocked, error=error)
+        if self.slices is not None:
+            set_slice_point(self.g, self.mid, self.target)
+        self._finish("merged", commit_sha=commit)
+        self._after_landing(commit)
+        return MergeResult(self.mid, "merged", commit=commit)
+
+    # -- journal
+    def _finish(
+        self,
+        outcome: str,
+        *,
+        files: Sequence[str] = (),
+        error: str | None = None,
+        commit_sha: str | None = None,
+    ) -> MergeResult:
+        fields: dict[str, Any] = {"files": list(files), "error": error}
+        if commit_sha is not None:
+            fields["commit_sha"] = commit_sha
+        self.store.finish_merge(
+            self.merge_id, outcome, mark_milestone=self.slices is None, **fields
+        )
+        what = self._label()
+        if outcome == "conflict":
+            add_merge_event(
+                self.store, f"{what}: merge CONFLICT in {len(files)} file(s): {', '.join(files)}",
+                self.mid, {"files": list(files)},
+            )  # fmt: skip
+        elif outcome in {"failed", "skipped"}:
+            first = (error or "").splitlines()[0] if error else ""
+            add_merge_event(self.store, f"{what}: merge {outcome}: {first}", self.mid)
+        return MergeResult(self.mid, outcome, tuple(files), commit_sha, error)  # type: ignore[arg-type]
+
+    def _label(self) -> str:
+        return f"{self.mid}/{','.join(self.slices.slices)}" if self.slices else self.mid
+
+    # -- nothing to do
+    def _nothing_ahead(self) -> MergeResult:
+        if self.slices is not None:
+            return self._finish("skipped", error="nothing new to merge")
+        from .worktrees import worktree_path
+
+        wt = worktree_path(self.env.root, self.mid)
+        dirty: list[str] = []
+        if wt.is_dir():
+            with suppress(GsdParallelError):
+                dirty = [
+                    p
+                    for xy, p in Git(wt).status_porcelain(untracked="all")
+                    if not (xy == "??" and (p == ".gsd" or p.startswith(".gsd/")))
+                ]
+        if dirty:
+            return self._finish(
+                "skipped",
+                error=(
+                    f"{self.branch} has no commits beyond {self.integ}, but its worktree has "
+                    f"uncommitted changes in {len(dirty)} file(s) ({', '.join(dirty[:5])}): "
+                    f"commit them in .gsd/worktrees/{self.mid}, then run "
+                    f"`/gsd parallel merge {self.mid}`"
+                ),
+            )
+        return self._landed_already(f"{self.branch} has no commits beyond {self.integ}")
+
+    def _already_there(self) -> MergeResult:
+        return self._landed_already(f"the changes of {self.branch} are already on {self.integ}")
+
+    def _landed_already(self, why: str) -> MergeResult:
+        """Nothing to commit, yet the milestone's work is on the integration branch."""
+        result = self._finish("skipped", error=f"{why}: nothing to merge")
+        if self.slices is None:
+            self.store.mark_merged(self.mid, self.base)
+            for note in cleanup_after_landing(self.env.root, self.mid, self.target):
+                self.env.notify(note, "warning")
+        return result
+
+    # -- building
+    def _make_tmp(self) -> Path:
+        from .worktrees import ensure_excludes
+
+        ensure_excludes(self.env.root)
+        path = self.env.parallel_dir / MERGING_DIR / f"{self.mid}-{self.merge_id}"
+        remove_temp_worktree(self.g, path, self.env.parallel_dir)  # a leftover of a crash
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Journal first: a crash during `worktree add` still leaves a row naming the path.
+        self.store.update_merge(self.merge_id, step="worktree", worktree=path)
+        self.tmp = path
+        self.g.run(*NO_HOOKS, "worktree", "add", "--quiet", "--detach", str(path), self.base)
+        return path
+
+    def _squash(self, tg: Git) -> list[str]:
+        """Squash the branch into the temporary worktree; the code conflicts left unresolved."""
+        if self.point is not None:
+            args: tuple[str, ...] = ("merge-recursive", self.point, "--", "HEAD", self.target)
+        else:
+            args = ("merge", "--squash", "--quiet", self.target)
+        try:
+            tg.run(*NO_HOOKS, *args)
+        except GitCommandError:
+            if not unmerged_paths(tg):
+                raise  # not a conflict: a real failure
+        conflicts = unmerged_paths(tg)
+        if not conflicts:
+            return []
+        take_milestone_side(tg, [p for p in conflicts if auto_resolvable(p)])
+        code = [p for p in conflicts if not auto_resolvable(p)]
+        if not code:
+            return []
+        assert self.tmp is not None
+        if self.env.hooks.resolve_merge_conflict(self.mid, code, self.tmp):
+            left = unmerged_paths(tg)
+            if not left:
+                self.env.notify(f"{self.mid}: a plugin resolved {len(code)} conflict(s)", "info")
+            return left
+        return code
+
+    def _commit(self, tg: Git) -> str:
+        milestone = self._milestone_view()
+        message = commit_message(
+            self.mid, milestone, self.slices.slices if self.slices else None
+        )
+        ident = ()
+        if not (tg.ok("var", "GIT_AUTHOR_IDENT") and tg.ok("var", "GIT_COMMITTER_IDENT")):
+            ident = FALLBACK_IDENT
+        tg.run(*ident, *NO_HOOKS, "commit", "--no-verify", "-q", "--cleanup=whitespace",
+               "-m", message)  # fmt: skip
+        commit = tg.rev_parse("HEAD")
+        assert commit is not None
+        self.store.update_merge(self.merge_id, step="committed", commit_sha=commit)
+        return commit
+
+    def _milestone_view(self) -> Milestone | None:
+        """The milestone as its own branch sees it (done slices and tasks), for the message."""
+        from .project import read_project
+        from .worktrees import worktree_path
+
+        for where in (self.tmp, worktree_path(self.env.root, self.mid)):
+            if where is None or not (where / ".gsd" / "milestones").is_dir():
+                continue
+            try:
+                found = read_project(where).get(self.mid)
+            except GsdParallelError:
+                continue
+            if found is not None and found.slices:
+                return found
+        return self.env.project.get(self.mid)
+
+    # -- landing
+    def _land(self, commit: str, changed: Sequence[str]) -> tuple[list[str], str | None]:
+        """Move the integration branch to ``commit``; (blocking files, error) when it cannot."""
+        now = self.g.branch_sha(self.integ)
+        if now != self.base:
+            return [], (
+                f"{self.integ} moved while the merge was being built (now {short(now)}); "
+                f"run `/gsd parallel merge {self.mid}` again"
+            )
+        where = self.g.branch_checked_out_at(self.integ)
+        if where is None:
+            try:
+                self.g.run("update-ref", "-m", f"gsd-parallel: merge {self._label()}",
+                           f"refs/heads/{self.integ}", commit, self.base)  # fmt: skip
+            except GitCommandError as exc:
+                return [], f"could not move {self.integ}: {exc}"
+            return [], None
+        wg = Git(where)
+        blocked = paths_in_the_way(wg, changed)
+        if blocked:
+            shown = ", ".join(blocked[:10]) + (f" (+{len(blocked) - 10} more)" if len(blocked) > 10 else "")
+            return blocked, (
+                f"uncommitted changes in {where} would be overwritten by the merge: {shown}; "
+                f"commit or move them, then run `/gsd parallel merge {self.mid}` again"
+            )
+        try:
+            wg.run("merge", "--ff-only", "--quiet", commit)
+        except GitCommandError as exc:
+            first = next((ln for ln in exc.stderr.splitlines() if ln.strip()), str(exc))
+            return [], f"could not fast-forward {self.integ} in {where}: {first.strip()}"
+        if self.g.branch_sha(self.integ) != commit:
+            return [], f"{self.integ} did not move to {short(commit)}; it is unchanged"
+        return [], None
+
+    def _after_landing(self, commit: str) -> None:
+        self.env.hooks.on_merge_complete(self.mid, commit, self.integ)
+        add_merge_event(
+            self.store, f"{self._label()} merged into {self.integ} as {short(commit)}", self.mid,
+            {"commit": commit, "slices": list(self.slices.slices) if self.slices else None},
+        )  # fmt: skip
+        if self.slices is None:
+            for note in cleanup_after_landing(self.env.root, self.mid, self.target):
+                self.env.notify(note, "warning")
+
+
+# --------------------------------------------------------------------------- git helpers
+
+
+def unmerged_paths(g: Git) -> list[str]:
+    """Paths with conflict stages in the index, in order, once each."""
+    entries = split_z(g.run("ls-files", "-u", "-z"))
+    return list(dict.fromkeys(e.split("\t", 1)[1] for e in entries if "\t" in e))
+
+
+def take_milestone_side(g: Git, paths: Sequence[str]) -> None:
+    """Resolve ``paths`` to the milestone's version (its deletion when it deleted them)."""
+    if not paths:
+        return
+    stages: dict[str, set[str]] = {}
+    for entry in split_z(g.run("ls-files", "-u", "-z", "--", *paths)):
+        meta, path = entry.split("\t", 1)
+        stages.setdefault(path, set()).add(meta.split()[2])
+    theirs = [p for p in paths if "3" in stages.get(p, set())]
+    gone = [p for p in paths if p not in theirs]
+    if theirs:
+        g.run("checkout", "--theirs", "--", *theirs)
+        g.run("add", "--", *theirs)
+    if gone:
+        g.run("rm", "-q", "-f", "--ignore-unmatch", "--", *gone)
+
+
+def paths_in_the_way(wg: Git, changed: Sequence[str]) -> list[str]:
+    """Uncommitted or untracked paths in a checkout that a merge changing ``changed`` would touch."""
+    wanted = set(changed)
+    parents = {"/".join(p.split("/")[:i]) for p in changed for i in range(1, p.count("/") + 1)}
+    blocked = []
+    for _xy, path in wg.status_porcelain(untracked="all"):
+        p = path.rstrip("/")
+        if p in wanted or p in parents or any(p.startswith(c + "/") for c in wanted):
+            blocked.append(p)
+    return sorted(set(blocked))
+
+
+def set_slice_point(g: Git, mid: str, commit: str) -> None:
+    g.run("update-ref", "-m", "gsd-parallel: per-slice merge", f"{SLICE_REF_PREFIX}{mid}", commit)
+
+
+def remove_temp_worktree(g: Git, path: Path, parallel_dir: Path) -> bool:
+    """Remove a temporary merge worktree (registered or not); True if anything was there."""
+    found = False
+    if g.find_worktree(path) is not None:
+        found = True
+        with suppress(GitCommandError):
+            g.run("worktree", "remove", "--force", "--force", str(path))
+    merging = parallel_dir / MERGING_DIR
+    if os.path.lexists(path) and same_path(path.parent, merging):
+        found = True
+        shutil.rmtree(path, ignore_errors=True)
+    if found:
+        with suppress(GitCommandError):
+            g.run("worktree", "prune")
+    return found
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def commit_message(mid: str, milestone: Milestone | None, slices: Sequence[str] | None) -> str:
+    """``feat: <title>``, the completed slices and tasks, and the GSD trailers."""
+    title = milestone.title if milestone is not None else mid
+    subject = f"feat: {title}" + (f" ({', '.join(slices)})" if slices else "")
+    body: list[str] = []
+    for s in milestone.slices if milestone is not None else ():
+        if not s.done or (slices is not None and s.id not in slices):
+            continue
+        body.append(f"- {s.id}: {s.title}")
+        body += [f"  - {t.id}: {t.title}" for t in s.tasks if t.done]
+    trailers = [f"GSD-Milestone: {mid}"]
+    if slices:
+        trailers.append(f"GSD-Slice: {', '.join(slices)}")
+    trailers.append(f"Branch: milestone/{mid}")
+    parts = [subject]
+    if body:
+        parts.append("Completed slices:\n" + "\n".join(body))
+    parts.append("\n".join(trailers))
+    return "\n\n".join(parts) + "\n"
+
+
+def run_merge_check(command: Sequence[str], cwd: Path, mid: str) -> str | None:
+    """Run ``parallel.merge_check`` on the merged tree; None when it passes, else the failure
+    with the tail of its output."""
+    env = {**os.environ, "GSD_MERGE_MILESTONE": mid}
+    try:
+        done = subprocess.run(
+            list(command), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False,
+        )  # fmt: skip
+    except FileNotFoundError:
+        return f"merge_check command not found: {command[0]}"
+    except OSError as exc:
+        return f"merge_check `{shlex.join(command)}` could not run: {exc}"
+    if done.returncode == 0:
+        return None
+    code = done.returncode
+    how = f"exit code {code}" if code > 0 else f"killed by signal {-code}"
+    tail = done.stdout.decode("utf-8", "replace").rstrip().splitlines()[-TAIL_LINES:]
+    return f"merge_check `{shlex.join(command)}` failed ({how})" + (
+        ":\n" + "\n".join(tail) if tail else ""
+    )
+
+
+def cleanup_after_landing(root: Path, mid: str, merged_sha: str) -> list[str]:
+    """After a milestone landed: bring untracked planning edits home, remove its worktree when
+    clean, delete its branch when it still points at what landed. Returns notes for the user."""
+    from .worktrees import DirtyWorktreeError, remove_worktree, worktree_path
+
+    notes: list[str] = []
+    g = Git(root)
+    wt = worktree_path(root, mid)
+    if wt.is_dir():
+        copy_back_planning(root, wt)
+    with suppress(GitCommandError):
+        g.run("update-ref", "-d", f"{SLICE_REF_PREFIX}{mid}")
+    now = g.branch_sha(f"milestone/{mid}")
+    delete = now is not None and now == merged_sha
+    try:
+        remove_worktree(root, mid, delete_branch=delete, force_branch=delete)
+    except DirtyWorktreeError as exc:
+        notes.append(
+            f"{mid}: kept .gsd/worktrees/{mid} and its branch: uncommitted changes in "
+            f"{len(exc.files)} file(s) ({', '.join(exc.files[:5])})"
+        )
+        return notes
+    except GsdParallelError as exc:
+        notes.append(f"{mid}: {exc}")
+        return notes
+    if now is not None and not delete:
+        notes.append(f"{mid}: kept branch milestone/{mid}: it has commits made after the merge")
+    return notes
+
+
+def copy_back_planning(root: Path, worktree: Path) -> int:
+    """With an untracked real ``.gsd``, copy the worker's planning edits (its SUMMARY among
+    them) from the worktree's copy back to the project, never over a newer file."""
+    from .worktrees import _is_runtime, planning_mode
+
+    if planning_mode(root) != "untracked":
+        return 0
+    src, dst = worktree / ".gsd", root / ".gsd"
+    if not src.is_dir() or src.is_symlink():
+        return 0
+    copied = 0
+    for dirpath, dirnames, filenames in os.walk(src):
+        here = Path(dirpath)
+        rel = here.relative_to(src)
+        if rel == Path("."):
+            dirnames[:] = [d for d in dirnames if not _is_runtime(d)]
+            filenames = [f for f in filenames if not _is_runtime(f)]
+        dirnames[:] = [d for d in dirnames if not (here / d).is_symlink()]
+        for name in filenames:
+            s, d = here / name, dst / rel / name
+            if s.is_symlink() or not s.is_file():
+                continue
+            if d.exists() and (
+                d.stat().st_mtime >= s.stat().st_mtime or d.read_bytes() == s.read_bytes()
+            ):
+                continue
+            d.parent.mkdir(parents=True, exist_ok=True)
+            tmp = d.with_name(f".{d.name}.gsd-parallel.tmp")
+            shutil.copy2(s, tmp)
+            os.replace(tmp, d)
+            copied += 1
+    return copied
+
+
+def recover_interrupted_merges(project_root: Path, store: Store, fix: bool) -> list[str]:
+    """``doctor``: describe (and with ``fix``, finish or clean up) merges cut short."""
+    from .merge_recovery import recover
+
+    return recover(Path(project_root), store, fix)
