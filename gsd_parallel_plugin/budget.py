@@ -487,6 +487,7 @@ class BudgetGuard:
             self._watches[mid] = watch
             return
         if watch.observe(now, row.units_done, row.cost_nanos):
+            watch.head = self._head(row)  # the unit's commit is not news later
             sup.store.update_worker(mid, sup.run_id, last_progress_at=now)
         if not watch.suspect(now):
             return
