@@ -156,3 +156,33 @@ def test_format_duration() -> None:
     assert format_duration(61) == "~1m"
     assert format_duration(3599) == "~1h00m"
     assert format_duration(2 * 3600 + 5 * 60) == "~2h05m"
+
+
+def test_estimate_for_status_from_a_real_store(tmp_path: Path) -> None:
+    from gsd_parallel_plugin.preferences import load_preferences
+    from gsd_parallel_plugin.views.snapshot import estimate
+
+    project = build_project(
+        tmp_path / "p",
+        {
+            "M001": {"slices": {"S01": {"T01": ["a"], "T02": ["b"], "T03": ["c"]}}},  # 5 units
+            "M002": {"slices": {"S01": {"T01": ["d"]}}},  # 3 units
+            "M003": {"depends_on": ["M001"], "slices": {"S01": {"T01": ["e"]}}},  # 3 units, waits
+        },
+        preferences={"enabled": True, "max_workers": 2},
+    )
+    with Store(project.gsd / "parallel" / "coordinator.db") as store:
+        run = store.create_run()
+        for mid in ("M001", "M002"):
+            store.add_worker(run.id, mid, mid, project.root, f"milestone/{mid}")
+            store.set_state(mid, run.id, "running")
+        store.record_output(run.id, "M001", expected_offset=0, new_offset=10, units_delta=1)
+        store.record_output(run.id, "M002", expected_offset=0, new_offset=10, units_delta=2)
+        started = max(e.at for e in store.events(10, after_id=0))
+    est = estimate(project.root, load_preferences(project.gsd), now=started + 10.0)
+    # The root plan still shows every task undone (no worktree here): M001 has 5 units left
+    # at 10 s/unit, M002 3 units at 5 s/unit.
+    assert est.workers["M001"] == pytest.approx(50.0, rel=0.01)
+    assert est.workers["M002"] == pytest.approx(15.0, rel=0.01)
+    # M003 waits for M001 (and its merge): the run pace is 20 s / 3 units; 3 units after 50 s.
+    assert est.run == pytest.approx(50.0 + 3 * 20.0 / 3, rel=0.01)

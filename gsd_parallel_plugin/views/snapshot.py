@@ -466,3 +466,24 @@ def _project_reader(preferences: Preferences) -> Callable[[Path], Project]:
         return read_project(root, default_branch=branch["b"], git_main_branch=preferences.git_main_branch)
 
     return read
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """ETAs in seconds: per milestone of the current run (0 when complete, None when it
+    cannot be told), and for the whole run (None when unknown)."""
+
+    workers: dict[str, float | None]
+    run: float | None
+
+
+def estimate(
+    root: Path, preferences: Preferences, *, gsd_dir: Path | None = None, now: float | None = None
+) -> Estimate:
+    """ETAs for ``status``: one read-only pass over the store and the workers' plans."""
+    reader = SnapshotReader(root, preferences, gsd_dir=gsd_dir, events=0)
+    try:
+        snap = reader.read(now)
+    finally:
+        reader.close()
+    return Estimate({w.id: w.eta for w in snap.workers}, snap.run_eta)
