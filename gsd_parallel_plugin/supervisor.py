@@ -402,9 +402,9 @@ class Supervisor:
         if code is None:  # adopted: infer from the log and the disk
             hint = procs.infer_outcome(self.parallel_dir / f"{mid}.stdout.log", complete)
             code = procs.OUTCOME_EXIT_CODES.get(hint)
+            if code is None and tracked.requested in {"pause", "stop", "budget"}:
+                code = 11  # ended by the SIGTERM we sent it (an interrupting pause, a stop)
             if code is None:
-                if tracked.requested == "pause":
-                    return paused  # ended by the SIGTERM of an interrupting pause
                 return Outcome(WorkerState.CRASHED, "worker vanished (exit status unknown)")
         if code == 0:
             if complete:

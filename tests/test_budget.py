@@ -239,8 +239,12 @@ def test_kill_9_supervisor_mid_run_keeps_the_exact_total(tmp_path, cli, fake_wor
     )
     total = Decimal(str(final["total_cost"]))
     assert total == logged_cost(project), "nothing lost or counted twice across kill -9"
-    assert Decimal("0.10") <= total <= Decimal("0.10") + 2 * 2 * unit_cost
-    assert all(w["state"] == "stopped" for w in final["workers"])
+    assert total >= Decimal("0.10")  # (no bound while no supervisor watched: they ran on)
+    # Stopped by the ceiling, or finished while no supervisor was there; never "crashed",
+    # never restarted, and the third milestone never started.
+    outcomes = {(w["state"], w["state_reason"]) for w in final["workers"]}
+    assert outcomes <= {("stopped", "budget ceiling reached"), ("complete", None)}, outcomes
+    assert sorted(by_id(final)) == ["M001", "M002"]
     assert all(w["restarts"] == 0 for w in final["workers"])
     assert len(db(project, "SELECT id FROM runs")) == 1
 
