@@ -180,16 +180,25 @@ def test_tree(dag: BuiltProject) -> None:
 
 
 def test_tree_shows_run_states_from_the_store(dag: BuiltProject) -> None:
+    from gsd_parallel_plugin.worktrees import ensure_worktree
+
+    wt = ensure_worktree(dag.root, "M002", "main").path
+    tasks = wt / ".gsd" / "milestones" / "M002" / "slices" / "S01" / "tasks"
+    tasks.mkdir(parents=True)
+    (tasks / "T01-SUMMARY.md").write_text("# done\n")  # progress lives in the worktree
     with Store(dag.gsd / "parallel" / "coordinator.db") as store:
         run = store.create_run()
-        store.add_worker(run.id, "M002", "Auth", dag.root, "milestone/M002")
+        store.add_worker(run.id, "M002", "Auth", wt, "milestone/M002")
         store.set_state("M002", run.id, "running")
         store.add_worker(run.id, "M003", "Search", dag.root, "milestone/M003")
         store.set_state("M003", run.id, "running")
         store.set_state("M003", run.id, "crashed", "exit code 1")
+        store.add_worker(run.id, "M004", "API", dag.root, "milestone/M004")
+        store.set_state("M004", run.id, "complete")
     out = cli("--project", dag.root, "graph").stdout
-    assert '└── M002 Auth "System" — running · 0/3 tasks ★' in out
+    assert '└── M002 Auth "System" — running · 1/3 tasks ★' in out
     assert "M003 Search <fast> & #1 — crashed · 0/1 tasks" in out
+    assert "M004 API Integration — complete · 1/1 tasks" in out  # complete: all its tasks done
 
 
 def test_json(dag: BuiltProject) -> None:

@@ -6,7 +6,9 @@ read-only): running/paused/failed workers, completed and merged milestones.
 
 from __future__ import annotations
 
-from ..models import CommandContext, CommandResult
+from pathlib import Path
+
+from ..models import CommandContext, CommandResult, Milestone
 from .common import ArgParser, Loaded, load, parse
 
 FORMATS = ("tree", "mermaid", "dot")
@@ -20,9 +22,9 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
     parser.add_argument("--direction", choices=("TD", "LR"), default="TD")
     args = parse(parser, ctx)
     loaded = load(ctx, warn=False)
-    workers, merged, completed = _run_facts(loaded)
+    workers, worktrees, merged, completed = _run_facts(loaded)
     states = milestone_states(loaded.project, workers=workers, merged=merged, completed=completed)
-    graph = build_graph(loaded.project, states)
+    graph = build_graph(loaded.project, states, _worktree_plans(loaded, worktrees))
     if args.format == "mermaid":
         text = render_mermaid(graph, args.direction)
     elif args.format == "dot":
@@ -32,14 +34,32 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
     return CommandResult(text, {"format": args.format, "text": text, **graph.to_json()})
 
 
-def _run_facts(loaded: Loaded) -> tuple[dict[str, str], set[str], set[str]]:
-    """Worker states of the latest run, merged and completed milestones (read-only)."""
+def _run_facts(loaded: Loaded) -> tuple[dict[str, str], dict[str, Path], set[str], set[str]]:
+    """Worker states and worktrees of the latest run, merged and completed milestones."""
     from ..store import Store
 
     store = Store.open_readonly(loaded.parallel_dir / "coordinator.db")
     if store is None:
-        return {}, set(), set()
+        return {}, {}, set(), set()
     with store:
         run = store.active_run() or store.latest_run()
-        workers = {w.milestone_id: w.state for w in store.workers(run.id)} if run else {}
-        return workers, set(store.merged_milestones()), set(store.completed_milestones())
+        rows = store.workers(run.id) if run else []
+        merged, completed = set(store.merged_milestones()), set(store.completed_milestones())
+    return (
+        {w.milestone_id: w.state for w in rows},
+        {w.milestone_id: w.worktree for w in rows},
+        merged,
+        completed,
+    )
+
+
+def _worktree_plans(loaded: Loaded, worktrees: dict[str, Path]) -> dict[str, Milestone]:
+    """Task progress as the workers' worktrees show it (the root sees it after the merge)."""
+    from ..views.snapshot import worktree_milestone
+
+    plans = {}
+    for mid, path in worktrees.items():
+        milestone = worktree_milestone(path, mid, loaded.root)
+        if milestone is not None:
+            plans[mid] = milestone
+    return plans

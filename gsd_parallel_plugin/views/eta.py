@@ -29,18 +29,25 @@ LIVE_STATES = frozenset({"starting", "running", "pausing", "stopping"})
 class WorkerLike(Protocol):
     """What :func:`eta_for` needs from a worker (``store.WorkerRow`` has it)."""
 
-    state: str
-    units_done: int
-    started_at: float
+    @property
+    def state(self) -> str: ...
+    @property
+    def units_done(self) -> int: ...
+    @property
+    def started_at(self) -> float: ...
 
 
 class EventLike(Protocol):
     """What :func:`active_seconds` needs from an event (``store.EventRow`` has it)."""
 
-    at: float
-    milestone_id: str | None
-    kind: str
-    data: Any
+    @property
+    def at(self) -> float: ...
+    @property
+    def milestone_id(self) -> str | None: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def data(self) -> Any: ...
 
 
 def remaining_units(milestone: Milestone) -> int:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..eligibility import analyse, file_overlaps, find_cycles
-from ..models import Overlap, Project
+from ..models import Milestone, Overlap, Project
 
 STATE_COLORS = {
     "complete": "#d3f9d8",
@@ -156,7 +156,7 @@ def critical_path(project: Project) -> tuple[tuple[str, ...], int]:
                 ready.append(nxt)
     best: dict[str, tuple[int, int, tuple[str, ...]]] = {}
     for mid in order:
-        chain = (0, 0, ())
+        chain: tuple[int, int, tuple[str, ...]] = (0, 0, ())
         for d in deps[mid]:
             if d in best and best[d][:2] > chain[:2]:
                 chain = best[d]
@@ -168,8 +168,16 @@ def critical_path(project: Project) -> tuple[tuple[str, ...], int]:
     return top[2], top[0]
 
 
-def build_graph(project: Project, states: Mapping[str, str] | None = None) -> MilestoneGraph:
-    """The graph of ``project`` with ``states`` (default: from the plan files alone)."""
+def build_graph(
+    project: Project,
+    states: Mapping[str, str] | None = None,
+    plans: Mapping[str, Milestone] | None = None,
+) -> MilestoneGraph:
+    """The graph of ``project`` with ``states`` (default: from the plan files alone).
+
+    ``plans`` gives fresher copies of some milestones (their worktrees' plan files) for
+    the task counts; a complete or merged milestone counts all its tasks done.
+    """
     states = states if states is not None else milestone_states(project)
     path, tasks = critical_path(project)
     on_path = set(path)
@@ -179,11 +187,12 @@ def build_graph(project: Project, states: Mapping[str, str] | None = None) -> Mi
     for m in project.milestones:
         deps = tuple(dict.fromkeys(d for d in m.depends_on if d in known))
         unknown = tuple(dict.fromkeys(d for d in m.depends_on if d not in known))
-        done = sum(1 for t in m.tasks if t.done) if not m.complete else len(m.tasks)
-        nodes.append(
-            GraphNode(m.id, m.title, states.get(m.id, "?"), done, len(m.tasks), deps, unknown,
-                      m.id in on_path)
-        )  # fmt: skip
+        state = states.get(m.id, "?")
+        fresh = (plans or {}).get(m.id) or m
+        total = len(fresh.tasks)
+        finished = m.complete or state in ("complete", "merged")
+        done = total if finished else sum(1 for t in fresh.tasks if t.done)
+        nodes.append(GraphNode(m.id, m.title, state, done, total, deps, unknown, m.id in on_path))
         edges += [(d, m.id) for d in deps]
     overlaps = file_overlaps([m for m in project.milestones if not m.complete])
     cycles = tuple(tuple(c) for c in find_cycles(project))
@@ -326,8 +335,8 @@ def render_dot(graph: MilestoneGraph) -> str:
         )
     critical = graph.critical_edges
     for dep, mid in graph.edges:
-        attrs = f' [color="{CRITICAL_COLOR}", penwidth=2.5]' if (dep, mid) in critical else ""
-        lines.append(f'    "{_dot(dep)}" -> "{_dot(mid)}"{attrs};')
+        style = f' [color="{CRITICAL_COLOR}", penwidth=2.5]' if (dep, mid) in critical else ""
+        lines.append(f'    "{_dot(dep)}" -> "{_dot(mid)}"{style};')
     for n in graph.nodes:
         for dep in n.unknown_deps:
             lines.append(f'    "{_dot(dep)}" -> "{_dot(n.id)}" [style=dotted, color="#e03131"];')

@@ -243,12 +243,7 @@ class SnapshotReader:
         cached = self._plans.get(w.milestone_id)
         if cached is not None and cached[0] == key:
             return cached[1]
-        milestone = None
-        if (w.worktree / ".gsd").is_dir() and w.worktree.resolve() != self.root.resolve():
-            try:
-                milestone = self._read_project(w.worktree).get(w.milestone_id)
-            except GsdParallelError:
-                milestone = None
+        milestone = worktree_milestone(w.worktree, w.milestone_id, self.root, self._read_project)
         if milestone is None and project is not None:
             milestone = project.get(w.milestone_id)
         self._plans[w.milestone_id] = (key, milestone)
@@ -408,6 +403,25 @@ class SnapshotReader:
             if m is not None:
                 queued.append(Queued(mid, remaining_units(m), m.depends_on))
         return run_eta(running, queued, max_workers=self.preferences.parallel.max_workers, pace=pace)
+
+
+def worktree_milestone(
+    worktree: Path, milestone_id: str, root: Path, read: Callable[[Path], Project] | None = None
+) -> Milestone | None:
+    """The milestone as the plan files in its worktree show it (None without a worktree).
+
+    The worker checks tasks off there; the project root sees them only after the merge.
+    """
+    try:
+        if not (worktree / ".gsd").is_dir() or worktree.resolve() == root.resolve():
+            return None
+        if read is None:
+            from ..project import read_project
+
+            return read_project(worktree).get(milestone_id)
+        return read(worktree).get(milestone_id)
+    except (GsdParallelError, OSError):
+        return None
 
 
 def _is_failure(e: EventRow) -> bool:
