@@ -11,7 +11,8 @@ same tools without pytest: :func:`build_project`, :func:`make_host`, :func:`regi
 
 This module stays cheap to import (the fake worker, ``python -m
 gsd_parallel_plugin.testing.fake_gsd``, imports it on every launch): the names below are
-loaded on first use.
+loaded on first use. It holds no assertions, hence PYTEST_DONT_REWRITE: pytest need not
+warn when a conftest imported it before ``pytest_plugins`` named it.
 """
 
 from __future__ import annotations
