@@ -328,7 +328,7 @@ def test_spinning_worker_is_paused_and_a_silent_one_is_not(tmp_path, cli, fake_w
     assert m2["state"] == "running" and alive(m2["pid"])
     assert db(project, "SELECT milestone_id FROM events WHERE kind='stall'") == [("M001",)]
     assert status(cli, project)["total_cost"] == spent
-    assert cli("--project", project.root, "stop").code == 0
+    assert cli("--project", project.root, "stop", "M002").code == 0
 
 
 # --------------------------------------------------------------------------- cost hooks
