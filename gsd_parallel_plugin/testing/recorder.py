@@ -61,16 +61,16 @@ class HookRecorder:
     def attach(self, target: Hooks | HasHooks) -> HookRecorder:
         """Start recording ``target``'s calls; returns self (also a context manager)."""
         hooks = hooks_of(target)
-        if not any(attached is hooks for attached in self._attached):
+        if not any(listener is self for listener in hooks.listeners):
             hooks.listeners.append(self)
+        if not any(attached is hooks for attached in self._attached):
             self._attached.append(hooks)
         return self
 
     def detach(self) -> None:
         """Stop recording everywhere; the calls seen so far are kept."""
         for hooks in self._attached:
-            while self in hooks.listeners:
-                hooks.listeners.remove(self)
+            hooks.listeners[:] = [lst for lst in hooks.listeners if lst is not self]
         self._attached.clear()
 
     def __enter__(self) -> HookRecorder:

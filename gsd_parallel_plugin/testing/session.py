@@ -34,6 +34,7 @@ from ..plugins import (
     plugin_problems,
 )
 from .builder import BuiltProject
+from .recorder import HookRecorder
 
 ISOLATED_VARIABLES = (
     "GSD_PARALLEL_WORKER",
@@ -140,13 +141,16 @@ def make_host(
     loaded = create_plugin_manager(root, environ=env, extra_plugins=plugins)
     if strict and loaded.warnings:
         raise PluginLoadError("plugin load warnings:\n" + "\n".join(loaded.warnings))
-    return CapturingHost(
+    host = CapturingHost(
         root,
         plugins=loaded,
         environ=env,
         confirm_fn=confirm,
         listeners=[recorder] if recorder is not None else [],
     )
+    if isinstance(recorder, HookRecorder):
+        recorder.attach(host)  # already listening; now its detach() knows this host too
+    return host
 
 
 PluginTarget = HostSession | Hooks | LoadedPlugins | pluggy.PluginManager
