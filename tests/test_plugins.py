@@ -14,21 +14,21 @@ from gsd_parallel_plugin import hookspecs
 from gsd_parallel_plugin.errors import PluginError
 from gsd_parallel_plugin.host import HostSession
 from gsd_parallel_plugin.plugins import Hooks, create_plugin_manager
+from gsd_parallel_plugin.testing import registered
+
+pytest_plugins = ["gsd_parallel_plugin.testing"]
 
 NO_AUTOLOAD = {"GSD_PARALLEL_DISABLE_PLUGIN_AUTOLOAD": "1"}
 
 
-def module(tmp_path: Path, name: str, body: str) -> str:
-    (tmp_path / f"{name}.py").write_text(textwrap.dedent(body))
-    return name
-
-
 @pytest.fixture
-def plugdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    d = tmp_path / "plugmods"
-    d.mkdir()
-    monkeypatch.syspath_prepend(str(d))
-    return d
+def plugdir(gsd_plugin_dir):
+    """Throwaway plugin modules, importable here and by subprocesses."""
+    return gsd_plugin_dir
+
+
+def module(plugdir, name: str, body: str) -> str:
+    return plugdir.write(name, body)
 
 
 def names(loaded) -> list[str]:
@@ -161,11 +161,6 @@ def test_entry_point_of_a_real_installed_distribution(tmp_path, monkeypatch):
     assert "ep_demo" not in names(off)
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-
 def test_broadcast_raise_is_isolated_and_named():
     seen: list[str] = []
 
@@ -184,12 +179,12 @@ def test_broadcast_raise_is_isolated_and_named():
     hookimpl(Bad.on_merge_complete)
     hookimpl(Good.on_merge_complete)
     loaded = create_plugin_manager(environ=NO_AUTOLOAD)
-    loaded.pm.register(Good, name="good")
-    loaded.pm.register(Bad, name="bad")
     hooks = Hooks(loaded.pm)
-    hooks.on_merge_complete("M001", "abc", "main")
+    with registered(hooks, Good, name="good"), registered(hooks, Bad, name="bad"):
+        hooks.on_merge_complete("M001", "abc", "main")
     assert seen == ["M001"]
     assert hooks.broadcast_errors == ["plugin 'bad' raised in on_merge_complete: ValueError: nope"]
+    assert not loaded.pm.has_plugin("good") and not loaded.pm.has_plugin("bad")
 
 
 def test_decision_raise_names_plugin():

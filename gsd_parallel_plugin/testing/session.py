@@ -238,6 +238,8 @@ def _same_process(pid: int, create_time: float | None) -> bool:
 
     try:
         proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False  # exited; its parent (maybe this test process) has not reaped it yet
         return create_time is None or abs(proc.create_time() - create_time) < 0.01
     except psutil.Error:
         return False
