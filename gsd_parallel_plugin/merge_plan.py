@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from .git import MILESTONE_ID_RE, Git, GitCommandError
-from .merge import SLICE_REF_PREFIX, MergeEnv, SliceMerge, auto_resolvable, slice_point, split_z
+from .merge import MergeEnv, SliceMerge
+from .merge_steps import SLICE_REF_PREFIX, auto_resolvable, slice_point, split_z
 
 DRY_RUN_IDENT = {
     "GIT_AUTHOR_NAME": "gsd-parallel",

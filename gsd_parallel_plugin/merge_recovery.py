@@ -14,7 +14,7 @@ from contextlib import suppress
 from pathlib import Path
 
 from .git import Git, GitCommandError
-from .merge import (
+from .merge_steps import (
     MERGING_DIR,
     MergeLock,
     cleanup_after_landing,

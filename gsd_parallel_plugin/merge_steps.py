@@ -1,0 +1,300 @@
+"""The pieces of a merge (see :mod:`.merge` for the whole): the lock, git and filesystem
+helpers, the commit message, ``merge_check``, and what happens after a milestone landed.
+
+Kept apart so :mod:`.merge_plan` (dry run, candidates) and :mod:`.merge_recovery`
+(``doctor --fix``) share them without importing the merge engine.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+from .errors import GsdParallelError
+from .git import Git, GitCommandError, same_path
+from .models import Milestone
+
+LOCK_NAME = "merge.lock"
+MERGING_DIR = "merging"
+SLICE_REF_PREFIX = "refs/gsd-parallel/merged/"
+NO_HOOKS = ("-c", "core.hooksPath=/dev/null")
+"""For git calls inside the temporary worktree: the user's hooks run on their own checkout only."""
+FALLBACK_IDENT = ("-c", "user.name=gsd-parallel", "-c", "user.email=gsd-parallel@localhost")
+TAIL_LINES = 20
+JUNK_DIRS = frozenset({"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"})
+JUNK_NAMES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
+JUNK_SUFFIXES = (".pyc", ".pyo")
+
+Notify = Callable[[str, str], None]
+
+
+def quiet(message: str, level: str) -> None:
+    """Default notify: say nothing."""
+
+
+def auto_resolvable(path: str) -> bool:
+    """True for conflicts that take the milestone's side: ``.gsd/**`` and generated junk."""
+    parts = path.split("/")
+    if parts[0] == ".gsd":
+        return True
+    if any(p in JUNK_DIRS for p in parts[:-1]):
+        return True
+    return parts[-1] in JUNK_NAMES or parts[-1].endswith(JUNK_SUFFIXES)
+
+
+def split_z(out: str) -> list[str]:
+    """NUL-separated output as a list, without empty fields."""
+    return [p for p in out.split("\0") if p]
+
+
+def short(sha: str | None) -> str:
+    return sha[:12] if sha else "none"
+
+
+# --------------------------------------------------------------------------- lock
+
+
+class MergeLock:
+    """An exclusive ``flock`` on ``.gsd/parallel/merge.lock``: one merge per repository.
+
+    The kernel drops it when the holder dies, so ``kill -9`` never leaves it stuck; the
+    file records the holder's pid for messages.
+    """
+
+    def __init__(self, parallel_dir: Path) -> None:
+        self.path = parallel_dir / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self, timeout: float = 0.0) -> bool:
+        """Take the lock, waiting up to ``timeout`` seconds; False when someone else holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    return False
+                time.sleep(0.05)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid()}).encode(), 0)
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def holder(self) -> dict[str, Any] | None:
+        """Who holds the lock now (None when nobody does)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                try:
+                    data = json.loads(os.read(fd, 4096) or b"{}")
+                except ValueError:
+                    data = {}
+                return data if isinstance(data, dict) else {}
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+
+
+
+# --------------------------------------------------------------------------- git helpers
+
+
+def unmerged_paths(g: Git) -> list[str]:
+    """Paths with conflict stages in the index, in order, once each."""
+    entries = split_z(g.run("ls-files", "-u", "-z"))
+    return list(dict.fromkeys(e.split("\t", 1)[1] for e in entries if "\t" in e))
+
+
+def take_milestone_side(g: Git, paths: Sequence[str]) -> None:
+    """Resolve ``paths`` to the milestone's version (its deletion when it deleted them)."""
+    if not paths:
+        return
+    stages: dict[str, set[str]] = {}
+    for entry in split_z(g.run("ls-files", "-u", "-z", "--", *paths)):
+        meta, path = entry.split("\t", 1)
+        stages.setdefault(path, set()).add(meta.split()[2])
+    theirs = [p for p in paths if "3" in stages.get(p, set())]
+    gone = [p for p in paths if p not in theirs]
+    if theirs:
+        g.run("checkout", "--theirs", "--", *theirs)
+        g.run("add", "--", *theirs)
+    if gone:
+        g.run("rm", "-q", "-f", "--ignore-unmatch", "--", *gone)
+
+
+def paths_in_the_way(wg: Git, changed: Sequence[str]) -> list[str]:
+    """Uncommitted or untracked paths in a checkout that a merge changing ``changed`` would touch."""
+    wanted = set(changed)
+    parents = {"/".join(p.split("/")[:i]) for p in changed for i in range(1, p.count("/") + 1)}
+    blocked = []
+    for _xy, path in wg.status_porcelain(untracked="all"):
+        p = path.rstrip("/")
+        if p in wanted or p in parents or any(p.startswith(c + "/") for c in wanted):
+            blocked.append(p)
+    return sorted(set(blocked))
+
+
+def set_slice_point(g: Git, mid: str, commit: str) -> None:
+    g.run("update-ref", "-m", "gsd-parallel: per-slice merge", f"{SLICE_REF_PREFIX}{mid}", commit)
+
+
+def remove_temp_worktree(g: Git, path: Path, parallel_dir: Path) -> bool:
+    """Remove a temporary merge worktree (registered or not); True if anything was there."""
+    found = False
+    if g.find_worktree(path) is not None:
+        found = True
+        with suppress(GitCommandError):
+            g.run("worktree", "remove", "--force", "--force", str(path))
+    merging = parallel_dir / MERGING_DIR
+    if os.path.lexists(path) and same_path(path.parent, merging):
+        found = True
+        shutil.rmtree(path, ignore_errors=True)
+    if found:
+        with suppress(GitCommandError):
+            g.run("worktree", "prune")
+    return found
+
+
+def slice_point(g: Git, mid: str, target: str) -> str | None:
+    """The branch commit the last per-slice merge landed, when it is an ancestor of ``target``."""
+    point = g.rev_parse(f"{SLICE_REF_PREFIX}{mid}")
+    if point is None or not g.is_ancestor(point, target):
+        return None
+    return point
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def commit_message(mid: str, milestone: Milestone | None, slices: Sequence[str] | None) -> str:
+    """``feat: <title>``, the completed slices and tasks, and the GSD trailers."""
+    title = milestone.title if milestone is not None else mid
+    subject = f"feat: {title}" + (f" ({', '.join(slices)})" if slices else "")
+    body: list[str] = []
+    for s in milestone.slices if milestone is not None else ():
+        if not s.done or (slices is not None and s.id not in slices):
+            continue
+        body.append(f"- {s.id}: {s.title}")
+        body += [f"  - {t.id}: {t.title}" for t in s.tasks if t.done]
+    trailers = [f"GSD-Milestone: {mid}"]
+    if slices:
+        trailers.append(f"GSD-Slice: {', '.join(slices)}")
+    trailers.append(f"Branch: milestone/{mid}")
+    parts = [subject]
+    if body:
+        parts.append("Completed slices:\n" + "\n".join(body))
+    parts.append("\n".join(trailers))
+    return "\n\n".join(parts) + "\n"
+
+
+def run_merge_check(command: Sequence[str], cwd: Path, mid: str) -> str | None:
+    """Run ``parallel.merge_check`` on the merged tree; None when it passes, else the failure
+    with the tail of its output."""
+    env = {**os.environ, "GSD_MERGE_MILESTONE": mid}
+    try:
+        done = subprocess.run(
+            list(command), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False,
+        )  # fmt: skip
+    except FileNotFoundError:
+        return f"merge_check command not found: {command[0]}"
+    except OSError as exc:
+        return f"merge_check `{shlex.join(command)}` could not run: {exc}"
+    if done.returncode == 0:
+        return None
+    code = done.returncode
+    how = f"exit code {code}" if code > 0 else f"killed by signal {-code}"
+    tail = done.stdout.decode("utf-8", "replace").rstrip().splitlines()[-TAIL_LINES:]
+    return f"merge_check `{shlex.join(command)}` failed ({how})" + (
+        ":\n" + "\n".join(tail) if tail else ""
+    )
+
+
+def cleanup_after_landing(root: Path, mid: str, merged_sha: str) -> list[str]:
+    """After a milestone landed: bring untracked planning edits home, remove its worktree when
+    clean, delete its branch when it still points at what landed. Returns notes for the user."""
+    from .worktrees import DirtyWorktreeError, remove_worktree, worktree_path
+
+    notes: list[str] = []
+    g = Git(root)
+    wt = worktree_path(root, mid)
+    if wt.is_dir():
+        copy_back_planning(root, wt)
+    with suppress(GitCommandError):
+        g.run("update-ref", "-d", f"{SLICE_REF_PREFIX}{mid}")
+    now = g.branch_sha(f"milestone/{mid}")
+    delete = now is not None and now == merged_sha
+    try:
+        remove_worktree(root, mid, delete_branch=delete, force_branch=delete)
+    except DirtyWorktreeError as exc:
+        notes.append(
+            f"{mid}: kept .gsd/worktrees/{mid} and its branch: uncommitted changes in "
+            f"{len(exc.files)} file(s) ({', '.join(exc.files[:5])})"
+        )
+        return notes
+    except GsdParallelError as exc:
+        notes.append(f"{mid}: {exc}")
+        return notes
+    if now is not None and not delete:
+        notes.append(f"{mid}: kept branch milestone/{mid}: it has commits made after the merge")
+    return notes
+
+
+def copy_back_planning(root: Path, worktree: Path) -> int:
+    """With an untracked real ``.gsd``, copy the worker's planning edits (its SUMMARY among
+    them) from the worktree's copy back to the project, never over a newer file."""
+    from .worktrees import _is_runtime, planning_mode
+
+    if planning_mode(root) != "untracked":
+        return 0
+    src, dst = worktree / ".gsd", root / ".gsd"
+    if not src.is_dir() or src.is_symlink():
+        return 0
+    copied = 0
+    for dirpath, dirnames, filenames in os.walk(src):
+        here = Path(dirpath)
+        rel = here.relative_to(src)
+        if rel == Path("."):
+            dirnames[:] = [d for d in dirnames if not _is_runtime(d)]
+            filenames = [f for f in filenames if not _is_runtime(f)]
+        dirnames[:] = [d for d in dirnames if not (here / d).is_symlink()]
+        for name in filenames:
+            s, d = here / name, dst / rel / name
+            if s.is_symlink() or not s.is_file():
+                continue
+            if d.exists() and (
+                d.stat().st_mtime >= s.stat().st_mtime or d.read_bytes() == s.read_bytes()
+            ):
+                continue
+            d.parent.mkdir(parents=True, exist_ok=True)
+            tmp = d.with_name(f".{d.name}.gsd-parallel.tmp")
+            shutil.copy2(s, tmp)
+            os.replace(tmp, d)
+            copied += 1
+    return copied
