@@ -125,6 +125,36 @@ def test_guard_blocks_a_protected_milestone_in_start_dry_run(venv, tmp_path):
     ) in done.stdout
 
 
+def test_guard_refuses_a_real_merge_of_a_path_protected_meanwhile(venv, tmp_path):
+    """The plan did not touch a protected path when the milestone started; by merge time
+    main protects it: before_merge reads the integration branch's table and refuses."""
+    project = build_project(
+        tmp_path / "proj",
+        {"M001": {"title": "Schema", "slices": {"S01": {"T01": ["migrations/0001.sql"]}}}},
+        preferences={"enabled": True, "auto_merge": "manual"},
+    )
+    env = {
+        **fake_worker_env(unit_seconds=0),
+        "GSD_PARALLEL_WORKER_COMMAND": f"{venv.python} -m gsd_parallel_plugin.testing.fake_gsd",
+        "GSD_HOME": str(tmp_path / "home"),
+    }
+    started = venv.gsd_parallel("--project", project.root, "start", "--wait", env=env)
+    assert started.returncode == 0, started.stdout + started.stderr
+    (project.root / "pyproject.toml").write_text('[tool.gsd-parallel-guard]\nprotected = ["migrations/"]\n')
+    protected_tip = project.commit_all("protect migrations")
+    refused = venv.gsd_parallel("--project", project.root, "merge", env=env)
+    assert refused.returncode == 1
+    assert (
+        "refused by before_merge: M001 changes protected paths (gsd-parallel-guard): migrations/0001.sql"
+        in refused.stdout + refused.stderr
+    )
+    assert project.head("main") == protected_tip
+    assert not (project.root / "migrations").exists()
+    allowed = venv.gsd_parallel("--project", project.root, "merge", env={**env, "GSD_PARALLEL_DISABLED_PLUGINS": "gsd_parallel_guard"})
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    assert (project.root / "migrations" / "0001.sql").is_file()
+
+
 def test_notifier_file_has_the_events_of_a_real_run_in_order(venv, tmp_path):
     project = build_project(
         tmp_path / "proj",
@@ -132,7 +162,7 @@ def test_notifier_file_has_the_events_of_a_real_run_in_order(venv, tmp_path):
             "M001": {"title": "API", "slices": {"S01": {"T01": ["src/api.py"], "T02": ["src/db.py"]}}},
             "M002": {"title": "Web", "slices": {"S01": {"T01": ["src/web.py"]}}},
         },
-        preferences={"enabled": True, "max_workers": 2},
+        preferences={"enabled": True, "max_workers": 2, "auto_merge": "auto"},
     )
     events_file = tmp_path / "events" / "run.jsonl"
     env = {
@@ -146,12 +176,14 @@ def test_notifier_file_has_the_events_of_a_real_run_in_order(venv, tmp_path):
     events = [json.loads(line) for line in events_file.read_text().splitlines()]
     for mid in ("M001", "M002"):
         mine = [e for e in events if e.get("milestone_id") == mid]
-        assert [(e["event"], e.get("old_state"), e.get("new_state")) for e in mine[:3]] == [
+        assert [(e["event"], e.get("old_state"), e.get("new_state")) for e in mine] == [
             ("worker_state_change", "starting", "running"),
             ("worker_state_change", "running", "complete"),
             ("milestone_complete", None, None),
+            ("merge_complete", None, None),
         ], mine
         assert mine[2]["branch"] == f"milestone/{mid}"
+        assert mine[3]["branch"] == "main" and mine[3]["commit"] in project.git("log", "--format=%H", "main")
     # The file's state changes are the store's, in the store's order.
     import sqlite3
 

@@ -19,10 +19,13 @@ def test_a_real_run_writes_every_event_in_order(gsd_project, gsd_host, gsd_recor
     events_file = tmp_path / "out" / "events.jsonl"
     monkeypatch.setenv(notify.ENV_FILE, str(events_file))
     gsd_fake_worker(unit_seconds=0, unit_cost=0.01)
-    project = gsd_project({
-        "M001": {"title": "API", "slices": {"S01": {"T01": ["src/api.py"]}}},
-        "M002": {"title": "Web", "slices": {"S01": {"T01": ["src/web.py"]}}},
-    })
+    project = gsd_project(
+        {
+            "M001": {"title": "API", "slices": {"S01": {"T01": ["src/api.py"]}}},
+            "M002": {"title": "Web", "slices": {"S01": {"T01": ["src/web.py"]}}},
+        },
+        preferences={"enabled": True, "max_workers": 2, "auto_merge": "auto"},
+    )
     host = gsd_host(project, plugins=[notify], recorder=gsd_recorder)
     result = host.run("start --wait")
     assert result.exit_code == 0, host.errors
@@ -41,10 +44,29 @@ def test_a_real_run_writes_every_event_in_order(gsd_project, gsd_host, gsd_recor
             ("worker_state_change", "running"),
             ("worker_state_change", "complete"),
             ("milestone_complete", None),
+            ("merge_complete", None),
         ]
         assert mine[2]["branch"] == f"milestone/{mid}"
         assert mine[2]["worktree"].endswith(f".gsd/worktrees/{mid}")
+        assert mine[3]["branch"] == "main"
+        assert mine[3]["commit"] in project.git("log", "--format=%H", "main").split()
     assert all(e["at"].endswith("Z") for e in events)
+
+
+def test_a_run_over_budget_writes_budget_exceeded(gsd_project, gsd_host, gsd_fake_worker, tmp_path, monkeypatch):
+    events_file = tmp_path / "events.jsonl"
+    monkeypatch.setenv(notify.ENV_FILE, str(events_file))
+    gsd_fake_worker(unit_seconds=0.02, unit_cost=0.01)
+    project = gsd_project(
+        {"M001": {"slices": {"S01": {"T01": ["a.txt"], "T02": ["b.txt"]}, "S02": {"T01": ["c.txt"]}}}},
+        preferences={"enabled": True, "budget_ceiling": 0.02},
+    )
+    gsd_host(project, plugins=[notify]).run("start --wait")
+    events = read_events(events_file)
+    (exceeded,) = [e for e in events if e["event"] == "budget_exceeded"]
+    assert exceeded["budget_ceiling"] == 0.02 and exceeded["run_total_usd"] >= 0.02
+    states = [e.get("new_state") for e in events if e["event"] == "worker_state_change"]
+    assert states[-2:] == ["stopping", "stopped"]
 
 
 def command_writing_to(path):
