@@ -240,9 +240,56 @@ class Tmux:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, env=self.env)
 
 
-def test_watch_in_a_real_terminal_during_a_real_run(tmp_path: Path) -> None:
+# Runs a command and writes its exit code to a file: tmux 3.3 does not always report a
+# dead pane's status. Ctrl-C reaches the command only (the recorder ignores SIGINT).
+RECORDER = (
+    "import signal, subprocess, sys; signal.signal(signal.SIGINT, signal.SIG_IGN);"
+    "rc = subprocess.call(sys.argv[2:], preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL));"
+    "open(sys.argv[1], 'w').write(str(rc))"
+)
+
+
+def recording_exit(rc_file: Path, cmd: list[str]) -> list[str]:
+    return [sys.executable, "-c", RECORDER, str(rc_file), *cmd]
+
+
+def watch_cmd(project: BuiltProject) -> list[str]:
+    return [sys.executable, "-m", "gsd_parallel_plugin", "--project", str(project.root), "watch"]
+
+
+def needs_tmux() -> None:
     if shutil.which("tmux") is None:
         pytest.skip("tmux is not installed: the live-screen test needs a real terminal")
+
+
+def test_ctrl_c_leaves_watch_with_exit_code_0(tmp_path: Path) -> None:
+    needs_tmux()
+    project = build_project(tmp_path / "proj", {"M001": {"title": "One"}}, preferences=PREFS)
+    tmux = Tmux(tmp_path, {**os.environ, "TERM": "xterm-256color"})
+    rc_file = tmp_path / "watch.rc"
+    try:
+        tmux(
+            "new-session",
+            "-d",
+            "-s",
+            "w",
+            "-x",
+            "60",
+            "-y",
+            "20",
+            *recording_exit(rc_file, watch_cmd(project)),
+        )
+        screen = wait_until(lambda: "q quit" in (s := tmux.capture()) and s, timeout=20)
+        assert "No run yet" in screen and all(len(line) <= 60 for line in screen.splitlines())
+        tmux("send-keys", "-t", "w", "C-c")
+        wait_until(lambda: rc_file.exists() and rc_file.read_text(), timeout=10)
+        assert rc_file.read_text() == "0"
+    finally:
+        tmux.kill()
+
+
+def test_watch_in_a_real_terminal_during_a_real_run(tmp_path: Path) -> None:
+    needs_tmux()
     project = build_project(
         tmp_path / "proj",
         {
@@ -261,12 +308,18 @@ def test_watch_in_a_real_terminal_during_a_real_run(tmp_path: Path) -> None:
     env = {**os.environ, **fake_worker_env(unit_seconds=0.4, unit_cost=0.01), "TERM": "xterm-256color"}
     tmux = Tmux(tmp_path, env)
     try:
-        # sh records the exit code in a file (tmux 3.3 does not always report a dead pane's
-        # status); paths travel as arguments ($0, "$@"), never inside the shell string.
         rc_file = tmp_path / "watch.rc"
-        tmux("new-session", "-d", "-s", "w", "-x", "80", "-y", "40",
-             "sh", "-c", '"$@"; echo $? > "$0"', str(rc_file),
-             sys.executable, "-m", "gsd_parallel_plugin", "--project", str(project.root), "watch")  # fmt: skip
+        tmux(
+            "new-session",
+            "-d",
+            "-s",
+            "w",
+            "-x",
+            "80",
+            "-y",
+            "40",
+            *recording_exit(rc_file, watch_cmd(project)),
+        )
         first = wait_until(lambda: "gsd-parallel watch" in (s := tmux.capture()) and s, timeout=20)
         assert "No run yet" in first
         started = run_cli("--project", project.root, "start", env=env)
