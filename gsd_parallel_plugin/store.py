@@ -827,7 +827,7 @@ class Store:
 
     def events_of_kind(self, kind: str, run_id: int | None = None) -> list[EventRow]:
         """Every event of one kind (optionally of one run), oldest first."""
-        where, params = "WHERE kind = ?", [kind]
+        where, params = "WHERE kind = ?", list[Any]([kind])
         if run_id is not None:
             where, params = where + " AND run_id = ?", [*params, run_id]
         rows = self._conn.execute(f"SELECT * FROM events {where} ORDER BY id", params)

@@ -15,14 +15,9 @@ import psutil
 import pytest
 from conftest import wait_until
 
-from gsd_parallel_plugin.budget import (
-    StallWatch,
-    forecast,
-    report_cost,
-    stall_reason,
-    worker_milestones,
-)
+from gsd_parallel_plugin.budget import StallWatch, report_cost, stall_reason
 from gsd_parallel_plugin.errors import UserError
+from gsd_parallel_plugin.forecast import forecast, worker_milestones
 from gsd_parallel_plugin.plugins import Hooks, create_plugin_manager
 from gsd_parallel_plugin.store import Store
 from gsd_parallel_plugin.testing.builder import build_project, write_preferences

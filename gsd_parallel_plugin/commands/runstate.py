@@ -6,16 +6,9 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..budget import (
-    BUDGET_REASON,
-    WARN_PERCENT,
-    Forecast,
-    budget_message,
-    envelope_of,
-    forecast,
-    worker_milestones,
-)
+from ..budget import BUDGET_REASON, WARN_PERCENT, budget_message, envelope_of
 from ..errors import UserError
+from ..forecast import Forecast, forecast, worker_milestones
 from ..store import NANOS_PER_USD, RunRow, Store, WorkerRow, usd_to_nanos
 from .common import Loaded
 
