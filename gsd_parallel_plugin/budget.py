@@ -29,8 +29,17 @@ worker's new output (so the store holds the cost of everything read so far):
   ``spending without progress for N min``, and the host is told. A quiet worker (no cost:
   a long test run) is never stalled, nor one that spent once and then went quiet.
 
-Cost a host tracks itself (its agents write no NDJSON cost) is reported with
-:func:`report_cost`: it records the delta in the store and then fires ``on_cost_update``.
+- **Forecast** (:mod:`.forecast`): spent + average cost per completed unit x units left;
+  the host is warned once when the projection crosses a ceiling not reached yet.
+
+Warnings are given once per run and ceiling (``budget`` events remember them across
+supervisor restarts). Cost a host tracks itself (its agents write no NDJSON cost) is
+reported with :func:`report_cost`, which records the delta in the store and then fires
+``on_cost_update``::
+
+    from gsd_parallel_plugin.budget import report_cost
+    report_cost(project_root, "M002", 0.0123, hooks=session.hooks)
+
 The hook is a notification only: a plugin implementing it is never asked to record cost,
 so the supervisor's own calls and a host's reports cannot be counted twice.
 """
