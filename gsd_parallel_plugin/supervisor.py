@@ -57,14 +57,25 @@ class SupervisorLock:
         self.path = parallel_dir / LOCK_NAME
         self._fd: int | None = None
 
-    def acquire(self) -> bool:
+    def acquire(self, *, patience: float = 2.0) -> bool:
+        """Take the lock; False when another live supervisor holds it.
+
+        A failed non-blocking attempt is retried for a moment unless a live holder is
+        recorded, so a brief contention (say, doctor reading the file) never makes a
+        starting supervisor give up.
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if self.holder(self.path.parent) is not None or time.monotonic() > deadline:
+                    os.close(fd)
+                    return False
+                time.sleep(0.05)
         me = {"pid": os.getpid(), "create_time": procs.process_create_time(os.getpid())}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(me).encode(), 0)
@@ -80,25 +91,23 @@ class SupervisorLock:
 
     @staticmethod
     def holder(parallel_dir: Path) -> dict[str, Any] | None:
-        """Who holds the lock now (None when nobody does)."""
-        path = parallel_dir / LOCK_NAME
+        """The live supervisor recorded in the lock file (pid + create time), else None.
+
+        Reads the file without taking any lock: a reader's shared flock, even for an
+        instant, could make a supervisor that is starting think another one runs.
+        A holder killed with ``kill -9`` leaves its record behind; psutil tells it is gone
+        (and a reused pid has another start time).
+        """
         try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
+            data = json.loads((parallel_dir / LOCK_NAME).read_bytes()[:4096] or b"{}")
+        except (OSError, ValueError):
             return None
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                try:
-                    data = json.loads(os.read(fd, 4096) or b"{}")
-                except ValueError:
-                    data = {}
-                return data if isinstance(data, dict) else {}
-            fcntl.flock(fd, fcntl.LOCK_UN)
+        if not isinstance(data, dict) or not isinstance(data.get("pid"), int):
             return None
-        finally:
-            os.close(fd)
+        create_time = data.get("create_time")
+        if not isinstance(create_time, (int, float)):
+            return None
+        return data if procs.is_alive(WorkerHandle(data["pid"], float(create_time))) else None
 
 
 def supervisor_running(parallel_dir: Path) -> bool:

@@ -10,7 +10,6 @@ It never writes, never takes the supervisor's lock and never starts anything.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import time
@@ -18,8 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import psutil
 
 from ..errors import GsdParallelError
 from ..models import Milestone, Project
@@ -45,27 +42,10 @@ NO_STORE = "No run yet (no coordination store). Start one with `gsd-parallel sta
 
 
 def supervisor_status(parallel_dir: Path) -> dict[str, Any] | None:
-    """The live supervisor's ``{"pid", "create_time"}``, or None when none runs.
+    """The live supervisor's ``{"pid", "create_time"}``, or None when none runs."""
+    from ..supervisor import SupervisorLock
 
-    Reads ``supervisor.lock``'s contents and checks the pid and its start time with
-    psutil, without touching the lock itself: a poller taking even a shared flock could
-    make a supervisor that is starting at that instant think another one holds it.
-    """
-    try:
-        raw = (parallel_dir / "supervisor.lock").read_bytes()[:4096]
-        data = json.loads(raw or b"{}")
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or not isinstance(data.get("pid"), int):
-        return None
-    try:
-        started = psutil.Process(data["pid"]).create_time()
-    except (psutil.Error, ValueError):
-        return None
-    expected = data.get("create_time")
-    if isinstance(expected, (int, float)) and abs(started - expected) > 0.01:
-        return None  # the pid was reused by another process
-    return data
+    return SupervisorLock.holder(parallel_dir)
 
 
 @dataclass(frozen=True)
