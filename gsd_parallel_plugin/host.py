@@ -48,7 +48,7 @@ class HostSession:
         )
         self._confirm_fn = confirm_fn
         self.plugins = plugins or create_plugin_manager(self._plugin_root(), environ=environ)
-        self.hooks = Hooks(self.plugins.pm)
+        self.hooks = Hooks(self.plugins.pm, warn=lambda message: self.notify(message, "warning"))
         self.notices: list[tuple[str, str]] = []
         for warning in self.plugins.warnings:
             self.notify(warning, "warning")

@@ -26,7 +26,7 @@ from typing import Any
 
 from . import workers as procs
 from .eligibility import analyse
-from .errors import GsdParallelError, WorkerLaunchError
+from .errors import GsdParallelError, PluginError, WorkerLaunchError
 from .models import Project, WorkerHandle, WorkerSpec, WorkerState
 from .plugins import Hooks, create_plugin_manager
 from .preferences import Preferences, load_preferences
@@ -564,15 +564,22 @@ class Supervisor:
         project = self.project()
         prefs_json = self.prefs.to_json()
         held = self.held()
-        report = analyse(
-            project,
-            max_workers=self.prefs.max_workers,
-            overlap_policy=self.prefs.overlap,
-            veto=lambda m: self.hooks.check_eligibility(m, project, prefs_json),  # type: ignore[union-attr]
-            running=[*self.tracked, *self.restart_at],
-            awaiting_merge=self.awaiting_merge(),
-            held=held,
-        )
+        try:
+            report = analyse(
+                project,
+                max_workers=self.prefs.max_workers,
+                overlap_policy=self.prefs.overlap,
+                veto=lambda m: self.hooks.check_eligibility(m, project, prefs_json),  # type: ignore[union-attr]
+                running=[*self.tracked, *self.restart_at],
+                awaiting_merge=self.awaiting_merge(),
+                held=held,
+            )
+        except PluginError as exc:
+            # A broken eligibility plugin must not take the running workers' supervisor down:
+            # start nothing new, keep supervising, say why.
+            self.notify(f"not starting new milestones: {exc}", "error")
+            self.store.add_event("plugin", str(exc), run_id=self.run_id)
+            return []
         return list(report.plan.start)
 
     def backfill(self) -> None:

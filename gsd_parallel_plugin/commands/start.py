@@ -78,8 +78,7 @@ def check_worker_command(ctx: CommandContext, loaded: Loaded) -> None:
 
     from ..workers import resolve_program
 
-    impls = ctx.host.plugins.pm.hook.spawn_worker.get_hookimpls()
-    if any(not impl.plugin_name.startswith("gsd_parallel.") for impl in impls):
+    if any(not name.startswith("gsd_parallel.") for name in ctx.host.hooks.implementers("spawn_worker")):
         return
     resolve_program(loaded.preferences.parallel.worker_command[0], os.environ, loaded.root)
 
