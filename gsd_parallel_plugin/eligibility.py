@@ -196,7 +196,15 @@ def analyse(
         verdicts[mid] = Verdict(v.id, v.title, True, v.reason + OVERLAP_WARNING)
 
     plannable = [m for m in eligible if m.id not in held]
-    plan = plan_starts(plannable, overlaps, max_workers, overlap_policy, running)
+    # For the plan, overlaps also count against milestones that run or wait for their
+    # merge: starting beside them would only trade parallelism for a merge conflict.
+    others = [
+        m
+        for mid in (*running, *awaiting_merge)
+        if (m := project.get(mid)) is not None and m not in eligible
+    ]
+    plan_overlaps = file_overlaps([*eligible, *others]) if others else overlaps
+    plan = plan_starts(plannable, plan_overlaps, max_workers, overlap_policy, running, awaiting_merge)
     ordered = [verdicts[m.id] for m in project.milestones]
     return EligibilityReport(
         eligible=tuple(v for v in ordered if v.eligible),
@@ -213,8 +221,13 @@ def plan_starts(
     max_workers: int,
     overlap_policy: str,
     running: Collection[str] = (),
+    unmerged: Collection[str] = (),
 ) -> Plan:
-    """Fill free slots in queue order; serialize overlapping milestones when asked."""
+    """Fill free slots in queue order; serialize overlapping milestones when asked.
+
+    With ``serialize``, a milestone waits while one it overlaps runs, is planned to start,
+    or is complete but not merged yet (its worktree would start without that code).
+    """
     neighbours: dict[str, dict[str, tuple[str, ...]]] = defaultdict(dict)
     for o in overlaps:
         a, b = o.milestones
@@ -228,15 +241,15 @@ def plan_starts(
         if m.id in running:
             continue
         if overlap_policy == "serialize":
-            clash = next((other for other in (*busy, *start) if other in neighbours[m.id]), None)
+            blockers = (*busy, *start, *unmerged)
+            clash = next((other for other in blockers if other in neighbours[m.id]), None)
             if clash is not None:
                 files = neighbours[m.id][clash]
                 shown = ", ".join(files[:3]) + (
                     f" and {len(files) - 3} more" if len(files) > 3 else ""
                 )
-                waiting.append(
-                    Waiting(m.id, f"overlaps {clash} ({shown}); starts after {clash} finishes")
-                )
+                until = "is merged" if clash in unmerged else "finishes"
+                waiting.append(Waiting(m.id, f"overlaps {clash} ({shown}); starts after {clash} {until}"))
                 continue
         if len(start) < free:
             start.append(m.id)

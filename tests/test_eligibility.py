@@ -11,7 +11,7 @@ from gsd_parallel_plugin.eligibility import (
     render_report,
     report_json,
 )
-from gsd_parallel_plugin.models import Milestone, Project
+from gsd_parallel_plugin.models import Milestone, Project, Waiting
 
 
 def ms(
@@ -162,3 +162,19 @@ def test_report_text_matches_gsd():
             {"id": "M003", "reason": "overlaps M002 (src/server.ts); starts after M002 finishes"}
         ],
     }
+
+
+def test_overlap_with_a_milestone_awaiting_merge_waits_for_the_merge():
+    p = project(
+        ms("M001", files=("src/app.py",)),
+        ms("M002", files=("src/app.py", "src/b.py")),
+        ms("M003", files=("src/c.py",)),
+    )
+    # M001 completed (its worktree says so) but has not merged yet.
+    report = analyse(p, max_workers=2, held={"M001"}, awaiting_merge={"M001"})
+    assert report.plan.start == ("M003",)
+    assert report.plan.waiting == (
+        Waiting("M002", "overlaps M001 (src/app.py); starts after M001 is merged"),
+    )
+    # Once it landed, nothing holds M002 back.
+    assert analyse(p, max_workers=2, held={"M001"}).plan.start == ("M002", "M003")
