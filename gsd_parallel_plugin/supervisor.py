@@ -521,6 +521,9 @@ class Supervisor:
         elif command == "stop" and row.state == "crashed":
             self.restart_at.pop(mid, None)
             self._set_state(mid, WorkerState.STOPPED, "stopped while waiting to restart")
+        elif command == "stop" and row.state in {"paused", "blocked"}:
+            # No process to signal: the worktree and branch stay, the milestone is just stopped.
+            self._set_state(mid, WorkerState.STOPPED, f"stopped while {row.state}")
 
     def stop(self, mid: str, tracked: Tracked, why: str) -> None:
         """Graceful stop: signal file, SIGTERM to the group, SIGKILL after the grace period."""

@@ -443,3 +443,25 @@ def subprocess_git(root: Path, *args: str) -> str:
     from gsd_parallel_plugin.testing.builder import git
 
     return git(root, *args)
+
+
+def test_stop_a_paused_worker(tmp_path, cli, fake_worker):
+    fake_worker(unit_seconds=0.3)
+    project = build_project(
+        tmp_path / "proj",
+        {"M001": {"title": "One", "slices": {"S01": {"T01": ["a.txt"], "T02": ["b.txt"], "T03": ["c.txt"]}}}},
+        preferences=PREFS,
+    )
+    assert cli("--project", project.root, "start").code == 0
+    assert cli("--project", project.root, "pause", "M001").code == 0
+    wait_until(
+        lambda: workers_by_id(cli("--project", project.root, "status", "--json").json())["M001"]["state"] == "paused",
+        timeout=10,
+    )
+    t0 = time.monotonic()
+    stopped = cli("--project", project.root, "stop")
+    assert stopped.code == 0 and stopped.out.strip() == "All parallel workers stopped."
+    assert time.monotonic() - t0 < 4  # nothing to wait for: there is no process
+    worker = workers_by_id(cli("--project", project.root, "status", "--json").json())["M001"]
+    assert worker["state"] == "stopped"
+    assert (project.gsd / "worktrees" / "M001").is_dir()  # stopping never deletes a worktree

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 class EventPrinter:
     """Prints new store events (state changes, adoptions, kills) as plain lines."""
 
-    KINDS = frozenset({"state", "adopt", "kill", "budget", "merge", "stall"})
+    # budget and stall notices reach the user through host.notify already
+    KINDS = frozenset({"state", "adopt", "kill", "merge"})
 
     def __init__(self, ctx: CommandContext) -> None:
         self.ctx = ctx
