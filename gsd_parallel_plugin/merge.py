@@ -23,6 +23,7 @@ and worktree are never touched while it runs.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
@@ -167,6 +168,7 @@ class _Merge:
         self.integ = env.integration_branch(mid)
         self.branch = f"milestone/{mid}"
         self.tmp: Path | None = None
+        self.tmp_registered: bool | None = None
         self.merge_id = 0
         self.base: str = ""
         self.target: str = ""
@@ -194,7 +196,9 @@ class _Merge:
             raise
         finally:
             if self.tmp is not None:
-                remove_temp_worktree(self.g, self.tmp, self.env.parallel_dir)
+                remove_temp_worktree(
+                    self.g, self.tmp, self.env.parallel_dir, registered=self.tmp_registered
+                )
 
     def _attempt(self) -> MergeResult:
         if self.g.is_ancestor(self.target, self.base):
@@ -316,12 +320,15 @@ class _Merge:
 
         ensure_excludes(self.env.root)
         path = self.env.parallel_dir / MERGING_DIR / f"{self.mid}-{self.merge_id}"
-        remove_temp_worktree(self.g, path, self.env.parallel_dir)  # a leftover of a crash
+        if os.path.lexists(path):  # a leftover (merge ids are never reused, so rare)
+            remove_temp_worktree(self.g, path, self.env.parallel_dir)
         path.parent.mkdir(parents=True, exist_ok=True)
         # Journal first: a crash during `worktree add` still leaves a row naming the path.
         self.store.update_merge(self.merge_id, step="worktree", worktree=path)
         self.tmp = path
+        self.tmp_registered = None  # unknown until `worktree add` returns
         self.g.run(*NO_HOOKS, "worktree", "add", "--quiet", "--detach", str(path), self.base)
+        self.tmp_registered = True
         return path
 
     def _squash(self, tg: Git) -> list[str]:

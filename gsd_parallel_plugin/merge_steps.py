@@ -164,21 +164,29 @@ def set_slice_point(g: Git, mid: str, commit: str) -> None:
     g.run("update-ref", "-m", "gsd-parallel: per-slice merge", f"{SLICE_REF_PREFIX}{mid}", commit)
 
 
-def remove_temp_worktree(g: Git, path: Path, parallel_dir: Path) -> bool:
-    """Remove a temporary merge worktree (registered or not); True if anything was there."""
-    found = False
-    if g.find_worktree(path) is not None:
-        found = True
-        with suppress(GitCommandError):
+def remove_temp_worktree(
+    g: Git, path: Path, parallel_dir: Path, *, registered: bool | None = None
+) -> bool:
+    """Remove a temporary merge worktree (registered or not); True if anything was there.
+
+    ``registered`` None asks git; the merge itself knows and saves the call.
+    """
+    if registered is None:
+        registered = g.find_worktree(path) is not None
+    clean = False
+    if registered:
+        try:
             g.run("worktree", "remove", "--force", "--force", str(path))
-    merging = parallel_dir / MERGING_DIR
-    if os.path.lexists(path) and same_path(path.parent, merging):
-        found = True
+            clean = True
+        except GitCommandError:
+            pass
+    leftover = os.path.lexists(path) and same_path(path.parent, parallel_dir / MERGING_DIR)
+    if leftover:
         shutil.rmtree(path, ignore_errors=True)
-    if found:
+    if leftover or (registered and not clean):
         with suppress(GitCommandError):
             g.run("worktree", "prune")
-    return found
+    return registered or leftover
 
 
 def slice_point(g: Git, mid: str, target: str) -> str | None:
