@@ -275,6 +275,11 @@ def before_merge(milestone_id, worktree, changed_files, commit):
         return f"policy says no ({len(changed_files)} changed)"
 
 @hookimpl
+def on_merge_complete(milestone_id, commit, branch):
+    with open(__import__("os").environ["MERGED_LOG"], "a") as fh:
+        fh.write(f"{milestone_id} {commit} {branch}\\n")
+
+@hookimpl
 def resolve_merge_conflict(milestone_id, files, worktree):
     for f in files:
         (worktree / f).write_text("resolved by plugin\\n")
@@ -282,6 +287,7 @@ def resolve_merge_conflict(milestone_id, files, worktree):
     return True
 '''
     env = write_plugin(tmp_path, "merge_policy", source)
+    env["MERGED_LOG"] = str(tmp_path / "merged.log")
     project = two(tmp_path, ["src/shared.py"], ["src/shared.py"])
     complete(project, "M002")
     complete(project, "M003")
@@ -297,6 +303,8 @@ def resolve_merge_conflict(milestone_id, files, worktree):
     result = cli("--project", project.root, "merge", "M002", env=env_no_veto)
     assert result.code == 0, result.out + result.err
     assert (project.root / "src/shared.py").read_text() == "resolved by plugin\n"
+    m3, m2 = project.git("log", "-2", "--format=%H", "main").splitlines()[::-1]
+    assert (tmp_path / "merged.log").read_text() == f"M003 {m3} main\nM002 {m2} main\n"
 
 
 # --------------------------------------------------------------------------- crash recovery
@@ -364,3 +372,26 @@ def test_kill_9_after_landing_is_recorded_by_doctor(tmp_path, cli):
     assert len(project.git("worktree", "list").splitlines()) == 1
     again = cli("--project", project.root, "merge")
     assert again.out == "No completed milestones to merge.\n"
+
+
+def test_candidates_found_on_branches_when_the_store_lost_them(tmp_path, cli):
+    project = two(tmp_path, ["src/a.py"], ["src/b.py"])
+    complete(project, "M002", record=False)
+    complete(project, "M003", record=False)
+    assert not (project.gsd / "parallel" / "coordinator.db").exists()
+    result = cli("--project", project.root, "merge", "--json")
+    assert result.code == 0, result.out + result.err
+    assert [(r["id"], r["outcome"]) for r in result.json()["results"]] == [
+        ("M002", "merged"), ("M003", "merged"),
+    ]  # fmt: skip
+
+
+def test_confirm_without_anyone_to_ask_leaves_it_awaiting_merge(tmp_path, cli, fake_worker):
+    fake_worker(unit_seconds=0.02)
+    project = two(tmp_path, ["src/a.py"], ["src/b.py"])  # auto_merge defaults to confirm
+    main_before = project.head("main")
+    result = cli("--project", project.root, "start", "--wait")
+    assert result.code == 0, result.err
+    assert "M002 complete — awaiting merge (auto_merge is confirm and nobody" in result.err
+    assert result.out.count("complete — awaiting merge") == 2
+    assert project.head("main") == main_before
