@@ -15,6 +15,7 @@ their output is read on the next tick, nothing is lost).
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from .models import MergeResult
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from .supervisor import Supervisor
 
 LOCK_WAIT_SECONDS = 30.0
+SLICE_CHECK_SECONDS = 0.5
+"""How often running milestones' branches are looked at for finished slices (git calls)."""
 
 
 class AutoMerger:
@@ -39,6 +42,7 @@ class AutoMerger:
         self._seen_tips: dict[str, str] = {}
         self._told_untracked: set[str] = set()
         self._asked: set[tuple[str, tuple[str, ...]]] = set()
+        self._next_slice_check = 0.0
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -132,7 +136,12 @@ class AutoMerger:
             self._merge(self.pending.pop(0))
         if self.mode == "auto":
             self._catch_up()
-        if self.sup.prefs.merge_strategy == "per-slice" and self.mode != "manual":
+        if (
+            self.sup.prefs.merge_strategy == "per-slice"
+            and self.mode != "manual"
+            and time.monotonic() >= self._next_slice_check
+        ):
+            self._next_slice_check = time.monotonic() + SLICE_CHECK_SECONDS
             for mid in list(self.sup.tracked):
                 self._slices(mid)
 
