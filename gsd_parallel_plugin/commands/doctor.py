@@ -267,23 +267,26 @@ def _worktree_findings(loaded: Loaded) -> list[Finding]:
 
 
 def _merge_findings(loaded: Loaded) -> list[Finding]:
-    try:
-        from ..merge import recover_interrupted_merges  # type: ignore[attr-defined]
-    except ImportError:
-        return []
+    """Merges cut short (journal rows without an outcome) and stray temporary worktrees."""
+    from ..merge import recover_interrupted_merges
+
     store = open_store(loaded)
     if store is None:
         return []
     with store:
-        pending = store.unfinished_merges()
-    if not pending:
+        lines = recover_interrupted_merges(loaded.root, store, fix=False)
+    if not lines:
         return []
+    done: list[str] = []
 
-    def fix() -> str:
+    def fix() -> str | None:
+        if done:
+            return None  # one recovery pass repairs every line; its report is on the first
         s = open_store(loaded)
         assert s is not None
         with s:
-            return "; ".join(recover_interrupted_merges(loaded.root, s, fix=True))
+            done.extend(recover_interrupted_merges(loaded.root, s, fix=True))
+        return "; ".join(done)
 
-    ids = ", ".join(sorted({m.milestone_id for m in pending}))
-    return [Finding("interrupted-merge", f"interrupted merge(s) for {ids}", None, fix=fix)]
+    busy = any(line.startswith("a merge is running now") for line in lines)
+    return [Finding("interrupted-merge", line, None, fix=fix, fixable=not busy) for line in lines]

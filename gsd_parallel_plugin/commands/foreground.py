@@ -53,7 +53,17 @@ def run_foreground(ctx: CommandContext, loaded: Loaded) -> int:
             live.update(_table(sup))
 
     sup = Supervisor(loaded.root, notify=ctx.host.notify, hooks=ctx.host.hooks, on_tick=on_tick)
-    sup.confirm = ctx.host.confirm  # type: ignore[attr-defined]
+    def confirm(question: str) -> bool | None:
+        """Ask with the live table stopped, so the prompt is not redrawn over."""
+        if live is not None:
+            live.stop()
+        try:
+            return ctx.host.confirm(question)
+        finally:
+            if live is not None:
+                live.start()
+
+    sup.confirm = confirm  # type: ignore[attr-defined]
     try:
         if live is not None:
             live.start()
