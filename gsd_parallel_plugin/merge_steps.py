@@ -7,20 +7,17 @@ Kept apart so :mod:`.merge_plan` (dry run, candidates) and :mod:`.merge_recovery
 
 from __future__ import annotations
 
-import fcntl
-import json
 import os
 import shlex
 import shutil
 import subprocess
-import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
 
 from .errors import GsdParallelError
 from .git import Git, GitCommandError, same_path
+from .locks import PidLock
 from .models import Milestone
 
 LOCK_NAME = "merge.lock"
@@ -63,63 +60,11 @@ def short(sha: str | None) -> str:
 # --------------------------------------------------------------------------- lock
 
 
-class MergeLock:
-    """An exclusive ``flock`` on ``.gsd/parallel/merge.lock``: one merge per repository.
-
-    The kernel drops it when the holder dies, so ``kill -9`` never leaves it stuck; the
-    file records the holder's pid for messages.
-    """
+class MergeLock(PidLock):
+    """``.gsd/parallel/merge.lock``: one merge at a time per repository (see :mod:`.locks`)."""
 
     def __init__(self, parallel_dir: Path) -> None:
-        self.path = parallel_dir / LOCK_NAME
-        self._fd: int | None = None
-
-    def acquire(self, timeout: float = 0.0) -> bool:
-        """Take the lock, waiting up to ``timeout`` seconds; False when someone else holds it."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    os.close(fd)
-                    return False
-                time.sleep(0.05)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps({"pid": os.getpid()}).encode(), 0)
-        self._fd = fd
-        return True
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.ftruncate(self._fd, 0)
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-    def holder(self) -> dict[str, Any] | None:
-        """Who holds the lock now (None when nobody does)."""
-        try:
-            fd = os.open(self.path, os.O_RDONLY)
-        except FileNotFoundError:
-            return None
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                try:
-                    data = json.loads(os.read(fd, 4096) or b"{}")
-                except ValueError:
-                    data = {}
-                return data if isinstance(data, dict) else {}
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            return None
-        finally:
-            os.close(fd)
-
+        super().__init__(parallel_dir / LOCK_NAME)
 
 
 # --------------------------------------------------------------------------- git helpers

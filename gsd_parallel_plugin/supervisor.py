@@ -12,8 +12,6 @@ supervisor adopts them from the store without restarting them.
 
 from __future__ import annotations
 
-import fcntl
-import json
 import os
 import signal
 import sys
@@ -27,6 +25,7 @@ from typing import Any
 from . import workers as procs
 from .eligibility import analyse
 from .errors import GsdParallelError, PluginError, WorkerLaunchError
+from .locks import PidLock, read_holder
 from .models import Project, WorkerHandle, WorkerSpec, WorkerState
 from .plugins import Hooks, create_plugin_manager
 from .preferences import Preferences, load_preferences
@@ -46,68 +45,20 @@ Notify = Callable[[str, str], None]
 # --------------------------------------------------------------------------- lock
 
 
-class SupervisorLock:
-    """An exclusive ``flock`` on ``.gsd/parallel/supervisor.lock``.
-
-    The kernel drops the lock when the holder dies, so a crash never leaves it stuck;
-    the file also records pid and create time for ``status`` and ``doctor``.
-    """
+class SupervisorLock(PidLock):
+    """``.gsd/parallel/supervisor.lock``: one supervisor per project (see :mod:`.locks`)."""
 
     def __init__(self, parallel_dir: Path) -> None:
-        self.path = parallel_dir / LOCK_NAME
-        self._fd: int | None = None
+        super().__init__(parallel_dir / LOCK_NAME)
 
-    def acquire(self, *, patience: float = 2.0) -> bool:
-        """Take the lock; False when another live supervisor holds it.
-
-        A failed non-blocking attempt is retried for a moment unless a live holder is
-        recorded, so a brief contention (say, doctor reading the file) never makes a
-        starting supervisor give up.
-        """
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + patience
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if self.holder(self.path.parent) is not None or time.monotonic() > deadline:
-                    os.close(fd)
-                    return False
-                time.sleep(0.05)
-        me = {"pid": os.getpid(), "create_time": procs.process_create_time(os.getpid())}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(me).encode(), 0)
-        self._fd = fd
-        return True
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.ftruncate(self._fd, 0)
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+    def acquire(self, timeout: float = 2.0, *, yield_to_holder: bool = True) -> bool:
+        """Give up at once for a live supervisor; retry a brief contention for a moment."""
+        return super().acquire(timeout, yield_to_holder=yield_to_holder)
 
     @staticmethod
-    def holder(parallel_dir: Path) -> dict[str, Any] | None:
-        """The live supervisor recorded in the lock file (pid + create time), else None.
-
-        Reads the file without taking any lock: a reader's shared flock, even for an
-        instant, could make a supervisor that is starting think another one runs.
-        A holder killed with ``kill -9`` leaves its record behind; psutil tells it is gone
-        (and a reused pid has another start time).
-        """
-        try:
-            data = json.loads((parallel_dir / LOCK_NAME).read_bytes()[:4096] or b"{}")
-        except (OSError, ValueError):
-            return None
-        if not isinstance(data, dict) or not isinstance(data.get("pid"), int):
-            return None
-        create_time = data.get("create_time")
-        if not isinstance(create_time, (int, float)):
-            return None
-        return data if procs.is_alive(WorkerHandle(data["pid"], float(create_time))) else None
+    def holder(parallel_dir: Path) -> dict[str, Any] | None:  # type: ignore[override]
+        """The live supervisor of the project whose ``.gsd/parallel`` is ``parallel_dir``."""
+        return read_holder(parallel_dir / LOCK_NAME)
 
 
 def supervisor_running(parallel_dir: Path) -> bool:

@@ -43,9 +43,10 @@ NO_STORE = "No run yet (no coordination store). Start one with `gsd-parallel sta
 
 def supervisor_status(parallel_dir: Path) -> dict[str, Any] | None:
     """The live supervisor's ``{"pid", "create_time"}``, or None when none runs."""
-    from ..supervisor import SupervisorLock
+    from ..locks import read_holder
+    from ..supervisor import LOCK_NAME
 
-    return SupervisorLock.holder(parallel_dir)
+    return read_holder(parallel_dir / LOCK_NAME)
 
 
 @dataclass(frozen=True)
