@@ -199,9 +199,9 @@ def analyse(
     # For the plan, overlaps also count against milestones that run or wait for their
     # merge: starting beside them would only trade parallelism for a merge conflict.
     others = [
-        m
-        for mid in (*running, *awaiting_merge)
-        if (m := project.get(mid)) is not None and m not in eligible
+        other
+        for mid in dict.fromkeys((*running, *awaiting_merge))
+        if (other := project.get(mid)) is not None and other not in eligible
     ]
     plan_overlaps = file_overlaps([*eligible, *others]) if others else overlaps
     plan = plan_starts(plannable, plan_overlaps, max_workers, overlap_policy, running, awaiting_merge)

@@ -12,12 +12,13 @@ import shlex
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from ..errors import UserError
 from ..models import CommandContext, CommandResult
 from .common import ArgParser, parse
 
-SAMPLE = {
+SAMPLE: dict[str, dict[str, Any]] = {
     "M001": {"title": "Core API", "complete": True, "slices": {"S01": {"T01": ["src/core.py"]}}},
     "M002": {
         "title": "Auth System",
