@@ -18,7 +18,6 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from .errors import GsdParallelError, PluginError, WorkerLaunchError
 from .locks import PidLock, read_holder
 from .models import Project, WorkerHandle, WorkerSpec, WorkerState
 from .plugins import Hooks, create_plugin_manager
-from .preferences import Preferences, load_preferences
+from .preferences import ParallelPreferences, Preferences, load_preferences
 from .store import NANOS_PER_USD, Store, WorkerRow, to_ms
 
 TICK_SECONDS = 0.1
@@ -173,7 +172,7 @@ class Supervisor:
 
     # ------------------------------------------------------------------ setup
     @property
-    def prefs(self):  # type: ignore[no-untyped-def]
+    def prefs(self) -> ParallelPreferences:
         return self.preferences.parallel
 
     def project(self) -> Project:
@@ -327,7 +326,7 @@ class Supervisor:
             mid,
             expected_offset=row.stdout_offset,
             new_offset=chunk.new_offset,
-            cost_delta=Decimal(progress.cost_nanos) / NANOS_PER_USD,
+            cost_nanos=progress.cost_nanos,
             tokens=progress.tokens,
             units_delta=progress.units_finished,
             current_unit=progress.current_unit if progress.unit_known else row.current_unit,
