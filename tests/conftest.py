@@ -1,84 +1,41 @@
-"""Shared fixtures: an isolated GSD home, the fake worker, and a CLI runner."""
+"""The suite runs on the pytest plugin gsd-parallel ships (``gsd_parallel_plugin.testing``).
+
+Here are only the short names the tests use: ``cli``, ``fake_worker`` and the autouse
+``isolated_gsd_home`` (every test gets the plugin's isolated ``$GSD_HOME``, never the
+developer's ``~/.gsd`` or their ``GSD_PARALLEL_*`` variables). ``wait_until`` and
+``CliResult`` are re-exported so ``from conftest import wait_until`` keeps working.
+
+Only the package itself is imported here, never its ``pytest_plugin`` module: pytest must
+be the first to import that one, or it could not rewrite it and would warn about it.
+"""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from gsd_parallel_plugin.testing.builder import fake_worker_env
+from gsd_parallel_plugin.testing import CliResult, wait_until
+
+pytest_plugins = ["gsd_parallel_plugin.testing"]
+
+__all__ = ["CliResult", "wait_until"]
 
 
 @pytest.fixture(autouse=True)
-def isolated_gsd_home(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> Path:
-    """Never read the developer's own ~/.gsd preferences in tests."""
-    home = tmp_path_factory.mktemp("gsd-home")
-    monkeypatch.setenv("GSD_HOME", str(home))
-    monkeypatch.delenv("GSD_PARALLEL_WORKER", raising=False)
-    monkeypatch.delenv("GSD_PARALLEL_WORKER_COMMAND", raising=False)
-    return home
+def isolated_gsd_home(gsd_home: Path) -> Path:
+    """Never read the developer's own ~/.gsd preferences or gsd-parallel variables in tests."""
+    return gsd_home
 
 
 @pytest.fixture
-def fake_worker(monkeypatch: pytest.MonkeyPatch) -> Callable[..., dict[str, str]]:
+def fake_worker(gsd_fake_worker: Callable[..., dict[str, str]]) -> Callable[..., dict[str, str]]:
     """Call with fake-worker knobs; sets the environment the supervisor passes on."""
-
-    def configure(**knobs: Any) -> dict[str, str]:
-        env = fake_worker_env(**knobs)
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
-        return env
-
-    return configure
-
-
-@dataclass
-class CliResult:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
+    return gsd_fake_worker
 
 
 @pytest.fixture
-def cli() -> Callable[..., CliResult]:
+def cli(gsd_cli: Callable[..., CliResult]) -> Callable[..., CliResult]:
     """Run ``gsd-parallel`` as a real subprocess (exactly what a user runs)."""
-
-    def run(
-        *args: str | Path, timeout: float = 120, env: dict[str, str] | None = None
-    ) -> CliResult:
-        done = subprocess.run(
-            [sys.executable, "-m", "gsd_parallel_plugin", *map(str, args)],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env={**os.environ, **(env or {})},
-            stdin=subprocess.DEVNULL,
-        )
-        return CliResult(done.returncode, done.stdout, done.stderr)
-
-    return run
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
-    """Poll until ``predicate()`` is truthy; fail the test with a clear message otherwise."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s: {predicate}")
-        time.sleep(interval)
+    return gsd_cli

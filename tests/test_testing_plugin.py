@@ -8,12 +8,18 @@ import sys
 
 import psutil
 import pytest
-from conftest import wait_until
 
 import gsd_parallel_plugin.testing as testing
 from gsd_parallel_plugin import hookimpl
 from gsd_parallel_plugin.models import CommandResult, SlashCommand
-from gsd_parallel_plugin.testing import HookRecorder, PluginLoadError, make_host, registered, stop_leftovers
+from gsd_parallel_plugin.testing import (
+    HookRecorder,
+    PluginLoadError,
+    make_host,
+    registered,
+    stop_leftovers,
+    wait_until,
+)
 
 pytest_plugins = ["gsd_parallel_plugin.testing"]
 
@@ -47,6 +53,17 @@ def test_package_is_cheap_to_import_and_exports_resolve():
 def test_gsd_home_isolates_the_environment(gsd_home, monkeypatch):
     assert os.environ["GSD_HOME"] == str(gsd_home)
     assert not any(os.environ.get(n) for n in ("GSD_PARALLEL_PLUGINS", "GSD_PARALLEL_WORKER_COMMAND"))
+
+
+def test_wait_until_returns_the_first_truthy_value_or_fails_naming_the_condition():
+    values = iter([None, 0, "", "ready", "later"])
+    assert wait_until(lambda: next(values), interval=0) == "ready"
+
+    def never():
+        return False
+
+    with pytest.raises(AssertionError, match=r"^condition not met within 0\.01s: <function .*never"):
+        wait_until(never, timeout=0.01, interval=0.001)
 
 
 def test_gsd_project_builds_a_committed_repository(gsd_project):

@@ -7,7 +7,7 @@ Enable the fixtures in your top-level ``conftest.py``::
 and use ``gsd_project``, ``gsd_host``, ``gsd_recorder``, ``gsd_fake_worker``, ``gsd_cli``,
 ``gsd_plugin_dir`` and ``gsd_home`` (documented in hooks.md, "Testing your plugin"). The
 same tools without pytest: :func:`build_project`, :func:`make_host`, :func:`registered`,
-:class:`HookRecorder`, :func:`fake_worker_env`, :func:`run_cli`.
+:class:`HookRecorder`, :func:`fake_worker_env`, :func:`run_cli`, :func:`wait_until`.
 
 This module stays cheap to import (the fake worker, ``python -m
 gsd_parallel_plugin.testing.fake_gsd``, imports it on every launch): the names below are
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         registered,
         run_cli,
         stop_leftovers,
+        wait_until,
     )
 
 _EXPORTS = {
@@ -48,6 +49,7 @@ _EXPORTS = {
     "registered": "session",
     "run_cli": "session",
     "stop_leftovers": "session",
+    "wait_until": "session",
 }
 
 __all__ = [
@@ -63,6 +65,7 @@ __all__ = [
     "registered",
     "run_cli",
     "stop_leftovers",
+    "wait_until",
 ]
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pluggy
 
@@ -44,6 +44,8 @@ ISOLATED_VARIABLES = (
     ENV_DISABLE_AUTOLOAD,
 )
 """Variables a test must not inherit from the developer's shell."""
+
+_T = TypeVar("_T")
 
 
 class PluginLoadError(AssertionError):
@@ -231,6 +233,23 @@ def run_cli(
         check=False,
     )
     return CliResult(done.returncode, done.stdout, done.stderr)
+
+
+def wait_until(predicate: Callable[[], _T], timeout: float = 20.0, interval: float = 0.05) -> _T:
+    """Poll until ``predicate()`` is truthy and return that value; AssertionError after ``timeout`` s.
+
+    For what a background supervisor or worker does on its own time: assert on the outcome,
+    never on how long it took (``timeout`` only bounds a hang).
+    """
+    __tracebackhide__ = True  # pytest shows the test's line, not this loop
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {predicate}")
+        time.sleep(interval)
 
 
 def _same_process(pid: int, create_time: float | None) -> bool:
