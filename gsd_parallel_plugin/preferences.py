@@ -8,6 +8,7 @@ allowed, never a silent fallback (DESIGN.md §7).
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 from collections.abc import Callable, Mapping
@@ -78,15 +79,32 @@ def _int_range(lo: int, hi: int) -> Callable[[Any], int]:
     return check
 
 
-def _number(*, minimum: float, inclusive: bool) -> Callable[[Any], float]:
+def _number(*, minimum: float, inclusive: bool, maximum: float) -> Callable[[Any], float]:
+    """A finite number: ``.inf`` would make a deadline never come (``stop`` never returns)."""
+
     def check(value: Any) -> float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             number = float(value)
-            if number == number and (number >= minimum if inclusive else number > minimum):
+            above = number >= minimum if inclusive else number > minimum
+            if math.isfinite(number) and above and number <= maximum:
                 return number
-        raise ValueError(f"a number {'>=' if inclusive else '>'} {minimum:g}")
+        raise ValueError(f"a number {'>=' if inclusive else '>'} {minimum:g} and at most {maximum:g}")
 
     return check
+
+
+MIN_USD = 1e-9
+MAX_USD = 1e9
+"""Amounts the store can hold: it keeps integer nano-USD (a smaller one would round to $0)."""
+
+
+def usd_amount(value: Any) -> float:
+    """An amount of USD the budget can enforce: finite, at least one nano-dollar, at most 1e9."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+        if math.isfinite(number) and MIN_USD <= number <= MAX_USD:
+            return number
+    raise ValueError("a number > 0 (USD, from 0.000000001 to 1000000000)")
 
 
 def _optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -128,23 +146,23 @@ def _command(value: Any) -> tuple[str, ...]:
     raise ValueError("a command: a list of strings such as [pytest, -q]")
 
 
-_positive = _number(minimum=0, inclusive=False)
+_seconds = _number(minimum=0, inclusive=False, maximum=86400)
 
 VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "enabled": _bool,
     "max_workers": _int_range(1, 4),
-    "budget_ceiling": _optional(_positive),
+    "budget_ceiling": _optional(usd_amount),
     "merge_strategy": _choice("per-milestone", "per-slice"),
     "auto_merge": _choice("auto", "confirm", "manual"),
     "worker_model": _optional(_non_empty_string),
     "merge_order": _choice("sequential", "by-completion"),
     "overlap": _choice("serialize", "warn"),
     "max_restarts": _int_range(0, 10),
-    "stop_grace_seconds": _positive,
+    "stop_grace_seconds": _seconds,
     "merge_check": _optional(_command),
     "worker_command": _command,
-    "milestone_budget": _optional(_positive),
-    "stall_minutes": _number(minimum=0, inclusive=True),
+    "milestone_budget": _optional(usd_amount),
+    "stall_minutes": _number(minimum=0, inclusive=True, maximum=7 * 24 * 60),
 }
 
 GLOBAL_ONLY = frozenset({"worker_command"})

@@ -8,6 +8,7 @@ import time
 from ..budget import BUDGET_REASON, envelope_of
 from ..errors import UserError
 from ..models import CommandContext, CommandResult
+from ..preferences import usd_amount
 from ..store import NANOS_PER_USD, WorkerRow, usd_to_nanos
 from .common import ArgParser, load, milestone_arg, parse
 from .runstate import NO_RUN, RunView, open_store, refuse_if_budget_exhausted
@@ -38,13 +39,16 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
     if name == "resume":
         parser.add_argument("--budget", type=float, metavar="USD")
     args = parse(parser, ctx)
+    if name == "resume" and args.budget is not None:
+        try:
+            usd_amount(args.budget)
+        except ValueError as exc:
+            raise UserError(f"--budget {args.budget:g} is invalid: expected {exc}") from None
     loaded = load(ctx)
     view = RunView.read(loaded)
     if not view.active:
         raise UserError(NO_RUN)
     if name == "resume":
-        if args.budget is not None and args.budget <= 0:
-            raise UserError("--budget must be a number of USD > 0")
         refuse_if_budget_exhausted(loaded)
     targets = _targets(name, loaded, view, args.milestone)
     if name == "resume":
