@@ -222,32 +222,11 @@ def cleanup_after_landing(root: Path, mid: str, merged_sha: str) -> list[str]:
 def copy_back_planning(root: Path, worktree: Path) -> int:
     """With an untracked real ``.gsd``, copy the worker's planning edits (its SUMMARY among
     them) from the worktree's copy back to the project, never over a newer file."""
-    from .worktrees import _is_runtime, planning_mode
+    from .worktrees import copy_planning, planning_mode
 
     if planning_mode(root) != "untracked":
         return 0
     src, dst = worktree / ".gsd", root / ".gsd"
     if not src.is_dir() or src.is_symlink():
         return 0
-    copied = 0
-    for dirpath, dirnames, filenames in os.walk(src):
-        here = Path(dirpath)
-        rel = here.relative_to(src)
-        if rel == Path("."):
-            dirnames[:] = [d for d in dirnames if not _is_runtime(d)]
-            filenames = [f for f in filenames if not _is_runtime(f)]
-        dirnames[:] = [d for d in dirnames if not (here / d).is_symlink()]
-        for name in filenames:
-            s, d = here / name, dst / rel / name
-            if s.is_symlink() or not s.is_file():
-                continue
-            if d.exists() and (
-                d.stat().st_mtime >= s.stat().st_mtime or d.read_bytes() == s.read_bytes()
-            ):
-                continue
-            d.parent.mkdir(parents=True, exist_ok=True)
-            tmp = d.with_name(f".{d.name}.gsd-parallel.tmp")
-            shutil.copy2(s, tmp)
-            os.replace(tmp, d)
-            copied += 1
-    return copied
+    return copy_planning(src, dst, overwrite="if-older")

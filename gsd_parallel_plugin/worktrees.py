@@ -33,6 +33,7 @@ import filecmp
 import fnmatch
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -280,14 +281,31 @@ def _share_planning(g: Git, root: Path, real: Path) -> str:
             add_exclude(root, ["/.gsd"])
         return "symlink" if same_path(wt_gsd, target) else "checkout"
     if mode == "untracked":
-        _copy_planning(root_gsd, wt_gsd)
+        copy_planning(root_gsd, wt_gsd, overwrite="never")
         return "copied"
     return "checkout" if mode == "tracked" else "none"
 
 
-def _copy_planning(src: Path, dst: Path) -> int:
-    """Copy planning files from *src* into *dst*, never overwriting; return files copied."""
-    copied = 0
+PlanningOverwrite = Literal["never", "if-older"]
+
+
+def copy_planning(src: Path, dst: Path, *, overwrite: PlanningOverwrite) -> int:
+    """Copy the planning files of the ``.gsd`` at *src* into *dst*; return how many were written.
+
+    One walk both ways. Left out: the top-level :data:`RUNTIME_ENTRIES`, anything under a
+    *dst* path that is not a directory, a file whose *dst* path is a directory, and the
+    insides of symlinked directories. ``"never"`` seeds a worktree: what *dst* has (even a
+    dangling link) is kept; symlinks are copied as links. ``"if-older"`` brings a worktree's
+    edits home: a *dst* file is replaced (atomically) only when older than the source and
+    different; symlinks are skipped (a link made in a worktree is no planning edit).
+    """
+    if overwrite == "never":
+        return sum(_copy_if_absent(s, d) for s, d in _planning_pairs(src, dst, links=True))
+    return sum(_copy_if_older(s, d) for s, d in _planning_pairs(src, dst, links=False))
+
+
+def _planning_pairs(src: Path, dst: Path, *, links: bool) -> Iterator[tuple[Path, Path]]:
+    """(source, destination) for each planning file (and, with *links*, symlink) under *src*."""
     for dirpath, dirnames, filenames in os.walk(src):
         here = Path(dirpath)
         rel = here.relative_to(src)
@@ -296,29 +314,43 @@ def _copy_planning(src: Path, dst: Path) -> int:
             filenames = [f for f in filenames if not _is_runtime(f)]
         target_dir = dst / rel
         if os.path.lexists(target_dir) and not target_dir.is_dir():
-            dirnames[:] = []
+            dirnames[:] = []  # a file where the directory would go: leave this subtree
             continue
-        # Symlinked directories are copied as links, never descended into.
-        links = [d for d in dirnames if (here / d).is_symlink()]
-        dirnames[:] = [d for d in dirnames if d not in links]
-        for name in [*filenames, *links]:
+        linked = [d for d in dirnames if (here / d).is_symlink()]  # never descended into
+        dirnames[:] = [d for d in dirnames if d not in linked]
+        for name in [*filenames, *linked]:
             s, d = here / name, target_dir / name
-            if os.path.lexists(d):
-                continue
-            target_dir.mkdir(parents=True, exist_ok=True)
-            try:
-                if s.is_symlink():
-                    os.symlink(os.readlink(s), d)
-                elif s.is_file():
-                    with open(s, "rb") as fi, open(d, "xb") as fo:  # "x": never overwrite
-                        shutil.copyfileobj(fi, fo)
-                    shutil.copystat(s, d)
-                else:
-                    continue
-            except FileExistsError:
-                continue
-            copied += 1
-    return copied
+            wanted = links if s.is_symlink() else s.is_file()  # no fifos, sockets, devices
+            if wanted and not d.is_dir():  # a directory where the file would go: leave it
+                yield s, d
+
+
+def _copy_if_absent(s: Path, d: Path) -> bool:
+    """Copy *s* (a link as a link) to *d* unless anything is there, even a dangling link."""
+    if os.path.lexists(d):
+        return False
+    d.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if s.is_symlink():
+            os.symlink(os.readlink(s), d)
+        else:
+            with open(s, "rb") as fi, open(d, "xb") as fo:  # "x": never overwrite
+                shutil.copyfileobj(fi, fo)
+            shutil.copystat(s, d)
+    except FileExistsError:
+        return False
+    return True
+
+
+def _copy_if_older(s: Path, d: Path) -> bool:
+    """Replace *d* by *s* atomically unless *d* is as new as *s* or holds the same bytes."""
+    if d.exists() and (d.stat().st_mtime >= s.stat().st_mtime or d.read_bytes() == s.read_bytes()):
+        return False
+    d.parent.mkdir(parents=True, exist_ok=True)
+    tmp = d.with_name(f".{d.name}.gsd-parallel.tmp")
+    shutil.copy2(s, tmp)
+    os.replace(tmp, d)
+    return True
 
 
 def _own_planning_entry(rel: str, real: Path, root_gsd: Path) -> bool:

@@ -378,6 +378,76 @@ def test_remove_refuses_when_copy_holds_worker_edits(untracked_dir: Path) -> Non
 # --------------------------------------------------------------------------- remove
 
 
+def planning_tree(gsd: Path) -> Path:
+    """A ``.gsd`` with planning files, runtime entries, links, and names the tests make clash."""
+    (gsd / "milestones" / "M001").mkdir(parents=True)
+    (gsd / "milestones" / "M001" / "M001-ROADMAP.md").write_text("roadmap\n")
+    (gsd / "PROJECT.md").write_text("project\n")
+    (gsd / "STATE.md").write_text("runtime\n")
+    (gsd / "activity").mkdir()
+    (gsd / "activity" / "a.log").write_text("runtime\n")
+    (gsd / "notes").mkdir()
+    (gsd / "notes" / "n.md").write_text("notes\n")
+    (gsd / "DECISIONS.md").write_text("decisions\n")
+    os.symlink("PROJECT.md", gsd / "LINK.md")
+    outside = gsd.parent / "outside"
+    outside.mkdir()
+    (outside / "o.md").write_text("outside\n")
+    os.symlink(outside, gsd / "shared", target_is_directory=True)
+    return outside
+
+
+def clashing_destination(dst: Path) -> None:
+    """A file where the source has a directory, and a directory where it has a file."""
+    dst.mkdir()
+    (dst / "notes").write_text("a file, not a directory\n")
+    (dst / "DECISIONS.md").mkdir()
+
+
+def test_copy_planning_never_overwrites_and_copies_links(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    outside = planning_tree(src)
+    clashing_destination(dst)
+    (dst / "PROJECT.md").write_text("the worker's\n")
+    assert wtm.copy_planning(src, dst, overwrite="never") == 3  # ROADMAP and the two links
+    assert (dst / "milestones" / "M001" / "M001-ROADMAP.md").read_text() == "roadmap\n"
+    assert (dst / "PROJECT.md").read_text() == "the worker's\n"
+    assert os.readlink(dst / "LINK.md") == "PROJECT.md"
+    assert os.readlink(dst / "shared") == str(outside)
+    assert (dst / "notes").read_text() == "a file, not a directory\n"
+    assert (dst / "DECISIONS.md").is_dir() and not any((dst / "DECISIONS.md").iterdir())
+    assert not (dst / "STATE.md").exists() and not (dst / "activity").exists()
+    assert wtm.copy_planning(src, dst, overwrite="never") == 0
+
+
+def test_copy_planning_if_older_replaces_only_older_different_files(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    planning_tree(src)
+    clashing_destination(dst)
+    (dst / "milestones" / "M001").mkdir(parents=True)
+    older = (src / "PROJECT.md").stat().st_mtime - 60
+    for name, text in [("milestones/M001/M001-ROADMAP.md", "old roadmap\n"), ("PROJECT.md", "project\n")]:
+        (dst / name).write_text(text)
+        os.utime(dst / name, (older, older))
+    (src / "milestones" / "M001" / "NEW.md").write_text("new\n")
+    newer = dst / "milestones" / "M001" / "M001-CONTEXT.md"
+    (src / "milestones" / "M001" / "M001-CONTEXT.md").write_text("the worker's\n")
+    newer.write_text("edited at home meanwhile\n")
+    os.utime(newer, (older + 120, older + 120))
+    # ROADMAP (older, different) and NEW.md; not PROJECT.md (same bytes), CONTEXT (newer),
+    # links, runtime entries, or anything where a file and a directory clash.
+    assert wtm.copy_planning(src, dst, overwrite="if-older") == 2
+    assert (dst / "milestones" / "M001" / "M001-ROADMAP.md").read_text() == "roadmap\n"
+    assert (dst / "milestones" / "M001" / "NEW.md").read_text() == "new\n"
+    assert newer.read_text() == "edited at home meanwhile\n"
+    assert (dst / "PROJECT.md").stat().st_mtime == older
+    assert not (dst / "LINK.md").exists() and not os.path.lexists(dst / "shared")
+    assert (dst / "notes").read_text() == "a file, not a directory\n"
+    assert (dst / "DECISIONS.md").is_dir() and not any((dst / "DECISIONS.md").iterdir())
+    assert not (dst / "STATE.md").exists() and not (dst / "activity").exists()
+    assert not list(dst.rglob("*.gsd-parallel.tmp"))
+
+
 def test_remove_refuses_dirty_worktree(repo: Path) -> None:
     res = wtm.ensure_worktree(repo, "M002", "main")
     (res.path / "README.md").write_text("uncommitted\n")
