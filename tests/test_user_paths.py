@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import wait_until
 
 from gsd_parallel_plugin.testing.builder import build_project
 
@@ -59,3 +60,49 @@ def test_unusable_numbers_in_preferences_are_refused(tmp_path, cli, key, value):
 def test_resume_budget_must_be_a_usable_amount(tmp_path, cli, value):
     project = build_project(tmp_path / "p", ONE, preferences={"enabled": True})
     one_line_error(cli("--project", project.root, "resume", "M001", "--budget", value), "--budget")
+
+
+# --------------------------------------------------------------------------- getting unstuck
+
+
+def test_a_stopped_milestone_can_be_continued(gsd_project, cli, fake_worker):
+    """stop, then start says how to continue it, and resume continues it from disk."""
+    fake_worker(unit_seconds=0.3)
+    project = gsd_project(ONE)
+    assert cli("--project", project.root, "start").code == 0
+    stopped = cli("--project", project.root, "stop", "M001")
+    assert stopped.code == 0, stopped.err
+    wait_until(lambda: worker_states(cli, project.root).get("M001") == "stopped", timeout=20)
+
+    again = cli("--project", project.root, "start")
+    assert again.code == 0, again.err
+    assert "M001 (stopped)" in again.out and "/gsd parallel resume M001" in again.out
+    held = cli("--project", project.root, "start", "--json").json()["held"]
+    assert held == [{"id": "M001", "state": "stopped"}]
+
+    resumed = cli("--project", project.root, "resume", "M001")
+    assert resumed.code == 0, resumed.err
+    assert resumed.out.startswith("Resumed worker for M001.")
+    wait_until(lambda: worker_states(cli, project.root).get("M001") == "complete", timeout=30)
+    assert (project.root / ".gsd/worktrees/M001/.gsd/milestones/M001/M001-SUMMARY.md").is_file()
+
+
+def test_a_failed_milestone_can_be_retried_with_resume(gsd_project, cli, fake_worker):
+    fake_worker(unit_seconds=0.05, fail_at="M001/S01/T02", fail_times=1)
+    project = gsd_project(ONE, preferences={"enabled": True, "max_restarts": 0})
+    result = cli("--project", project.root, "start", "--wait")
+    assert worker_states(cli, project.root) == {"M001": "failed"}, result.err
+    resumed = cli("--project", project.root, "resume")
+    assert resumed.code == 0, resumed.err
+    assert resumed.out.startswith("All parallel workers resumed.")
+    wait_until(lambda: worker_states(cli, project.root).get("M001") == "complete", timeout=30)
+
+
+def test_resume_twice_and_pause_twice_say_it_is_already_so(gsd_project, cli, fake_worker):
+    fake_worker(unit_seconds=0.3)
+    project = gsd_project(ONE)
+    assert cli("--project", project.root, "start").code == 0
+    one_line_error(cli("--project", project.root, "resume", "M001"), "M001 is already running")
+    assert cli("--project", project.root, "pause", "M001").code == 0
+    one_line_error(cli("--project", project.root, "pause", "M001"), "M001 is already paus")
+    assert cli("--project", project.root, "stop").code == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from ..budget import BUDGET_REASON, envelope_of
+from ..budget import envelope_of
 from ..errors import UserError
 from ..models import CommandContext, CommandResult
 from ..preferences import usd_amount
@@ -17,8 +17,10 @@ from .supervise import ensure_supervisor
 ACCEPTS = {
     "stop": {"starting", "running", "pausing", "paused", "crashed", "blocked"},
     "pause": {"starting", "running"},
-    "resume": {"paused", "pausing", "blocked"},
+    "resume": {"paused", "pausing", "blocked", "stopped", "failed"},
 }
+"""Stopped and failed workers resume too: relaunched in their worktree, GSD goes on from disk
+(without this nothing could ever continue them: ``start`` does not restart what this run holds)."""
 DONE = {
     "stop": {"stopped", "complete", "failed"},
     "pause": {"pausing", "paused", "complete"},
@@ -73,9 +75,7 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
 
 
 def _accepts(name: str, w: WorkerRow) -> bool:
-    """Resume also continues what the budget ceiling stopped (once it has been raised)."""
-    budget_stopped = w.state == "stopped" and w.state_reason == BUDGET_REASON
-    return w.state in ACCEPTS[name] or (name == "resume" and budget_stopped)
+    return w.state in ACCEPTS[name]
 
 
 def _targets(name: str, loaded, view: RunView, mid: str | None) -> list[str]:  # type: ignore[no-untyped-def]
@@ -85,6 +85,8 @@ def _targets(name: str, loaded, view: RunView, mid: str | None) -> list[str]:  #
         w = view.worker(mid)
         if w is None:
             raise UserError(f"{mid} has no worker in the current run; nothing to {name}")
+        if not _accepts(name, w) and w.state in DONE[name]:
+            raise UserError(f"{mid} is already {w.state}: nothing to {name}")
         if not _accepts(name, w):
             raise UserError(
                 f"{mid} is {w.state}; only a worker that is {_either(accepts)} can be {_past(name)}"

@@ -12,6 +12,7 @@ from .runstate import RunView, open_store, refuse_if_budget_exhausted
 
 STARTED = "Parallel orchestration started."
 NONE_ELIGIBLE = "No milestones are eligible for parallel execution."
+NOTHING_NEW = "Nothing new to start."
 START_WAIT_SECONDS = 20.0
 
 
@@ -38,12 +39,17 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
     data["preferences"] = prefs.to_json()
     if args.dry_run:
         return CommandResult(text, data)
+    held = _held_eligible(report, view)
+    data["held"] = [{"id": mid, "state": state} for mid, state in held]
+    if held:
+        text += _held_text(held)
 
     refuse_if_budget_exhausted(loaded)
     check_repository(loaded)
     check_worker_command(ctx, loaded)
     if not report.plan.start and not (view and view.live) and not args.wait:
-        return CommandResult(f"{text}\n{NONE_ELIGIBLE}", {**data, "started": []}, exit_code=0)
+        none = NOTHING_NEW if held else NONE_ELIGIBLE
+        return CommandResult(f"{text}\n{none}", {**data, "started": []}, exit_code=0)
     if args.wait:
         from .foreground import run_foreground
 
@@ -53,6 +59,28 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
             final.render_status(loaded), {**data, **final.status_json(loaded)}, exit_code=code
         )
     return start_background(ctx, loaded, report, text, data)
+
+
+def _held_eligible(report: EligibilityReport, view: RunView | None) -> list[tuple[str, str]]:
+    """Eligible milestones this run will not start again by itself (stopped, failed, paused)."""
+    if view is None:
+        return []
+    held = set(view.held)
+    return [
+        (v.id, w.state)
+        for v in report.eligible
+        if v.id in held and (w := view.worker(v.id)) is not None
+    ]
+
+
+def _held_text(held: list[tuple[str, str]]) -> str:
+    names = ", ".join(f"{mid} ({state})" for mid, state in held)
+    how = (
+        f"`/gsd parallel resume {held[0][0]}`"
+        if len(held) == 1
+        else "`/gsd parallel resume` (all) or `/gsd parallel resume <MID>`"
+    )
+    return f"\nHeld in the current run, not started again by `start`: {names}. Continue with {how}.\n"
 
 
 def check_repository(loaded: Loaded) -> None:
