@@ -94,8 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = host.dispatch(["parallel", *rest], json=as_json)
     except GsdParallelError as exc:
         return _fail(str(exc), exc.exit_code, as_json)
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt:  # still one line, or one JSON document for a script
+        return _fail("interrupted", 130, as_json)
     except Exception as exc:  # a traceback is a bug: say so in one line, keep it for reports
         if os.environ.get("GSD_PARALLEL_DEBUG"):
             raise

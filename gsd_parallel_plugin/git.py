@@ -99,6 +99,9 @@ class Git:
             _cwd=str(self.cwd),
             _env={**git_env(), **(env or {})},  # extra env, e.g. a scratch GIT_INDEX_FILE
             _decode_errors="surrogateescape",
+            # its own process group: a terminal's Ctrl-C (sent to the foreground group)
+            # must not kill a git that a foreground supervisor is in the middle of running
+            _new_group=True,
         )
 
     def run(self, *args: str, input: str | None = None) -> str:

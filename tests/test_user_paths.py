@@ -6,11 +6,18 @@ rule checked throughout is one clear line, exit 2 for a user error, never a trac
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
+import psutil
 import pytest
 from conftest import wait_until
 
+from gsd_parallel_plugin.supervisor import SupervisorLock
 from gsd_parallel_plugin.testing.builder import build_project
 
 ONE = {"M001": {"title": "One", "slices": {"S01": {"T01": ["a.txt"], "T02": ["b.txt"]}}}}
@@ -106,3 +113,100 @@ def test_resume_twice_and_pause_twice_say_it_is_already_so(gsd_project, cli, fak
     assert cli("--project", project.root, "pause", "M001").code == 0
     one_line_error(cli("--project", project.root, "pause", "M001"), "M001 is already paus")
     assert cli("--project", project.root, "stop").code == 0
+
+
+# --------------------------------------------------------------------------- Ctrl-C
+
+
+def test_ctrl_c_during_start_wait_hands_the_run_to_a_background_supervisor(
+    gsd_project, cli, fake_worker
+):
+    """Ctrl-C (SIGINT to the foreground process group, as a terminal sends it): the
+    workers keep running, a background supervisor takes over and finishes the run, the
+    user is told so in one line, and the exit code is 130."""
+    fake_worker(unit_seconds=0.4)
+    project = gsd_project(ONE, preferences={"enabled": True, "auto_merge": "auto"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gsd_parallel_plugin", "--project", str(project.root), "start", "--wait"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, like a shell's foreground job
+    )
+    try:
+        wait_until(lambda: worker_states(cli, project.root).get("M001") == "running", timeout=30)
+        worker_pid = cli("--project", project.root, "status", "--json").json()["workers"][0]["pid"]
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, (out, err)
+    assert "Traceback" not in err
+    assert "keep running" in out and "gsd-parallel stop" in out, out
+    assert psutil.pid_exists(worker_pid), "Ctrl-C must not kill the workers"
+    holder = wait_until(lambda: SupervisorLock.holder(project.gsd / "parallel"), timeout=20)
+    assert holder["pid"] != proc.pid
+    # The background supervisor finishes the run: the milestone completes and lands.
+    wait_until(lambda: project.git("log", "--format=%s", "main").startswith("feat: One"), timeout=30)
+
+
+def test_ctrl_c_with_json_still_prints_one_json_document(gsd_project, fake_worker):
+    fake_worker(unit_seconds=0.4)
+    project = gsd_project(ONE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gsd_parallel_plugin", "--project", str(project.root), "--json",
+         "start", "--wait"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: (project.gsd / "parallel" / "M001.stdout.log").is_file(), timeout=30)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130
+    # (the teardown stops the background supervisor: wait until it holds the lock)
+    wait_until(lambda: SupervisorLock.holder(project.gsd / "parallel"), timeout=20)
+    document = json.loads(out)
+    assert document["interrupted"] is True
+    assert [w["id"] for w in document["workers"]] == ["M001"]
+
+
+def test_ctrl_c_in_any_command_is_one_line_or_one_json_document(tmp_path, cli, gsd_plugin_dir):
+    module = gsd_plugin_dir.write(
+        "interrupting_plugin",
+        """
+        from gsd_parallel_plugin import hookimpl
+        from gsd_parallel_plugin.models import SlashCommand
+
+        def handler(ctx):
+            raise KeyboardInterrupt
+
+        @hookimpl
+        def register_slash_commands(host):
+            return [SlashCommand("slow", "a command the user interrupts", handler)]
+        """,
+    )
+    project = build_project(tmp_path / "p", ONE, preferences={"enabled": True})
+    env = {"GSD_PARALLEL_PLUGINS": module}
+    text = cli("--project", project.root, "slow", env=env)
+    assert text.code == 130 and text.err.strip() == "gsd-parallel: interrupted"
+    as_json = cli("--project", project.root, "--json", "slow", env=env)
+    assert as_json.code == 130 and as_json.json() == {"error": "interrupted"}
+
+
+def test_git_runs_outside_our_process_group(tmp_path):
+    """A terminal's Ctrl-C goes to the foreground process group: the git a foreground
+    supervisor is running (a merge, a worktree) must finish, not die half-way."""
+    from gsd_parallel_plugin.git import Git
+
+    project = build_project(tmp_path / "p", ONE)
+    probe = f"!{sys.executable} -c 'import os; print(os.getpgid(0))'"
+    group = Git(project.root).run("-c", f"alias.pgid={probe}", "pgid")
+    assert int(group) != os.getpgid(0)

@@ -7,6 +7,8 @@ the project, follow it through the store instead of starting a second one.
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -40,6 +42,57 @@ class EventPrinter:
                 print(f"[{stamp}] {event.message}", file=self.ctx.host.err, flush=True)
 
 
+INTERRUPTED = 130
+"""``run_foreground``'s code after Ctrl-C: the run goes on under a background supervisor."""
+
+
+class Interrupt:
+    """Ctrl-C while the supervisor runs in the foreground.
+
+    The first one lets the current tick finish (never half a merge or a launch), then the
+    loop ends and the caller hands the run to a background supervisor: the workers run in
+    their own sessions and keep going. A second Ctrl-C leaves at once.
+    """
+
+    def __init__(self, sup: Supervisor, ctx: CommandContext) -> None:
+        self.sup = sup
+        self.ctx = ctx
+        self.count = 0
+        self._previous: object = None
+
+    def __enter__(self) -> Interrupt:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)  # type: ignore[arg-type]
+
+    def _on_sigint(self, signum: int, frame: object) -> None:
+        self.count += 1
+        if self.count > 1:
+            raise KeyboardInterrupt
+        self.sup._stop_requested = True  # the loop ends after this tick, the run stays open
+        if not self.ctx.json:
+            self.ctx.host.notify("Interrupted: handing the run to a background supervisor…")
+
+
+def hand_over(loaded: Loaded) -> int | None:
+    """Start a background supervisor for a run left open; its pid (None when none is needed)."""
+    from ..supervisor import spawn_background, supervisor_running
+    from .runstate import RunView
+
+    view = RunView.read(loaded)
+    if not view.active or supervisor_running(loaded.parallel_dir):
+        return None
+    pid = spawn_background(loaded.root, loaded.parallel_dir)
+    deadline = time.monotonic() + 5.0  # so the status printed next shows it running
+    while not supervisor_running(loaded.parallel_dir) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return pid
+
+
 def run_foreground(ctx: CommandContext, loaded: Loaded) -> int:
     from ..store import Store
     from ..supervisor import Supervisor, SupervisorLock
@@ -64,13 +117,17 @@ def run_foreground(ctx: CommandContext, loaded: Loaded) -> int:
                 live.start()
 
     sup.confirm = confirm  # type: ignore[attr-defined]
+    interrupt = Interrupt(sup, ctx)
     try:
         if live is not None:
             live.start()
-        code = sup.run()
+        with interrupt:
+            code = sup.run()
     finally:
         if live is not None:
             live.stop()
+    if interrupt.count:
+        return INTERRUPTED
     if code != 3:
         return code
     # Another supervisor holds the lock: follow it until it is done.

@@ -51,9 +51,20 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
         none = NOTHING_NEW if held else NONE_ELIGIBLE
         return CommandResult(f"{text}\n{none}", {**data, "started": []}, exit_code=0)
     if args.wait:
-        from .foreground import run_foreground
+        from .foreground import INTERRUPTED, hand_over, run_foreground
 
         code = run_foreground(ctx, loaded)
+        if code == INTERRUPTED:
+            pid = hand_over(loaded)
+            final = RunView.read(loaded)
+            live = ", ".join(final.live) or "none"
+            who = f"a background supervisor (pid {pid})" if pid else "the background supervisor"
+            text = (
+                f"Interrupted. The workers keep running ({live}) under {who}: "
+                "`gsd-parallel status` to follow, `gsd-parallel stop` to stop them.\n"
+            )
+            result = {**data, **final.status_json(loaded), "interrupted": True}
+            return CommandResult(final.render_status(loaded) + "\n" + text, result, exit_code=code)
         final = RunView.read(loaded)
         return CommandResult(
             final.render_status(loaded), {**data, **final.status_json(loaded)}, exit_code=code
