@@ -97,9 +97,15 @@ def _target(directory: str | None) -> Path:
     if directory is None:
         return Path(tempfile.mkdtemp(prefix="gsd-parallel-demo-"))
     target = Path(directory).expanduser().absolute()
-    if target.exists() and any(target.iterdir()):
-        raise UserError(f"{target} is not empty: give a new or empty directory for the demo")
-    target.mkdir(parents=True, exist_ok=True)
+    try:
+        if target.exists() and not target.is_dir():
+            raise UserError(f"{target} is not a directory: give a new or empty directory for the demo")
+        if target.exists() and any(target.iterdir()):
+            raise UserError(f"{target} is not empty: give a new or empty directory for the demo")
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UserError(f"cannot use {target} for the demo ({reason}): give a new or empty directory") from None
     return target
 
 
