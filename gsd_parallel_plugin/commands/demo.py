@@ -105,7 +105,9 @@ def _target(directory: str | None) -> Path:
         target.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise UserError(f"cannot use {target} for the demo ({reason}): give a new or empty directory") from None
+        raise UserError(
+            f"cannot use {target} for the demo ({reason}): give a new or empty directory"
+        ) from None
     return target
 
 

@@ -53,6 +53,13 @@ def find_project_root(start: Path | None = None) -> Path:
     skipped: running from somewhere under $HOME must not mistake $HOME for a project.
     """
     origin = Path.cwd() if start is None else Path(start)
+    if start is not None:
+        # A directory the user named (``--project``): a typo must not quietly fall back
+        # to whatever project happens to enclose it.
+        if not origin.exists():
+            raise ProjectError(f"{origin} does not exist: give the project's directory")
+        if not origin.is_dir():
+            raise ProjectError(f"{origin} is not a directory: give the project's directory")
     try:
         here = origin.resolve()
     except OSError:
