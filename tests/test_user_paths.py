@@ -210,3 +210,49 @@ def test_git_runs_outside_our_process_group(tmp_path):
     probe = f"!{sys.executable} -c 'import os; print(os.getpgid(0))'"
     group = Git(project.root).run("-c", f"alias.pgid={probe}", "pgid")
     assert int(group) != os.getpgid(0)
+
+
+# --------------------------------------------------------------------------- where is the project
+
+
+def test_demo_into_a_file_or_an_unwritable_place_is_a_user_error(tmp_path, cli):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine\n")
+    one_line_error(cli("demo", a_file), str(a_file), "not a directory")
+    assert a_file.read_text() == "mine\n"
+    one_line_error(cli("demo", a_file / "sub"), str(a_file / "sub"))
+
+
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_project_option_must_name_a_directory(tmp_path, cli, kind):
+    """Inside a project, a mistyped --project must not quietly fall back to the enclosing one."""
+    project = build_project(tmp_path / "p", ONE, preferences={"enabled": True})
+    target = project.root / "typo"
+    if kind == "file":
+        target.write_text("x")
+    expected = "does not exist" if kind == "missing" else "not a directory"
+    for command in (("status",), ("start", "--dry-run"), ("--json", "graph")):
+        result = cli("--project", target, *command)
+        one_line_error(result, str(target), expected)
+    as_json = cli("--project", target, "--json", "status")
+    assert set(as_json.json()) == {"error"}
+
+
+def test_running_from_a_subdirectory_finds_the_project(tmp_path, cli):
+    project = build_project(tmp_path / "p", ONE, preferences={"enabled": True})
+    sub = project.root / "src" / "deep"
+    sub.mkdir(parents=True)
+    result = cli("start", "--dry-run", cwd=sub)
+    assert result.code == 0 and "Would start now: M001." in result.out
+
+
+def test_project_level_problems_are_reported(tmp_path, cli):
+    """A broken QUEUE-ORDER.json falls back to numeric order: the user is told, not left guessing."""
+    project = build_project(tmp_path / "p", ONE, preferences={"enabled": True})
+    (project.gsd / "QUEUE-ORDER.json").write_text('{"order": ["M001"')
+    result = cli("--project", project.root, "start", "--dry-run")
+    assert result.code == 0
+    assert "warning: .gsd/QUEUE-ORDER.json line 1: invalid JSON" in result.err
+    assert "using numeric order" in result.err
+    as_json = cli("--project", project.root, "--json", "start", "--dry-run")
+    assert as_json.json()["project_problems"] == [result.err.strip().removeprefix("warning: ")]

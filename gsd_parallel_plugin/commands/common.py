@@ -56,6 +56,11 @@ def load(ctx: CommandContext, *, warn: bool = True) -> Loaded:
     project = read_project(
         root, default_branch=_default_branch(root), git_main_branch=preferences.git_main_branch
     )
+    if warn:
+        # Project-wide problems (a broken QUEUE-ORDER.json, two directories for one ID) belong
+        # to no milestone's verdict: without this line nobody would ever see them.
+        for problem in project.problems:
+            ctx.host.notify(problem, "warning")
     return Loaded(root, project, preferences)
 
 

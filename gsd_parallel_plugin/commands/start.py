@@ -37,6 +37,7 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
     text = render_report(report, loaded.project)
     data = report_json(report)
     data["preferences"] = prefs.to_json()
+    data["project_problems"] = list(loaded.project.problems)
     if args.dry_run:
         return CommandResult(text, data)
     held = _held_eligible(report, view)
