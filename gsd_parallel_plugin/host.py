@@ -105,6 +105,22 @@ class HostSession:
     def subcommands(self, group: str = "parallel") -> list[SlashCommand]:
         return [c for (g, _n), (_p, c) in self.commands.items() if g == group]
 
+    def _unknown(self, group: str, name: str) -> str:
+        """GSD's message, a guess at the typo, and the subcommands GSD's usage line leaves out."""
+        import difflib
+
+        known = [n for (g, n) in self.commands if g == group]
+        message = f'Unknown {group} subcommand "{name}".'
+        close = difflib.get_close_matches(name, known, n=1)
+        if close:
+            message += f' Did you mean "{close[0]}"?'
+        message += f" {USAGE}"
+        listed = USAGE.split("[", 1)[1].rstrip("]").split("|")
+        extra = [n for n in known if n not in listed]
+        if extra:
+            message += f" (also: {', '.join(extra)})"
+        return message
+
     def dispatch(self, line: str | Sequence[str], *, json: bool = False) -> CommandResult:
         """Run ``/gsd parallel status M002`` (a line or its words) and return the result.
 
@@ -125,7 +141,7 @@ class HostSession:
         try:
             entry = self.commands.get((group, name))
             if entry is None:
-                message = f'Unknown {group} subcommand "{name}". {USAGE}'
+                message = self._unknown(group, name)
                 return CommandResult(message, {"error": message}, exit_code=2)
             return entry[1].handler(CommandContext(host=self, args=args, json=json))
         except GsdParallelError as exc:
