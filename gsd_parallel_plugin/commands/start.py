@@ -11,6 +11,7 @@ from .common import ArgParser, Loaded, load, parse, require_enabled, veto_for
 from .runstate import RunView, open_store, refuse_if_budget_exhausted
 
 STARTED = "Parallel orchestration started."
+ALREADY = "Parallel orchestration is already running; its supervisor fills free slots itself."
 NONE_ELIGIBLE = "No milestones are eligible for parallel execution."
 NOTHING_NEW = "Nothing new to start."
 START_WAIT_SECONDS = 20.0
@@ -133,7 +134,8 @@ def start_background(
     from ..supervisor import spawn_background, supervisor_running
 
     parallel_dir = loaded.parallel_dir
-    if not supervisor_running(parallel_dir):
+    already = supervisor_running(parallel_dir)
+    if not already:
         spawn_background(loaded.root, parallel_dir)
     wanted = set(report.plan.start)
     deadline = time.time() + START_WAIT_SECONDS
@@ -146,7 +148,8 @@ def start_background(
         time.sleep(0.1)
     started = [w for w in view.workers if w.state in {"running", "starting", "pausing"}]
     failed = [w for w in view.workers if w.milestone_id in wanted and w.state == "failed"]
-    lines = [STARTED, "Workers: " + (", ".join(w.milestone_id for w in started) or "none")]
+    first = ALREADY if already else STARTED
+    lines = [first, "Workers: " + (", ".join(w.milestone_id for w in started) or "none")]
     if failed:
         lines.append("Errors: " + "; ".join(f"{w.milestone_id}: {w.state_reason}" for w in failed))
     result = {**data, **view.status_json(loaded)}
