@@ -256,3 +256,47 @@ def test_project_level_problems_are_reported(tmp_path, cli):
     assert "using numeric order" in result.err
     as_json = cli("--project", project.root, "--json", "start", "--dry-run")
     assert as_json.json()["project_problems"] == [result.err.strip().removeprefix("warning: ")]
+
+
+# --------------------------------------------------------------------------- what the user is told
+
+
+def test_a_second_start_says_the_run_is_already_going(gsd_project, cli, fake_worker):
+    fake_worker(unit_seconds=0.3)
+    project = gsd_project(ONE)
+    first = cli("--project", project.root, "start")
+    assert first.code == 0 and "Parallel orchestration started." in first.out
+    second = cli("--project", project.root, "start")
+    assert second.code == 0, second.err
+    assert "Parallel orchestration started." not in second.out
+    assert "Parallel orchestration is already running" in second.out
+    assert "Workers: M001" in second.out
+    assert cli("--project", project.root, "stop").code == 0
+
+
+def test_unknown_subcommand_lists_every_subcommand(tmp_path, cli):
+    project = build_project(tmp_path / "p", ONE, preferences={"enabled": True})
+    result = cli("--project", project.root, "stauts")
+    one_line_error(result, 'Unknown parallel subcommand "stauts"')
+    for name in ("start", "status", "graph", "logs", "doctor", "plugins", "demo"):
+        assert name in result.err
+
+
+def test_status_of_a_waiting_milestone_says_what_it_waits_for(gsd_project, cli, fake_worker):
+    fake_worker(unit_seconds=0.3)
+    project = gsd_project(
+        {
+            **ONE,
+            "M002": {"title": "Two", "depends_on": ["M001"], "slices": {"S01": {"T01": ["c"]}}},
+            "M003": {"title": "Old", "complete": True},
+        }
+    )
+    assert cli("--project", project.root, "start").code == 0
+    result = cli("--project", project.root, "status", "M002")
+    assert result.code == 0, result.err
+    assert "M002" in result.out and "Blocked by incomplete dependencies: M001." in result.out
+    data = cli("--project", project.root, "status", "M002", "--json").json()
+    assert data["workers"] == []
+    assert data["waiting"] == [{"id": "M002", "reason": "Blocked by incomplete dependencies: M001."}]
+    one_line_error(cli("--project", project.root, "status", "M003"), "M003", "Already complete.")
+    assert cli("--project", project.root, "stop").code == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import UserError
 from ..models import CommandContext, CommandResult
-from .common import ArgParser, load, milestone_arg, parse
+from .common import ArgParser, Loaded, load, milestone_arg, parse
 from .runstate import NO_RUN, RunView
 from .supervise import ensure_supervisor
 
@@ -22,6 +22,22 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
         view = RunView.read(loaded)
     if mid is not None:
         if view.worker(mid) is None:
-            raise UserError(f"{mid} has no worker in the current run")
+            return _not_in_run(loaded, view, mid)
         view.workers = [w for w in view.workers if w.milestone_id == mid]
     return CommandResult(view.render_status(loaded), view.status_json(loaded))
+
+
+def _not_in_run(loaded: Loaded, view: RunView, mid: str) -> CommandResult:
+    """A milestone with no worker: say what it waits for (a valid question, not an error)."""
+    waiting = [w for w in (view.waiting(loaded) if view.active else []) if w["id"] == mid]
+    if not waiting:
+        from ..eligibility import analyse
+
+        report = analyse(loaded.project, max_workers=loaded.preferences.parallel.max_workers)
+        why = next((v.reason for v in report.ineligible if v.id == mid), None)
+        if why is None:
+            why = "it is eligible and not started yet; run `/gsd parallel start`"
+        raise UserError(f"{mid} has no worker in the current run: {why}")
+    reason = waiting[0]["reason"]
+    data = {"active": view.active, "workers": [], "waiting": waiting}
+    return CommandResult(f"- **{mid}** — waiting: {reason}\n", data)
