@@ -300,3 +300,13 @@ def test_status_of_a_waiting_milestone_says_what_it_waits_for(gsd_project, cli, 
     assert data["waiting"] == [{"id": "M002", "reason": "Blocked by incomplete dependencies: M001."}]
     one_line_error(cli("--project", project.root, "status", "M003"), "M003", "Already complete.")
     assert cli("--project", project.root, "stop").code == 0
+
+
+def test_logs_with_an_enormous_line_count_shows_everything(tmp_path, cli):
+    project = build_project(tmp_path / "p", ONE, preferences={"enabled": True})
+    parallel = project.gsd / "parallel"
+    parallel.mkdir()
+    (parallel / "M001.stderr.log").write_text("[fake-gsd] hello\n")
+    result = cli("--project", project.root, "logs", "M001", "-n", "99999999999999999999")
+    assert result.code == 0, result.err
+    assert "[fake-gsd] hello" in result.out

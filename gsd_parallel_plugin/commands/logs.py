@@ -7,6 +7,7 @@ from ``.gsd/parallel/<MID>.stdout.log`` (GSD's NDJSON), then the worker's stderr
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import deque
 from typing import TextIO
@@ -37,7 +38,7 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
     stderr_log = loaded.parallel_dir / f"{mid}.stderr.log"
     follower = LogFollower(stdout_log, stderr_log)
     activity, stderr = follower.read_all()
-    limit = args.lines or None
+    limit = args.lines if 0 < args.lines < sys.maxsize else None  # huge: everything, like 0
     shown = list(deque(activity, maxlen=limit)) if limit else activity
     shown_err = list(deque(stderr, maxlen=limit)) if limit else stderr
 
