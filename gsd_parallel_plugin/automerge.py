@@ -36,6 +36,8 @@ class AutoMerger:
         self.sup = supervisor
         self.attempted: set[str] = set()
         """Milestones this supervisor already tried (or asked about): never twice."""
+        self.unlanded: set[str] = set()
+        """Milestones whose merge conflicted or failed here (and has not landed since)."""
         self.pending: list[str] = []
         """Approved merges waiting for the merge lock (the user is merging right now)."""
         self._merged_count = -1
@@ -109,7 +111,10 @@ class AutoMerger:
 
         result = merge_milestone(self.env(), mid, slices)
         label = f"{mid}/{','.join(slices.slices)}" if slices else mid
+        if result.outcome in {"conflict", "failed"}:
+            self.unlanded.add(mid)
         if result.outcome == "merged" or mid in self.sup.store.merged_milestones():
+            self.unlanded.discard(mid)
             self.sup._project_dirty = True  # dependents may start now
         elif result.outcome == "conflict":
             self.sup.notify(

@@ -310,3 +310,21 @@ def test_logs_with_an_enormous_line_count_shows_everything(tmp_path, cli):
     result = cli("--project", project.root, "logs", "M001", "-n", "99999999999999999999")
     assert result.code == 0, result.err
     assert "[fake-gsd] hello" in result.out
+
+
+def test_start_wait_fails_when_an_automatic_merge_did_not_land(gsd_project, cli, fake_worker):
+    """README: exit 1 when an operation ran and failed, e.g. a merge conflict."""
+    fake_worker(unit_seconds=0)
+    project = gsd_project(
+        {
+            "M001": {"title": "A", "slices": {"S01": {"T01": ["src/app.py"]}}},
+            "M002": {"title": "B", "slices": {"S01": {"T01": ["src/app.py"]}}},
+        },
+        preferences={"enabled": True, "overlap": "warn", "auto_merge": "auto"},
+        files={"src/app.py": "# app\n"},
+    )
+    result = cli("--project", project.root, "start", "--wait")
+    assert result.code == 1, (result.out, result.err)
+    assert "merge CONFLICT in 1 file(s): src/app.py" in result.err
+    assert result.out.count("complete — merged") == 1
+    assert result.out.count("complete — awaiting merge") == 1

@@ -128,6 +128,8 @@ def run_foreground(ctx: CommandContext, loaded: Loaded) -> int:
             live.stop()
     if interrupt.count:
         return INTERRUPTED
+    if code == 0 and set(sup.merger.unlanded) - set(sup.store.merged_milestones()):
+        return 1  # every worker finished, but a merge conflicted or failed: not a success
     if code != 3:
         return code
     # Another supervisor holds the lock: follow it until it is done.
