@@ -328,3 +328,19 @@ def test_start_wait_fails_when_an_automatic_merge_did_not_land(gsd_project, cli,
     assert "merge CONFLICT in 1 file(s): src/app.py" in result.err
     assert result.out.count("complete — merged") == 1
     assert result.out.count("complete — awaiting merge") == 1
+
+
+def test_commands_run_inside_a_milestone_worktree_act_on_the_project(gsd_project, cli, fake_worker):
+    """The conflict advice says: resolve in .gsd/worktrees/M002, then merge M002. A user does
+    that from inside the worktree, whose checkout has a .gsd of its own: the command must
+    still act on the project (its store, its integration branch), not on the worktree."""
+    fake_worker(unit_seconds=0)
+    project = gsd_project(ONE, preferences={"enabled": True, "auto_merge": "manual"})
+    assert cli("--project", project.root, "start", "--wait").code == 0
+    worktree = project.root / ".gsd" / "worktrees" / "M001"
+    merged = cli("merge", "M001", cwd=worktree / "src" if (worktree / "src").is_dir() else worktree)
+    assert merged.code == 0, merged.err
+    assert project.git("log", "-1", "--format=%s", "main") == "feat: One"
+    status = cli("--project", project.root, "status", "--json").json()
+    assert [(w["id"], w["merged"]) for w in status["workers"]] == [("M001", True)]
+    assert not (worktree / ".gsd" / "parallel").exists(), "no second store inside the worktree"

@@ -77,8 +77,38 @@ def find_project_root(start: Path | None = None) -> Path:
                 continue
         except OSError:
             continue
-        return directory
+        return _owning_project(directory) or directory
     raise ProjectError(f"not a GSD project: no .gsd directory in {origin} or its parents")
+
+
+def _owning_project(directory: Path) -> Path | None:
+    """The project whose ``.gsd/worktrees/<MID>`` is ``directory``, if it is one.
+
+    A milestone worktree checks out the project's ``.gsd`` too, so walking up from inside
+    it stops there; commands run in it (say, ``merge M002`` after resolving a conflict the
+    way the message says) must act on the project, not on a second store in the worktree.
+    Read from the worktree's ``.git`` file (``gitdir: <main>/.git/worktrees/<name>``), no git
+    call; holds when ``.gsd`` is a symlink too.
+    """
+    try:
+        dot_git = directory / ".git"
+        if not dot_git.is_file():
+            return None
+        line = dot_git.read_text(encoding="utf-8", errors="replace").strip()
+        if not line.startswith("gitdir:"):
+            return None
+        gitdir = Path(line.removeprefix("gitdir:").strip())
+        if not gitdir.is_absolute():
+            gitdir = (directory / gitdir).resolve()
+        if gitdir.parent.name != "worktrees":
+            return None
+        main_root = gitdir.parent.parent.parent  # <main>/.git/worktrees/<name> -> <main>
+        candidate = main_root / ".gsd" / "worktrees" / directory.name
+        if MILESTONE_ID_RE.match(directory.name) and candidate.resolve() == directory.resolve():
+            return main_root
+    except OSError:
+        return None
+    return None
 
 
 @dataclass
