@@ -18,7 +18,7 @@ import pytest
 from conftest import wait_until
 
 from gsd_parallel_plugin.supervisor import SupervisorLock
-from gsd_parallel_plugin.testing.builder import build_project
+from gsd_parallel_plugin.testing.builder import build_project, write_preferences
 
 ONE = {"M001": {"title": "One", "slices": {"S01": {"T01": ["a.txt"], "T02": ["b.txt"]}}}}
 
@@ -344,3 +344,15 @@ def test_commands_run_inside_a_milestone_worktree_act_on_the_project(gsd_project
     status = cli("--project", project.root, "status", "--json").json()
     assert [(w["id"], w["merged"]) for w in status["workers"]] == [("M001", True)]
     assert not (worktree / ".gsd" / "parallel").exists(), "no second store inside the worktree"
+
+
+def test_start_after_raising_the_ceiling_lists_the_workers_it_continued(gsd_project, cli, fake_worker):
+    fake_worker(unit_seconds=0.3, unit_cost=0.01)
+    project = gsd_project(ONE, preferences={"enabled": True, "budget_ceiling": 0.015})
+    stopped = cli("--project", project.root, "start", "--wait")
+    assert stopped.code == 1 and "Budget ceiling ($0.01) reached" in stopped.out + stopped.err
+    write_preferences(project.gsd, {"enabled": True, "budget_ceiling": 1.0})
+    again = cli("--project", project.root, "start")
+    assert again.code == 0, again.err
+    assert "Workers: M001" in again.out, again.out
+    assert cli("--project", project.root, "stop").code == 0

@@ -135,6 +135,7 @@ def start_background(
 
     parallel_dir = loaded.parallel_dir
     already = supervisor_running(parallel_dir)
+    spawned_at = time.time()
     if not already:
         spawn_background(loaded.root, parallel_dir)
     wanted = set(report.plan.start)
@@ -142,7 +143,13 @@ def start_background(
     view = RunView.read(loaded)
     while time.time() < deadline:
         view = RunView.read(loaded)
-        settled = {w.milestone_id for w in view.workers if w.state != "starting"}
+        # A row written before the spawn (a worker the budget stopped, continuing now) has
+        # not settled yet: its old state says nothing about this start.
+        settled = {
+            w.milestone_id
+            for w in view.workers
+            if w.state != "starting" and w.updated_at >= spawned_at
+        }
         if wanted <= settled:
             break
         time.sleep(0.1)
