@@ -356,3 +356,17 @@ def test_start_after_raising_the_ceiling_lists_the_workers_it_continued(gsd_proj
     assert again.code == 0, again.err
     assert "Workers: M001" in again.out, again.out
     assert cli("--project", project.root, "stop").code == 0
+
+
+def test_doctor_after_a_clean_run_finds_nothing(gsd_project, cli, fake_worker):
+    """The status files of a finished run say what the store says: not stale, nothing to fix."""
+    fake_worker(unit_seconds=0)
+    project = gsd_project(ONE, preferences={"enabled": True, "auto_merge": "auto"})
+    assert cli("--project", project.root, "start", "--wait").code == 0
+    doctor = cli("--project", project.root, "doctor")
+    assert doctor.code == 0, doctor.out
+    assert "No problems found." in doctor.out
+    # A status file that disagrees with the finished run is still reported.
+    status_file = project.gsd / "parallel" / "M001.status.json"
+    status_file.write_text(json.dumps({"milestoneId": "M001", "state": "running", "pid": 999999}))
+    assert "stale status file M001.status.json" in cli("--project", project.root, "doctor").out

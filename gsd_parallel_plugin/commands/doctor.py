@@ -114,10 +114,14 @@ def _worker_findings(loaded: Loaded) -> list[Finding]:
     supervised = supervisor_running(loaded.parallel_dir)
     run = None
     rows = []
+    last_rows = []
     if store is not None:
         with store:
             run = store.active_run()
             rows = store.workers(run.id) if run else []
+            # A finished run's status files record how it ended: they are not stale.
+            latest = None if run else store.latest_run()
+            last_rows = store.workers(latest.id) if latest else []
     live_pids: set[str] = set()
     for row in rows:
         handle = WorkerHandle(row.pid, row.create_time) if row.pid and row.create_time is not None else None
@@ -142,7 +146,7 @@ def _worker_findings(loaded: Loaded) -> list[Finding]:
                     fix=fix,
                 )
             )
-    known = {row.milestone_id: row for row in rows}
+    known = {row.milestone_id: row for row in rows or last_rows}
     for status_file in sorted(loaded.parallel_dir.glob("*.status.json")):
         mid = status_file.name.removesuffix(".status.json")
         data = procs.read_status_file(loaded.parallel_dir, mid) if _valid(mid) else None
