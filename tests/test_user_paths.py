@@ -99,6 +99,7 @@ def test_a_failed_milestone_can_be_retried_with_resume(gsd_project, cli, fake_wo
     project = gsd_project(ONE, preferences={"enabled": True, "max_restarts": 0})
     result = cli("--project", project.root, "start", "--wait")
     assert worker_states(cli, project.root) == {"M001": "failed"}, result.err
+    assert "retry with `/gsd parallel resume M001`" in cli("--project", project.root, "status").out
     resumed = cli("--project", project.root, "resume")
     assert resumed.code == 0, resumed.err
     assert resumed.out.startswith("All parallel workers resumed.")
