@@ -44,14 +44,14 @@ def help_text() -> str:
 def _split_globals(argv: Sequence[str]) -> tuple[Path | None, bool, list[str]]:
     """Pull ``--project`` and ``--json`` out of argv wherever they stand."""
     project: Path | None = None
-    as_json = False
+    as_json = "--json" in argv  # known before any error, so that one is JSON too
     rest: list[str] = []
     it = iter(argv)
     for word in it:
         if word == "--project":
             value = next(it, None)
-            if value is None:
-                raise SystemExit(_fail("--project needs a directory", 2, False))
+            if value is None or value.startswith("--"):
+                raise SystemExit(_fail("--project needs a directory", 2, as_json))
             project = Path(value)
         elif word.startswith("--project="):
             project = Path(word.split("=", 1)[1])
@@ -72,9 +72,11 @@ def _fail(message: str, code: int, as_json: bool) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     project, as_json, rest = _split_globals(args)
+    if not rest and as_json:
+        return _fail(f"no subcommand given; see `{PROG} --help`", 2, as_json)
     if not rest or rest[0] in {"-h", "--help", "help"}:
         print(help_text())
-        return 0 if rest or args else 2
+        return 0 if rest else 2
     if rest[0] == "--version":
         print(f"{PROG} {__version__}")
         return 0

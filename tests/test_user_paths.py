@@ -371,3 +371,15 @@ def test_doctor_after_a_clean_run_finds_nothing(gsd_project, cli, fake_worker):
     status_file = project.gsd / "parallel" / "M001.status.json"
     status_file.write_text(json.dumps({"milestoneId": "M001", "state": "running", "pid": 999999}))
     assert "stale status file M001.status.json" in cli("--project", project.root, "doctor").out
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [(("--json",), "no subcommand"), (("--json", "--project"), "--project needs a directory"),
+     (("--project", "--json"), "--project needs a directory")],
+)
+def test_json_without_a_subcommand_or_a_project_value_is_one_json_error(cli, args, needle):
+    result = cli(*args)
+    assert result.code == 2, result.out
+    assert needle in result.json()["error"]
+    one_line_error(result, needle)
