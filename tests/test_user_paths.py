@@ -383,3 +383,12 @@ def test_json_without_a_subcommand_or_a_project_value_is_one_json_error(cli, arg
     assert result.code == 2, result.out
     assert needle in result.json()["error"]
     one_line_error(result, needle)
+
+
+def test_a_project_path_with_spaces_and_non_ascii_runs_and_merges(gsd_project, cli, fake_worker):
+    fake_worker(unit_seconds=0)
+    project = gsd_project(ONE, preferences={"enabled": True, "auto_merge": "auto"}, name="my proj ünï 日本")
+    result = cli("start", "--wait", cwd=project.root)
+    assert result.code == 0, result.err
+    assert project.git("log", "-1", "--format=%s", "main") == "feat: One"
+    assert cli("doctor", cwd=project.root).code == 0
