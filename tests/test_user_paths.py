@@ -392,3 +392,33 @@ def test_a_project_path_with_spaces_and_non_ascii_runs_and_merges(gsd_project, c
     assert result.code == 0, result.err
     assert project.git("log", "-1", "--format=%s", "main") == "feat: One"
     assert cli("doctor", cwd=project.root).code == 0
+
+
+def test_ctrl_c_at_the_merge_prompt_leaves_it_awaiting_merge(gsd_project, cli, fake_worker):
+    """On a terminal, auto_merge: confirm asks; Ctrl-C at that prompt must not hang on input()."""
+    import pty
+
+    fake_worker(unit_seconds=0)
+    project = gsd_project(ONE, preferences={"enabled": True, "auto_merge": "confirm"})
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gsd_parallel_plugin", "--project", str(project.root), "start", "--wait"],
+        stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+    )  # fmt: skip
+    os.close(slave)
+    seen = b""
+    try:
+        while b"into main? [y/N]" not in seen:
+            chunk = os.read(master, 4096)  # the prompt comes, or EOF fails the test
+            assert chunk, seen.decode(errors="replace")
+            seen += chunk
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=30) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    status = cli("--project", project.root, "status", "--json").json()
+    assert [(w["id"], w["state"], w["merged"]) for w in status["workers"]] == [("M001", "complete", False)]
+    assert project.git("log", "-1", "--format=%s", "main") == "initial project"

@@ -58,6 +58,8 @@ class Interrupt:
         self.sup = sup
         self.ctx = ctx
         self.count = 0
+        self.prompting = False
+        """A question is waiting for an answer: Ctrl-C must end the wait (input() would not)."""
         self._previous: object = None
 
     def __enter__(self) -> Interrupt:
@@ -76,6 +78,8 @@ class Interrupt:
         self.sup._stop_requested = True  # the loop ends after this tick, the run stays open
         if not self.ctx.json:
             self.ctx.host.notify("Interrupted: handing the run to a background supervisor…")
+        if self.prompting:
+            raise KeyboardInterrupt
 
 
 def hand_over(loaded: Loaded) -> int | None:
@@ -110,19 +114,28 @@ def run_foreground(ctx: CommandContext, loaded: Loaded) -> int:
         """Ask with the live table stopped, so the prompt is not redrawn over."""
         if live is not None:
             live.stop()
+        interrupt.prompting = True
         try:
             return ctx.host.confirm(question)
+        except KeyboardInterrupt:
+            return None  # Ctrl-C at the prompt: no answer (it awaits merge), and we leave
         finally:
+            interrupt.prompting = False
             if live is not None:
                 live.start()
 
-    sup.confirm = confirm  # type: ignore[attr-defined]
     interrupt = Interrupt(sup, ctx)
+    sup.confirm = confirm  # type: ignore[attr-defined]
     try:
         if live is not None:
             live.start()
         with interrupt:
-            code = sup.run()
+            try:
+                code = sup.run()
+            except KeyboardInterrupt:
+                if not interrupt.count:
+                    raise  # not ours (no handler in this thread): the host deals with it
+                code = INTERRUPTED  # a second Ctrl-C: leave now, still handing the run over
     finally:
         if live is not None:
             live.stop()
