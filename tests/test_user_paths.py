@@ -422,3 +422,13 @@ def test_ctrl_c_at_the_merge_prompt_leaves_it_awaiting_merge(gsd_project, cli, f
     status = cli("--project", project.root, "status", "--json").json()
     assert [(w["id"], w["state"], w["merged"]) for w in status["workers"]] == [("M001", "complete", False)]
     assert project.git("log", "-1", "--format=%s", "main") == "initial project"
+
+
+def test_watch_once_on_a_corrupt_store_exits_2(tmp_path, cli):
+    project = build_project(tmp_path / "p", ONE, preferences={"enabled": True})
+    (project.gsd / "parallel").mkdir()
+    (project.gsd / "parallel" / "coordinator.db").write_text("not a database\n")
+    text = cli("--project", project.root, "watch", "--once")
+    assert text.code == 2 and "coordination store unreadable" in text.out
+    as_json = cli("--project", project.root, "watch", "--once", "--json")
+    assert as_json.code == 2 and "not a gsd-parallel coordination store" in as_json.json()["notice"]

@@ -43,11 +43,18 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
         if args.once or ctx.json or not ctx.host.interactive:
             snap = reader.read()
             width = args.width or _frame_width(ctx.host.out)
-            return CommandResult(render_text(snap, width), snap.to_json())
+            # one frame for a script: a store it cannot read is an error it should see
+            unreadable = (snap.notice or "").startswith(UNREADABLE)
+            return CommandResult(
+                render_text(snap, width), snap.to_json(), exit_code=2 if unreadable else 0
+            )
         code = watch_live(reader, ctx.host.out, interval=args.interval, width=args.width)
         return CommandResult("", {"exit_code": code}, exit_code=code)
     finally:
         reader.close()
+
+
+UNREADABLE = "coordination store unreadable"
 
 
 def _frame_width(out: TextIO) -> int:
