@@ -432,3 +432,20 @@ def test_watch_once_on_a_corrupt_store_exits_2(tmp_path, cli):
     assert text.code == 2 and "coordination store unreadable" in text.out
     as_json = cli("--project", project.root, "watch", "--once", "--json")
     assert as_json.code == 2 and "not a gsd-parallel coordination store" in as_json.json()["notice"]
+
+
+def test_status_after_the_supervisor_died_adopts_and_does_not_say_not_running(
+    gsd_project, cli, fake_worker
+):
+    fake_worker(unit_seconds=0.5)
+    project = gsd_project(ONE)
+    assert cli("--project", project.root, "start").code == 0
+    holder = SupervisorLock.holder(project.gsd / "parallel")
+    assert holder is not None
+    os.kill(holder["pid"], signal.SIGKILL)
+    wait_until(lambda: SupervisorLock.holder(project.gsd / "parallel") is None, timeout=10)
+    status = cli("--project", project.root, "status")
+    assert status.code == 0, status.err
+    assert "started a new one to adopt the workers" in status.err
+    assert "Supervisor: not running" not in status.out, status.out
+    assert cli("--project", project.root, "stop").code == 0

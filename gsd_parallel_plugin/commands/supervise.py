@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 from ..models import CommandContext
 from .common import Loaded
 from .runstate import LIVE_STATES, RunView
+
+SPAWN_WAIT_SECONDS = 5.0
 
 
 def ensure_supervisor(
@@ -23,6 +27,10 @@ def ensure_supervisor(
     if not needs:
         return False
     spawn_background(loaded.root, loaded.parallel_dir)
+    # Wait (briefly) until it holds the lock, so what the command prints next says it runs.
+    deadline = time.monotonic() + SPAWN_WAIT_SECONDS
+    while not supervisor_running(loaded.parallel_dir) and time.monotonic() < deadline:
+        time.sleep(0.05)
     if not force:
         ctx.host.notify("supervisor was not running; started a new one to adopt the workers")
     return True
