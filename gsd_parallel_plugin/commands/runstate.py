@@ -259,7 +259,9 @@ class RunView:
                 lines += ["  last error:"] + [
                     f"    {line}" for line in w.last_error.splitlines()[-5:]
                 ]
-            if self.active and w.state in {"failed", "stopped"} and w.state_reason != BUDGET_REASON:
+            if self.active and w.state in {"failed", "stopped", "blocked"} and (
+                w.state_reason != BUDGET_REASON
+            ):
                 verb = "retry" if w.state == "failed" else "continue"
                 lines.append(f"  {verb} with `/gsd parallel resume {w.milestone_id}`")
         waiting = self.waiting(loaded) if self.active else []
