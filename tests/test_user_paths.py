@@ -414,6 +414,9 @@ def test_ctrl_c_at_the_merge_prompt_leaves_it_awaiting_merge(gsd_project, cli, f
             seen += chunk
         os.killpg(proc.pid, signal.SIGINT)
         assert proc.wait(timeout=30) == 130
+        while chunk := _read_or_eof(master):
+            seen += chunk
+        assert b"Interrupted. No worker is running" in seen, seen.decode(errors="replace")
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -449,3 +452,11 @@ def test_status_after_the_supervisor_died_adopts_and_does_not_say_not_running(
     assert "started a new one to adopt the workers" in status.err
     assert "Supervisor: not running" not in status.out, status.out
     assert cli("--project", project.root, "stop").code == 0
+
+
+def _read_or_eof(fd: int) -> bytes:
+    """A pty's master reads EIO once the other side is closed: that is its end of file."""
+    try:
+        return os.read(fd, 4096)
+    except OSError:
+        return b""

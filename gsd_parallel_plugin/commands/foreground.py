@@ -86,14 +86,13 @@ def hand_over(loaded: Loaded) -> int | None:
     """Start a background supervisor for a run left open; its pid (None when none is needed)."""
     from ..supervisor import spawn_background, supervisor_running
     from .runstate import RunView
+    from .supervise import wait_until_supervising
 
     view = RunView.read(loaded)
     if not view.active or supervisor_running(loaded.parallel_dir):
         return None
     pid = spawn_background(loaded.root, loaded.parallel_dir)
-    deadline = time.monotonic() + 5.0  # so the status printed next shows it running
-    while not supervisor_running(loaded.parallel_dir) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until_supervising(loaded, pid)
     return pid
 
 

@@ -59,11 +59,12 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
         if code == INTERRUPTED:
             pid = hand_over(loaded)
             final = RunView.read(loaded)
-            live = ", ".join(final.live) or "none"
             who = f"a background supervisor (pid {pid})" if pid else "the background supervisor"
             text = (
-                f"Interrupted. The workers keep running ({live}) under {who}: "
+                f"Interrupted. The workers keep running ({', '.join(final.live)}) under {who}: "
                 "`gsd-parallel status` to follow, `gsd-parallel stop` to stop them.\n"
+                if final.live
+                else "Interrupted. No worker is running; `gsd-parallel status` shows where the run stands.\n"
             )
             result = {**data, **final.status_json(loaded), "interrupted": True}
             return CommandResult(final.render_status(loaded) + "\n" + text, result, exit_code=code)

@@ -26,11 +26,24 @@ def ensure_supervisor(
     needs = force or any(w.state in LIVE_STATES or w.state == "crashed" for w in view.workers)
     if not needs:
         return False
-    spawn_background(loaded.root, loaded.parallel_dir)
-    # Wait (briefly) until it holds the lock, so what the command prints next says it runs.
-    deadline = time.monotonic() + SPAWN_WAIT_SECONDS
-    while not supervisor_running(loaded.parallel_dir) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until_supervising(loaded, spawn_background(loaded.root, loaded.parallel_dir))
     if not force:
         ctx.host.notify("supervisor was not running; started a new one to adopt the workers")
     return True
+
+
+def wait_until_supervising(loaded: Loaded, pid: int) -> None:
+    """Wait briefly until the supervisor just spawned holds the lock (or is already gone,
+    having found nothing to do), so what the command prints next says it runs."""
+    import psutil
+
+    from ..supervisor import supervisor_running
+
+    deadline = time.monotonic() + SPAWN_WAIT_SECONDS
+    while not supervisor_running(loaded.parallel_dir) and time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return
+        except psutil.NoSuchProcess:
+            return
+        time.sleep(0.05)
