@@ -146,7 +146,7 @@ def _command(value: Any) -> tuple[str, ...]:
     raise ValueError("a command: a list of strings such as [pytest, -q]")
 
 
-_seconds = _number(minimum=0, inclusive=False, maximum=86400)
+_seconds = _number(minimum=0, inclusive=False, maximum=600)  # `stop` waits this long at most
 
 VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "enabled": _bool,

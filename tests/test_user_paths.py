@@ -51,6 +51,7 @@ def worker_states(cli, root: Path) -> dict[str, str]:
         ("milestone_budget", ".inf"),
         ("milestone_budget", "1.0e-12"),
         ("stop_grace_seconds", ".inf"),  # SIGKILL would never come, `stop` would never return
+        ("stop_grace_seconds", "86400"),  # `stop` waits for the grace period: a day is no grace
         ("stall_minutes", ".inf"),
     ],
 )
