@@ -39,3 +39,15 @@ def fake_worker(gsd_fake_worker: Callable[..., dict[str, str]]) -> Callable[...,
 def cli(gsd_cli: Callable[..., CliResult]) -> Callable[..., CliResult]:
     """Run ``gsd-parallel`` as a real subprocess (exactly what a user runs)."""
     return gsd_cli
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_processes(tmp_path: Path):
+    """Whatever a test started in its projects (supervisor, workers) is stopped after it,
+    also when it failed half-way: the next tests and CI must not inherit busy processes."""
+    yield
+    from gsd_parallel_plugin.testing import stop_leftovers
+
+    for gsd in [*tmp_path.glob("*/.gsd"), *tmp_path.glob("*/*/.gsd")]:
+        if (gsd / "parallel").is_dir():
+            stop_leftovers(gsd.parent)
