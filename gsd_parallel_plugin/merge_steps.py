@@ -174,7 +174,7 @@ def run_merge_check(command: Sequence[str], cwd: Path, mid: str) -> str | None:
         done = subprocess.run(
             list(command), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False,
-            process_group=0,  # Ctrl-C in the terminal must not kill the gate (a false failure)
+            start_new_session=True,  # Ctrl-C in the terminal must not kill the gate (a false failure)
         )  # fmt: skip
     except FileNotFoundError:
         return f"merge_check command not found: {command[0]}"
