@@ -108,7 +108,7 @@ def test_a_failed_milestone_can_be_retried_with_resume(gsd_project, cli, fake_wo
 
 
 def test_resume_twice_and_pause_twice_say_it_is_already_so(gsd_project, cli, fake_worker):
-    fake_worker(unit_seconds=0.3)
+    fake_worker(unit_seconds=1.5)
     project = gsd_project(ONE)
     assert cli("--project", project.root, "start").code == 0
     one_line_error(cli("--project", project.root, "resume", "M001"), "M001 is already running")
@@ -264,7 +264,7 @@ def test_project_level_problems_are_reported(tmp_path, cli):
 
 
 def test_a_second_start_says_the_run_is_already_going(gsd_project, cli, fake_worker):
-    fake_worker(unit_seconds=0.3)
+    fake_worker(unit_seconds=1.5)
     project = gsd_project(ONE)
     first = cli("--project", project.root, "start")
     assert first.code == 0 and "Parallel orchestration started." in first.out
@@ -301,7 +301,7 @@ def test_status_of_a_waiting_milestone_says_what_it_waits_for(gsd_project, cli, 
     assert data["workers"] == []
     assert data["waiting"] == [{"id": "M002", "reason": "Blocked by incomplete dependencies: M001."}]
     one_line_error(cli("--project", project.root, "status", "M003"), "M003", "Already complete.")
-    assert cli("--project", project.root, "stop").code == 0
+    # (the gsd_project fixture stops the run; a `stop` here would race the run's own end)
 
 
 def test_logs_with_an_enormous_line_count_shows_everything(tmp_path, cli):
@@ -349,7 +349,7 @@ def test_commands_run_inside_a_milestone_worktree_act_on_the_project(gsd_project
 
 
 def test_start_after_raising_the_ceiling_lists_the_workers_it_continued(gsd_project, cli, fake_worker):
-    fake_worker(unit_seconds=0.3, unit_cost=0.01)
+    fake_worker(unit_seconds=1.5, unit_cost=0.01)
     project = gsd_project(ONE, preferences={"enabled": True, "budget_ceiling": 0.015})
     stopped = cli("--project", project.root, "start", "--wait")
     assert stopped.code == 1 and "Budget ceiling ($0.01) reached" in stopped.out + stopped.err
@@ -441,7 +441,7 @@ def test_watch_once_on_a_corrupt_store_exits_2(tmp_path, cli):
 def test_status_after_the_supervisor_died_adopts_and_does_not_say_not_running(
     gsd_project, cli, fake_worker
 ):
-    fake_worker(unit_seconds=0.5)
+    fake_worker(unit_seconds=1.5)
     project = gsd_project(ONE)
     assert cli("--project", project.root, "start").code == 0
     holder = SupervisorLock.holder(project.gsd / "parallel")
