@@ -256,9 +256,15 @@ class RunView:
             detail += self._worker_budget_text(loaded, w)
             lines.append("  " + " · ".join(detail))
             if w.last_error and w.state in {"failed", "crashed"}:
-                lines += ["  last error:"] + [
-                    f"    {line}" for line in w.last_error.splitlines()[-5:]
+                # The reason is on the detail line already; show what it does not say.
+                said = w.state_reason or ""
+                extra = [
+                    line
+                    for line in w.last_error.splitlines()
+                    if line.strip() and line.removeprefix("worktree: ") not in said
                 ]
+                if extra:
+                    lines += ["  last error:"] + [f"    {line}" for line in extra[-5:]]
             if self.active and w.state in {"failed", "stopped", "blocked"} and (
                 w.state_reason != BUDGET_REASON
             ):
