@@ -51,3 +51,15 @@ def no_leftover_processes(tmp_path: Path):
     for gsd in [*tmp_path.glob("*/.gsd"), *tmp_path.glob("*/*/.gsd")]:
         if (gsd / "parallel").is_dir():
             stop_leftovers(gsd.parent)
+
+
+@pytest.fixture
+def isolated_git(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No user or system git config, and a fixed identity: git tests see only what they make."""
+    cfg = tmp_path / "gitconfig"
+    cfg.write_text("")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(cfg))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    for who in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{who}_NAME", "Test")
+        monkeypatch.setenv(f"GIT_{who}_EMAIL", "test@example.com")

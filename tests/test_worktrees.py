@@ -12,16 +12,7 @@ import pytest
 from gsd_parallel_plugin import worktrees as wtm
 from gsd_parallel_plugin.errors import GitError, GsdParallelError, ProjectError
 
-
-@pytest.fixture(autouse=True)
-def _isolated_git(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    cfg = tmp_path / "gitconfig"
-    cfg.write_text("")
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(cfg))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    for who in ("AUTHOR", "COMMITTER"):
-        monkeypatch.setenv(f"GIT_{who}_NAME", "Test")
-        monkeypatch.setenv(f"GIT_{who}_EMAIL", "test@example.com")
+pytestmark = pytest.mark.usefixtures("isolated_git")
 
 
 def sh(cwd: Path, *args: str) -> str:
