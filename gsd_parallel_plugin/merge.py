@@ -406,6 +406,13 @@ class _Merge:
                 return [], f"could not move {self.integ}: {exc}"
             return [], None
         wg = Git(where)
+        theirs = unmerged_paths(wg)
+        if theirs or wg.ok("rev-parse", "-q", "--verify", "MERGE_HEAD"):
+            shown = ", ".join(theirs[:10]) or "no conflicts left"
+            return theirs, (
+                f"{where} is in the middle of a merge of its own (unmerged: {shown}): finish it, or "
+                f"run `git merge --abort` there, then run `/gsd parallel merge {self.mid}` again"
+            )
         blocked = paths_in_the_way(wg, changed)
         if blocked:
             shown = ", ".join(blocked[:10]) + (f" (+{len(blocked) - 10} more)" if len(blocked) > 10 else "")

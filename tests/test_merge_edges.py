@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -144,3 +145,34 @@ def test_merge_inside_a_worker_is_refused(tmp_path, cli):
     project = build_project(tmp_path / "proj", {"M002": {"title": "A"}}, preferences=PREFS)
     result = cli("--project", project.root, "merge", env={"GSD_PARALLEL_WORKER": "1"})
     assert result.code == 2 and "within a parallel worker" in result.err
+
+
+def test_root_in_the_middle_of_its_own_merge_is_named_and_left_alone(tmp_path, cli):
+    from test_merge_support import complete, snapshot
+
+    from gsd_parallel_plugin.testing.builder import build_project
+
+    project = build_project(
+        tmp_path / "proj",
+        {"M002": {"title": "Auth", "slices": {"S01": {"T01": ["src/auth.py"]}}}},
+        preferences={"enabled": True},
+        files={"README.md": "base\n", "notes.txt": "base\n"},
+    )
+    complete(project, "M002")
+    # The user is half-way through a merge of their own in the main checkout.
+    project.git("checkout", "-q", "-b", "side")
+    (project.root / "notes.txt").write_text("side\n")
+    project.git("commit", "-qam", "side")
+    project.git("checkout", "-q", "main")
+    (project.root / "notes.txt").write_text("main\n")
+    project.git("commit", "-qam", "main")
+    subprocess.run(["git", "merge", "side"], cwd=project.root, capture_output=True, check=False)
+    assert (project.root / ".git" / "MERGE_HEAD").exists()
+    before = snapshot(project.root)
+    result = cli("--project", project.root, "merge", "M002", "--json")
+    assert result.code == 1
+    [row] = result.json()["results"]
+    assert row["outcome"] == "failed"
+    assert "in the middle of a merge" in row["error"] and "notes.txt" in row["error"]
+    assert "git merge --abort" in row["error"]
+    assert snapshot(project.root) == before  # their merge is exactly as they left it
