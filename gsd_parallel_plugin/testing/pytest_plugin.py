@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -97,27 +97,7 @@ def gsd_host(gsd_home: Path) -> HostFactory:
     strict=True, recorder=None)``; see :func:`~gsd_parallel_plugin.testing.make_host`.
     """
 
-    def factory(
-        project: BuiltProject | Path | None = None,
-        *,
-        plugins: Sequence[object] = (),
-        autoload: bool = False,
-        environ: Mapping[str, str] | None = None,
-        confirm: Callable[[str], bool] | None = None,
-        strict: bool = True,
-        recorder: HookRecorder | None = None,
-    ) -> CapturingHost:
-        return make_host(
-            project,
-            plugins=plugins,
-            autoload=autoload,
-            environ=environ,
-            confirm=confirm,
-            strict=strict,
-            recorder=recorder,
-        )
-
-    return factory
+    return make_host  # the fixture's part is the isolated home it depends on
 
 
 @pytest.fixture
