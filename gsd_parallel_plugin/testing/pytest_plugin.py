@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 
 from .builder import BuiltProject, MilestoneDescription, build_project, fake_worker_env
+from .real_gsd import REAL_GSD_CLEARED_VARIABLES, REAL_GSD_HINT, find_real_gsd, real_gsd_env
 from .recorder import HookRecorder
+from .scripted_model import ScriptedModel, write_agent_config
 from .session import (
     ISOLATED_VARIABLES,
     CapturingHost,
@@ -162,3 +164,44 @@ def gsd_plugin_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> PluginDir
         "PYTHONPATH", os.pathsep.join(filter(None, [str(path), os.environ.get("PYTHONPATH")]))
     )
     return PluginDir(path)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``real_gsd`` marker, so ``-m real_gsd`` / ``-m "not real_gsd"`` select the tier."""
+    config.addinivalue_line(
+        "markers", "real_gsd: runs the real GSD binary against a scripted model (skips without one)"
+    )
+
+
+@pytest.fixture(scope="session")
+def real_gsd() -> Path:
+    """The real ``gsd`` binary (see :func:`~gsd_parallel_plugin.testing.real_gsd.find_real_gsd`).
+
+    Skips the test when there is none; a ``GSD_PARALLEL_REAL_GSD`` naming a missing file is
+    an error instead, so a typo cannot silently skip the tier.
+    """
+    found = find_real_gsd()
+    if found is None:
+        pytest.skip(REAL_GSD_HINT)
+    return found
+
+
+@pytest.fixture
+def scripted_model(
+    gsd_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[ScriptedModel]:
+    """A started :class:`ScriptedModel`, made the default model of this test's ``$GSD_HOME``.
+
+    The environment is the one :func:`real_gsd_env` describes (``HOME`` is
+    ``tmp_path/"user-home"``), so a real GSD started from this test reaches only this model
+    and never the developer's ``~/.gsd`` or ``~/.pi``. Stopped after the test.
+    """
+    home = tmp_path / "user-home"
+    home.mkdir(exist_ok=True)
+    for name in REAL_GSD_CLEARED_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for key, value in real_gsd_env(gsd_home, home=home).items():
+        monkeypatch.setenv(key, value)
+    with ScriptedModel() as model:
+        write_agent_config(gsd_home / "agent", model)
+        yield model
