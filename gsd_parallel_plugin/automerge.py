@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from .layout import branch_name, checkout_display
 from .models import MergeResult
 
 if TYPE_CHECKING:
@@ -119,7 +120,7 @@ class AutoMerger:
         elif result.outcome == "conflict":
             self.sup.notify(
                 f"{label}: merge CONFLICT in {len(result.files)} file(s): "
-                f"{', '.join(result.files)}. Resolve in .gsd/worktrees/{mid} (merge "
+                f"{', '.join(result.files)}. Resolve in {checkout_display(mid)} (merge "
                 f"{self.env().integration_branch(mid)} there) and run `/gsd parallel merge {mid}`.",
                 "warning",
             )
@@ -163,7 +164,7 @@ class AutoMerger:
         from .merge_plan import next_slice_merge
 
         g = Git(self.sup.root)
-        tip = g.branch_sha(f"milestone/{mid}")
+        tip = g.branch_sha(branch_name(mid))
         if tip is None or self._seen_tips.get(mid) == tip:
             return
         if self._lock_busy():

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import GsdParallelError
 from .git import Git, GitCommandError, validate_milestone_id
+from .layout import branch_name, checkout_display
 from .merge_steps import (
     FALLBACK_IDENT,
     MERGING_DIR,
@@ -166,7 +167,7 @@ class _Merge:
         self.store = env.store
         self.g = Git(env.root)
         self.integ = env.integration_branch(mid)
-        self.branch = f"milestone/{mid}"
+        self.branch = branch_name(mid)
         self.tmp: Path | None = None
         self.tmp_registered: bool | None = None
         self.merge_id = 0
@@ -213,7 +214,7 @@ class _Merge:
                 files=unresolved,
                 error=(
                     f"{len(unresolved)} conflicting file(s); merge {self.integ} into "
-                    f"{self.branch} in .gsd/worktrees/{self.mid}, resolve and commit there, "
+                    f"{self.branch} in {checkout_display(self.mid)}, resolve and commit there, "
                     f"then run `/gsd parallel merge {self.mid}`"
                 ),
             )
@@ -296,7 +297,7 @@ class _Merge:
                 error=(
                     f"{self.branch} has no commits beyond {self.integ}, but its worktree has "
                     f"uncommitted changes in {len(dirty)} file(s) ({', '.join(dirty[:5])}): "
-                    f"commit them in .gsd/worktrees/{self.mid}, then run "
+                    f"commit them in {checkout_display(self.mid)}, then run "
                     f"`/gsd parallel merge {self.mid}`"
                 ),
             )

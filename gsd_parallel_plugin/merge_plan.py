@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .git import MILESTONE_ID_RE, Git, GitCommandError
+from .layout import BRANCH_PREFIX, branch_name, branch_ref
 from .merge import MergeEnv, SliceMerge
 from .merge_steps import SLICE_REF_PREFIX, auto_resolvable, slice_point, split_z
 
@@ -49,7 +50,7 @@ def complete_on_branch(g: Git, mid: str) -> bool:
     """True when ``milestone/<MID>`` commits a terminal ``<MID>-SUMMARY.md``."""
     from .project import is_terminal_summary
 
-    ref = f"refs/heads/milestone/{mid}"
+    ref = branch_ref(mid)
     try:
         paths = _milestone_files(g, ref, mid, "SUMMARY")
         return any(is_terminal_summary(g.run("show", f"{ref}:{p}")) for p in paths)
@@ -66,7 +67,7 @@ def merge_candidates(env: MergeEnv) -> tuple[list[str], list[str]]:
     g = Git(env.root)
     merged = env.store.merged_milestones()
     completed = env.store.completed_milestones()
-    branches = {b.removeprefix("milestone/") for b in g.list_branches("milestone/")}
+    branches = {b.removeprefix(BRANCH_PREFIX) for b in g.list_branches(BRANCH_PREFIX)}
     candidates = []
     for mid in sorted(branches):
         if not MILESTONE_ID_RE.fullmatch(mid) or mid in merged:
@@ -79,7 +80,7 @@ def merge_candidates(env: MergeEnv) -> tuple[list[str], list[str]]:
         ):
             candidates.append(mid)
     notes = [
-        f"{mid} is complete but its branch milestone/{mid} no longer exists: nothing to merge"
+        f"{mid} is complete but its branch {branch_name(mid)} no longer exists: nothing to merge"
         for mid in sorted(completed)
         if mid not in merged and mid not in branches
     ]
@@ -123,9 +124,9 @@ def dry_run(env: MergeEnv, order: list[str]) -> list[DryRunResult]:
                 results.append(DryRunResult(mid, "skipped", error=f"{integ} does not exist"))
                 continue
             tips[integ] = sha
-        tip = g.branch_sha(f"milestone/{mid}")
+        tip = g.branch_sha(branch_name(mid))
         if tip is None:
-            results.append(DryRunResult(mid, "skipped", error=f"no branch milestone/{mid}"))
+            results.append(DryRunResult(mid, "skipped", error=f"no branch {branch_name(mid)}"))
             continue
         if g.is_ancestor(tip, tips[integ]):
             results.append(DryRunResult(mid, "skipped", error="nothing to merge"))
@@ -200,7 +201,7 @@ def next_slice_merge(g: Git, mid: str, integration_branch: str) -> SliceMerge | 
     None when nothing new is done, or when the roadmap is not in git (a project that keeps
     ``.gsd`` untracked): then the milestone merges once, when it completes.
     """
-    tip = g.branch_sha(f"milestone/{mid}")
+    tip = g.branch_sha(branch_name(mid))
     if tip is None:
         return None
     roadmaps = _milestone_files(g, tip, mid, "ROADMAP")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .errors import GsdParallelError
 from .git import Git, GitCommandError, same_path
+from .layout import branch_name, checkout_display
 from .locks import PidLock
 from .models import Milestone
 
@@ -158,7 +159,7 @@ def commit_message(mid: str, milestone: Milestone | None, slices: Sequence[str] 
     trailers = [f"GSD-Milestone: {mid}"]
     if slices:
         trailers.append(f"GSD-Slice: {', '.join(slices)}")
-    trailers.append(f"Branch: milestone/{mid}")
+    trailers.append(f"Branch: {branch_name(mid)}")
     parts = [subject]
     if body:
         parts.append("Completed slices:\n" + "\n".join(body))
@@ -202,13 +203,13 @@ def cleanup_after_landing(root: Path, mid: str, merged_sha: str) -> list[str]:
         copy_back_planning(root, wt)
     with suppress(GitCommandError):
         g.run("update-ref", "-d", f"{SLICE_REF_PREFIX}{mid}")
-    now = g.branch_sha(f"milestone/{mid}")
+    now = g.branch_sha(branch_name(mid))
     delete = now is not None and now == merged_sha
     try:
         remove_worktree(root, mid, delete_branch=delete, force_branch=delete)
     except DirtyWorktreeError as exc:
         notes.append(
-            f"{mid}: kept .gsd/worktrees/{mid} and its branch: uncommitted changes in "
+            f"{mid}: kept {checkout_display(mid)} and its branch: uncommitted changes in "
             f"{len(exc.files)} file(s) ({', '.join(exc.files[:5])})"
         )
         return notes
@@ -216,16 +217,17 @@ def cleanup_after_landing(root: Path, mid: str, merged_sha: str) -> list[str]:
         notes.append(f"{mid}: {exc}")
         return notes
     if now is not None and not delete:
-        notes.append(f"{mid}: kept branch milestone/{mid}: it has commits made after the merge")
+        notes.append(f"{mid}: kept branch {branch_name(mid)}: it has commits made after the merge")
     return notes
 
 
 def copy_back_planning(root: Path, worktree: Path) -> int:
-    """With an untracked real ``.gsd``, copy the worker's planning edits (its SUMMARY among
-    them) from the worktree's copy back to the project, never over a newer file."""
+    """With an untracked ``.gsd`` (a directory or a symlink), copy the worker's planning edits
+    (its SUMMARY among them) from the checkout's copy back to the project, never over a newer
+    file."""
     from .worktrees import copy_planning, planning_mode
 
-    if planning_mode(root) != "untracked":
+    if planning_mode(root) not in {"untracked", "symlink"}:
         return 0
     src, dst = worktree / ".gsd", root / ".gsd"
     if not src.is_dir() or src.is_symlink():

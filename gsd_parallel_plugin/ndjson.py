@@ -206,6 +206,12 @@ class Progress:
     """An ``agent_start`` was seen: the announcement flags only cover events after the last one."""
     last_event_type: str | None = None
     events: int = 0
+    model_events: int = 0
+    """Assistant ``message_start``/``message_update``/``message_end`` events: the model answered."""
+    provider_failure: str | None = None
+    """GSD's ``finalError`` when its last provider retry round failed and nothing came since."""
+    provider_touched: bool = False
+    """These events said something about the provider (a retry end, an answer, a new unit)."""
 
     def then(self, later: Progress) -> Progress:
         """This progress followed by ``later`` (sums add; the later unit and notices win)."""
@@ -227,6 +233,11 @@ class Progress:
             run_started=self.run_started or later.run_started,
             last_event_type=later.last_event_type or self.last_event_type,
             events=self.events + later.events,
+            model_events=self.model_events + later.model_events,
+            provider_failure=(
+                later.provider_failure if later.provider_touched else self.provider_failure
+            ),
+            provider_touched=self.provider_touched or later.provider_touched,
         )
 
     @property
@@ -316,6 +327,12 @@ class _Acc:
         self.last_type: str | None = None
         self.events = 0
         self.tool_units: dict[str, str] = {}
+        self.model_events = 0
+        self.provider_failure: str | None = None
+        self.provider_touched = False
+
+    def provider(self, failure: str | None) -> None:
+        self.provider_failure, self.provider_touched = failure, True
 
     def finish(self, unit: str | None) -> None:
         if unit is None:
@@ -376,12 +393,22 @@ class _Acc:
         self.events += 1
         kind = event.get("type")
         self.last_type = kind if isinstance(kind, str) else self.last_type
+        if kind in _MODEL_EVENTS and _role(event) == "assistant" and not _failed_answer(event):
+            self.model_events += 1
+            self.provider(None)
         if kind == "message_end":
             self.message_end(event)
         elif kind == "agent_start":
             self.run_started = True
             self.flags.clear()
             self.announcement = None
+            self.provider(None)
+        elif kind == "auto_retry_end":
+            if event.get("success") is False:
+                error = event.get("finalError")
+                self.provider(str(error).strip() if error else "the provider kept failing")
+            else:
+                self.provider(None)
         elif kind == "extension_ui_request" and event.get("method") == "notify":
             message = event.get("message")
             if isinstance(message, str):
@@ -406,7 +433,27 @@ class _Acc:
             run_started=self.run_started,
             last_event_type=self.last_type,
             events=self.events,
+            model_events=self.model_events,
+            provider_failure=self.provider_failure,
+            provider_touched=self.provider_touched,
         )
+
+
+_MODEL_EVENTS = frozenset({"message_start", "message_update", "message_end"})
+
+
+def _failed_answer(event: Mapping[str, Any]) -> bool:
+    """An assistant message that only reports a provider error (it proves no working model)."""
+    message = event.get("message")
+    return isinstance(message, dict) and (
+        message.get("stopReason") == "error" or bool(message.get("errorMessage"))
+    )
+
+
+def _role(event: Mapping[str, Any]) -> str | None:
+    message = event.get("message")
+    role = message.get("role") if isinstance(message, dict) else None
+    return role if isinstance(role, str) else None
 
 
 def summarize(events: Iterable[Mapping[str, Any]]) -> Progress:

@@ -41,6 +41,10 @@ class ParallelPreferences:
     worker_command: tuple[str, ...] = DEFAULT_WORKER_COMMAND
     milestone_budget: float | None = None
     stall_minutes: float = 15.0
+    provider_grace_seconds: float = 120.0
+    """After GSD gives up on the provider (``auto_retry_end`` failed), stop and block after this."""
+    startup_grace_seconds: float = 300.0
+    """A worker that has not talked to the model this long after its launch is stopped, blocked."""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -163,6 +167,8 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "worker_command": _command,
     "milestone_budget": _optional(usd_amount),
     "stall_minutes": _number(minimum=0, inclusive=True, maximum=7 * 24 * 60),
+    "provider_grace_seconds": _number(minimum=0, inclusive=True, maximum=7 * 24 * 3600),
+    "startup_grace_seconds": _number(minimum=0, inclusive=True, maximum=7 * 24 * 3600),
 }
 
 GLOBAL_ONLY = frozenset({"worker_command"})

@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from . import workers as procs
+from .budget import BUDGET_REASON
 from .eligibility import analyse
 from .errors import GsdParallelError, PluginError, WorkerLaunchError
+from .layout import branch_name
 from .locks import PidLock, read_holder
 from .models import Project, WorkerHandle, WorkerSpec, WorkerState
 from .plugins import Hooks, create_plugin_manager
@@ -125,9 +127,26 @@ class Tracked:
     handle: WorkerHandle
     launched_here: bool
     requested: str | None = None
-    """What we asked of it: ``pause``, ``stop`` or ``budget``; decides how an exit reads."""
+    """What we asked of it: ``pause``, ``stop``, ``budget``, or one of :data:`BLOCKING_STOPS`
+    (we stopped it because it cannot go on); decides how an exit reads."""
     stop_deadline: float | None = None
     frozen: bool = False
+    checkout: Path | None = None
+    launched_at: float = field(default_factory=time.time)
+    log_start: int = 0
+    """Size of the stdout log at launch: notices before it belong to earlier runs."""
+    model_seen: bool = False
+    """The model answered at least once since launch (adopted workers count as seen)."""
+    provider_failed_at: float | None = None
+    provider_error: str | None = None
+    block_reason: str | None = None
+    """Why we stopped it, when ``requested`` is one of :data:`BLOCKING_STOPS`."""
+
+
+BLOCKING_STOPS = {"provider": WorkerState.BLOCKED, "startup": WorkerState.BLOCKED,
+                  "isolation": WorkerState.FAILED}  # fmt: skip
+"""Stops we make because a worker cannot go on, and the state each leaves it in."""
+GUARD_SECONDS = 1.0
 
 
 @dataclass
@@ -169,6 +188,13 @@ class Supervisor:
 
         self.budget = BudgetGuard(self)
         self.merger = AutoMerger(self)
+        from .gsd_checkout import gsd_program
+        from .isolation import IsolationGuard
+
+        self.gsd_program = gsd_program(self.prefs.worker_command)
+        """The GSD program of the worker command; None for a worker that is not GSD."""
+        self.guard = IsolationGuard(self.root)
+        self._guard_at = 0.0
 
     # ------------------------------------------------------------------ setup
     @property
@@ -210,7 +236,8 @@ class Supervisor:
                     self.restart_at.setdefault(row.milestone_id, time.time())
                 continue
             handle = WorkerHandle(row.pid, row.create_time)
-            tracked = Tracked(handle, launched_here=False)
+            tracked = Tracked(handle, launched_here=False, checkout=Path(row.worktree),
+                              model_seen=True)  # fmt: skip
             if row.state == "pausing":
                 tracked.requested = "pause"
             elif row.state == "stopping":
@@ -250,7 +277,7 @@ class Supervisor:
             wt = ensure_worktree(self.root, mid, branch_target)
         except GsdParallelError as exc:
             if row is None:
-                row = self.store.add_worker(self.run_id, mid, title, self.root, f"milestone/{mid}")
+                row = self.store.add_worker(self.run_id, mid, title, self.root, branch_name(mid))
             self.store.update_worker(mid, self.run_id, last_error=f"worktree: {exc}")
             self._set_state(mid, WorkerState.FAILED, f"worktree could not be created: {exc}")
             return False
@@ -263,14 +290,21 @@ class Supervisor:
                 self.run_id, mid, title, wt.path, wt.branch,
                 stdout_offset=_size(stdout_log), stderr_offset=_size(stderr_log),
             )  # fmt: skip
-        procs.clear_signal(self.parallel_dir, mid)
-        env = {
-            "GSD_MILESTONE_LOCK": mid,
-            "GSD_PARALLEL_WORKER": "1",
-            "GSD_PROJECT_ROOT": str(self.root),
-        }
+        procs.clear_signal(self.signal_dir(mid), mid)
+        # Both variables, or GSD goes on to other milestones. No GSD_PROJECT_ROOT: the
+        # checkout is a GSD project of its own (FINDINGS.md).
+        env = {"GSD_MILESTONE_LOCK": mid, "GSD_PARALLEL_WORKER": "1"}
         if self.prefs.worker_model:
             env["GSD_WORKER_MODEL"] = self.prefs.worker_model
+        if self.gsd_program is not None:
+            from .gsd_checkout import prepare_checkout
+
+            try:
+                prepare_checkout(wt.path, mid, self.gsd_program, env)
+            except GsdParallelError as exc:
+                self.store.update_worker(mid, self.run_id, last_error=str(exc))
+                self._set_state(mid, WorkerState.FAILED, str(exc))
+                return False
         spec = WorkerSpec(
             milestone_id=mid,
             title=title,
@@ -301,11 +335,93 @@ class Supervisor:
         if restart:
             fields["restarts"] = row.restarts + 1
         self.store.update_worker(mid, self.run_id, **fields)
-        self.tracked[mid] = Tracked(handle, launched_here=True)
+        # Its branch starts at the integration branch as it is now: refs as they are now are
+        # the baseline, so a merge that moved it just before cannot read as this worker's doing.
+        self.guard.rebase()
+        self.tracked[mid] = Tracked(
+            handle, launched_here=True, checkout=wt.path, log_start=_size(stdout_log)
+        )
         self._set_state(mid, WorkerState.RUNNING, "restarted" if restart else None)
         return True
 
+    def signal_dir(self, mid: str) -> Path:
+        """Where the worker reads its signal file: its checkout's own ``.gsd/parallel``."""
+        from .layout import checkout_path
+
+        row = self.store.worker(mid, self.run_id)
+        checkout = Path(row.worktree) if row and row.worktree else checkout_path(self.root, mid)
+        return checkout / ".gsd" / "parallel"
+
     # ------------------------------------------------------------------ output
+    def _note_provider(self, tracked: Tracked, progress: procs.Progress) -> None:
+        """Remember whether the model answers, and since when GSD has given up on it."""
+        if progress.model_events:
+            tracked.model_seen = True
+        if progress.provider_touched:
+            if progress.provider_failure is None:
+                tracked.provider_failed_at = tracked.provider_error = None
+            elif tracked.provider_failed_at is None:
+                tracked.provider_failed_at = time.time()
+                tracked.provider_error = progress.provider_failure
+                self.store.add_event(
+                    "provider", f"GSD gave up on the provider: {progress.provider_failure}",
+                    None, run_id=self.run_id,
+                )  # fmt: skip
+
+    def watch_workers(self) -> None:
+        """Stop workers that cannot go on by themselves (GSD would leave them silent for ever).
+
+        Output silence alone never counts: a worker running one long test is fine. What counts
+        is GSD's own word that the provider failed (``auto_retry_end`` with ``success: false``
+        and nothing since) for ``provider_grace_seconds``, or no model answer at all within
+        ``startup_grace_seconds`` of the launch (an unimported plan, a hung start).
+        """
+        now = time.time()
+        for mid, tracked in list(self.tracked.items()):
+            if tracked.requested is not None or tracked.frozen:
+                continue
+            grace = self.prefs.provider_grace_seconds
+            failed_at = tracked.provider_failed_at
+            if grace > 0 and failed_at is not None and now - failed_at >= grace:
+                self.block(mid, tracked, "provider", f"provider failed: {tracked.provider_error}")
+                continue
+            startup = self.prefs.startup_grace_seconds
+            if startup > 0 and not tracked.model_seen and now - tracked.launched_at >= startup:
+                tail = procs.read_stderr_tail(self.parallel_dir / f"{mid}.stderr.log", 1)
+                said = procs.read_progress(self.parallel_dir / f"{mid}.stdout.log", tracked.log_start)
+                last = _first_line(said.last_notify) or (tail[-1] if tail else None)
+                reason = f"no model call within {startup:g}s of the start" + (
+                    f"; GSD last said: {last}" if last else ""
+                )
+                self.block(mid, tracked, "startup", reason)
+
+    def block(self, mid: str, tracked: Tracked, why: str, reason: str) -> None:
+        """Stop a worker that cannot go on; it ends in the state :data:`BLOCKING_STOPS` names."""
+        self.notify(f"{mid}: stopping the worker — {reason}", "error" if why == "isolation" else "warning")
+        self.store.add_event(why, f"{mid}: {reason}", mid, run_id=self.run_id)
+        self.stop(mid, tracked, why)
+        tracked.block_reason = reason
+
+    def check_isolation(self) -> None:
+        """Once a second: a worker outside its checkout or branch is stopped, loudly."""
+        now = time.time()
+        if now - self._guard_at < GUARD_SECONDS:
+            return
+        self._guard_at = now
+        from .isolation import WatchedWorker
+
+        watched = [
+            WatchedWorker(mid, t.checkout, t.handle)
+            for mid, t in self.tracked.items()
+            if t.checkout is not None and t.requested != "isolation"
+        ]
+        if not watched:
+            self.guard.refs = None  # nothing to attribute to: start afresh next time
+            return
+        for breach in self.guard.check(watched):
+            reason = f"isolation breach: the worker {breach.what}; inspect the repository before resuming"
+            self.block(breach.mid, self.tracked[breach.mid], "isolation", reason)
+
     def read_output(self, mid: str) -> None:
         row = self.store.worker(mid, self.run_id)
         if row is None:
@@ -321,6 +437,9 @@ class Supervisor:
         if chunk.new_offset == row.stdout_offset and not chunk.events:
             return
         progress = procs.summarize(chunk.events)
+        tracked = self.tracked.get(mid)
+        if tracked is not None:
+            self._note_provider(tracked, progress)
         updated = self.store.record_output(
             self.run_id,
             mid,
@@ -350,36 +469,60 @@ class Supervisor:
             return (not procs.is_alive(tracked.handle)), None
         return (not procs.is_alive(tracked.handle)), None
 
+    def is_complete(self, mid: str, row: WorkerRow | None) -> bool:
+        """Complete as GSD itself says: its DB in the checkout (a GSD worker), else the SUMMARY.
+
+        Exit 0 alone never means complete: GSD exits 0 after a stop signal too. A milestone the
+        project's own ``.gsd`` already records as complete (done in a GSD session) is complete.
+        """
+        checkout = Path(row.worktree) if row else None
+        if milestone_complete_in(self.gsd_dir, mid):
+            return True
+        if checkout is None:
+            return False
+        if self.gsd_program is not None:
+            from .gsd_checkout import gsd_says_complete
+
+            return gsd_says_complete(checkout, mid)
+        return milestone_complete_in(checkout / ".gsd", mid)
+
     def decide(self, mid: str, tracked: Tracked, code: int | None) -> Outcome:
-        """What an exit means (DESIGN.md §5)."""
-        worktree = self.store.worker(mid, self.run_id)
-        wt_gsd = (Path(worktree.worktree) / ".gsd") if worktree else None
-        complete = bool(wt_gsd and milestone_complete_in(wt_gsd, mid)) or milestone_complete_in(
-            self.gsd_dir, mid
-        )
-        paused = Outcome(WorkerState.PAUSED, _pause_reason(worktree))
-        if code is None:  # adopted: infer from the log and the disk
-            hint = procs.infer_outcome(self.parallel_dir / f"{mid}.stdout.log", complete)
+        """What an exit means (DESIGN.md §5), in GSD's own words where it gave any."""
+        row = self.store.worker(mid, self.run_id)
+        complete = self.is_complete(mid, row)
+        log = self.parallel_dir / f"{mid}.stdout.log"
+        said = procs.read_progress(log, tracked.log_start)
+        notice = _first_line(said.last_notify)
+        if complete:
+            return Outcome(WorkerState.COMPLETE)
+        if tracked.requested in BLOCKING_STOPS:
+            return Outcome(BLOCKING_STOPS[tracked.requested], tracked.block_reason)
+        paused = Outcome(WorkerState.PAUSED, _pause_reason(row))
+        if code is None:  # adopted: infer from the log
+            hint = procs.infer_outcome(log, False, since_offset=tracked.log_start)
             code = procs.OUTCOME_EXIT_CODES.get(hint)
             if code is None and tracked.requested in {"pause", "stop", "budget"}:
                 code = 11  # ended by the SIGTERM we sent it (an interrupting pause, a stop)
             if code is None:
                 return Outcome(WorkerState.CRASHED, "worker vanished (exit status unknown)")
         if code == 0:
-            if complete:
-                return Outcome(WorkerState.COMPLETE)
             if tracked.requested == "budget":
-                return Outcome(WorkerState.STOPPED, "budget ceiling reached")
-            return Outcome(WorkerState.STOPPED, "worker exited without completing the milestone")
+                return Outcome(WorkerState.STOPPED, BUDGET_REASON)
+            if tracked.requested == "stop":
+                return Outcome(WorkerState.STOPPED, None)
+            return Outcome(
+                WorkerState.STOPPED,
+                "GSD exited without completing the milestone" + (f": {notice}" if notice else ""),
+            )
         if code == 10:
             if tracked.requested == "pause":
                 return paused
-            return Outcome(WorkerState.BLOCKED, "worker reported the milestone blocked (exit 10)")
+            # Paused for a provider error, blocked, the uncommitted-changes guard: GSD says which.
+            return Outcome(WorkerState.BLOCKED, notice or "GSD reported the milestone blocked (exit 10)")
         if tracked.requested == "pause" and (code == 11 or code < 0):
             return paused  # interrupted on purpose (budget guard); resumable like any pause
         if tracked.requested in {"stop", "budget"}:
-            reason = "budget ceiling reached" if tracked.requested == "budget" else None
-            return Outcome(WorkerState.STOPPED, reason)
+            return Outcome(WorkerState.STOPPED, BUDGET_REASON if tracked.requested == "budget" else None)
         tail = procs.read_stderr_tail(self.parallel_dir / f"{mid}.stderr.log")
         how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
         return Outcome(WorkerState.CRASHED, f"{how}" + (f": {tail[-1]}" if tail else ""))
@@ -390,7 +533,7 @@ class Supervisor:
         outcome = self.decide(mid, tracked, code)
         del self.tracked[mid]
         procs.forget(tracked.handle)
-        procs.clear_signal(self.parallel_dir, mid)
+        procs.clear_signal(self.signal_dir(mid), mid)
         self._project_dirty = self._replan = True
         row = self.store.worker(mid, self.run_id)
         if outcome.state == WorkerState.CRASHED:
@@ -410,7 +553,13 @@ class Supervisor:
                     f"{outcome.reason} (after {restarts} restart(s))",
                 )  # fmt: skip
             return
+        if outcome.state == WorkerState.COMPLETE and row is not None and self.gsd_program:
+            from .gsd_checkout import finish_checkout
+
+            finish_checkout(Path(row.worktree), mid, row.branch)
         self._set_state(mid, outcome.state, outcome.reason)
+        if outcome.state in BLOCKING_STOPS.values() and outcome.reason:
+            self.store.update_worker(mid, self.run_id, last_error=outcome.reason)
         if outcome.state == WorkerState.COMPLETE and row is not None:
             self.hooks.on_milestone_complete(mid, row.branch, Path(row.worktree))
             self.after_complete(mid)
@@ -444,7 +593,7 @@ class Supervisor:
                     tracked.frozen = True
                     self._set_state(mid, WorkerState.PAUSED, "frozen (pause --now)")
             else:
-                procs.write_signal(self.parallel_dir, mid, "pause")
+                procs.write_signal(self.signal_dir(mid), mid, "pause")
                 tracked.requested = "pause"
                 if interrupt:
                     procs.send_signal_group(tracked.handle, signal.SIGTERM)
@@ -458,7 +607,7 @@ class Supervisor:
                 tracked.frozen = False
                 self._set_state(mid, WorkerState.RUNNING, "resumed")
             elif tracked is not None and tracked.requested == "pause" and not tracked.stop_deadline:
-                procs.clear_signal(self.parallel_dir, mid)
+                procs.clear_signal(self.signal_dir(mid), mid)
                 tracked.requested = None
                 self._set_state(mid, WorkerState.RUNNING, "pause cancelled")
             elif tracked is None and row.state in {"paused", "blocked", "stopped", "failed"} and (
@@ -480,13 +629,13 @@ class Supervisor:
         if tracked.requested in {"stop", "budget"}:
             return
         tracked.requested = why
-        procs.write_signal(self.parallel_dir, mid, "stop")
+        procs.write_signal(self.signal_dir(mid), mid, "stop")
         if tracked.frozen:
             procs.send_signal_group(tracked.handle, signal.SIGCONT)
             tracked.frozen = False
         procs.send_signal_group(tracked.handle, signal.SIGTERM)
         tracked.stop_deadline = time.time() + self.prefs.stop_grace_seconds
-        self._set_state(mid, WorkerState.STOPPING, "budget ceiling reached" if why == "budget" else None)
+        self._set_state(mid, WorkerState.STOPPING, BUDGET_REASON if why == "budget" else None)
 
     def enforce_deadlines(self) -> None:
         now = time.time()
@@ -587,6 +736,8 @@ class Supervisor:
         for mid in list(self.tracked):
             self.read_output(mid)
         self.budget.check()
+        self.watch_workers()
+        self.check_isolation()
         for mid, tracked in list(self.tracked.items()):
             exited, code = self._exit_code(mid, tracked)
             if exited:
@@ -635,6 +786,11 @@ class Supervisor:
         if not unfinished and not self.plan():
             self.store.finish_run(self.run_id)
         self.store.add_event("supervisor", "supervisor exited: nothing left to run", run_id=self.run_id)
+
+
+def _first_line(text: str | None) -> str | None:
+    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
+    return lines[0] if lines else None
 
 
 def _pause_reason(row: WorkerRow | None) -> str | None:

@@ -1,4 +1,4 @@
-"""One checkout per milestone: ``.gsd/worktrees/<MID>`` on ``milestone/<MID>``.
+"""One checkout per milestone: ``.gsd-parallel/<MID>`` on ``gsd-parallel/<MID>`` (:mod:`.layout`).
 
 Safety rules, because a worktree holds a worker's unmerged work:
 
@@ -7,24 +7,19 @@ Safety rules, because a worktree holds a worker's unmerged work:
   checked out, only when its tracked files are clean). A diverged branch is never reset.
 - We refuse, with one line, an unborn repository, a detached HEAD in the main checkout, a
   missing integration branch, and a milestone branch checked out in another worktree.
-- ``.gsd/worktrees/`` and ``.gsd/parallel/`` are ignored through ``info/exclude`` of the
-  common git dir; the user's ``.gitignore`` is never edited.
+- ``/.gsd-parallel/``, ``.gsd/parallel/`` and GSD's runtime files are ignored through
+  ``info/exclude`` of the common git dir; the user's ``.gitignore`` is never edited.
 - A worktree is removed only when it holds nothing that would be lost.
 
-Planning files. The worker in a worktree must see ``.gsd/``:
+Planning files. The real GSD needs a real ``.gsd`` directory in its checkout (its own
+``gsd.db`` lives there; a shared one would make every checkout the same GSD project):
 
 - ``.gsd`` tracked in git: the checkout has it; nothing to do.
-- ``.gsd`` an untracked symlink (typically to ``~/.gsd/projects/<hash>/``): the worktree
-  itself physically lives in the symlink target, which is fine for git. We create the same
-  symlink (to the resolved absolute target) inside the worktree, so the worker's edits to
-  ``.gsd/milestones/<MID>`` land in the shared directory, exactly as GSD does with a
-  symlinked ``.gsd``. ``/.gsd`` is then added to ``info/exclude`` (unless already ignored)
-  so a worker's ``git add -A`` can never commit that absolute symlink. The worktree's
-  ``.gsd/worktrees`` loops back to the shared directory; git never follows it.
-- ``.gsd`` an untracked real directory: an additive copy of the planning files (everything
-  but the runtime entries in :data:`RUNTIME_ENTRIES`) that never overwrites a file already in
-  the worktree, repeated on every ``ensure_worktree`` so new planning files arrive. The
-  copy's edits stay in the worktree; whoever merges must bring them back.
+- ``.gsd`` untracked (a real directory, or a symlink to ``~/.gsd/projects/<hash>/``): an
+  additive copy of the planning files (everything but the runtime entries in
+  :data:`RUNTIME_ENTRIES`) that never overwrites a file already in the checkout, repeated on
+  every ``ensure_worktree`` so new planning files arrive. The copy's edits stay in the
+  checkout; the merge brings them home (:func:`.merge_steps.copy_back_planning`).
 """
 
 from __future__ import annotations
@@ -48,6 +43,7 @@ from .git import (
     same_path,
     validate_milestone_id,
 )
+from .layout import BRANCH_PREFIX, CHECKOUTS_DIRNAME, branch_name, checkout_path, checkouts_dir
 
 EXCLUDE_PATTERNS = (".gsd/worktrees/", ".gsd/parallel/")
 """Added to ``<common git dir>/info/exclude`` by :func:`ensure_excludes`."""
@@ -117,22 +113,16 @@ class DirtyWorktreeError(GitError):
 # --------------------------------------------------------------------------- names
 
 
-def branch_name(mid: str) -> str:
-    """``milestone/<MID>`` (the ID is validated first)."""
-    return f"milestone/{validate_milestone_id(mid)}"
-
-
-def worktree_path(project_root: Path | str, mid: str) -> Path:
-    """``<root>/.gsd/worktrees/<MID>`` (the ID is validated first)."""
-    return Path(project_root) / ".gsd" / "worktrees" / validate_milestone_id(mid)
+worktree_path = checkout_path
+"""``<root>/.gsd-parallel/<MID>`` (see :mod:`.layout`)."""
 
 
 def _worktrees_dir(root: Path) -> Path:
-    """The physical ``.gsd/worktrees`` directory (``.gsd`` symlink resolved)."""
+    """``<root>/.gsd-parallel``, refusing a ``.gsd`` symlink whose target is gone."""
     gsd = root / ".gsd"
     if gsd.is_symlink() and not gsd.exists():
         raise ProjectError(f"{gsd} is a symlink to a missing directory: {os.readlink(gsd)}")
-    return gsd.resolve() / "worktrees"
+    return checkouts_dir(root)
 
 
 def _is_runtime(name: str) -> bool:
@@ -153,8 +143,10 @@ def planning_mode(project_root: Path | str) -> PlanningMode:
 
 
 def ensure_excludes(project_root: Path | str) -> list[str]:
-    """Ignore ``.gsd/worktrees/`` and ``.gsd/parallel/`` via ``info/exclude``; return additions."""
-    return add_exclude(project_root, EXCLUDE_PATTERNS)
+    """Ignore our checkouts and GSD's runtime files via ``info/exclude``; return additions."""
+    from .gsd_checkout import RUNTIME_EXCLUDES
+
+    return add_exclude(project_root, (*EXCLUDE_PATTERNS, *RUNTIME_EXCLUDES))
 
 
 # --------------------------------------------------------------------------- ensure
@@ -269,19 +261,13 @@ def _fast_forward_checkout(wg: Git, integ_sha: str) -> bool:
 
 
 def _share_planning(g: Git, root: Path, real: Path) -> str:
-    """Let the worktree at *real* see the project's planning files (see the module doc)."""
-    root_gsd = root / ".gsd"
-    wt_gsd = real / ".gsd"
+    """Give the checkout at *real* a real ``.gsd`` of its own (see the module doc)."""
     mode = planning_mode(root)
-    if mode == "symlink":
-        target = root_gsd.resolve(strict=True)
-        if not os.path.lexists(wt_gsd):
-            os.symlink(target, wt_gsd, target_is_directory=True)
-        if not g.is_ignored(".gsd"):
-            add_exclude(root, ["/.gsd"])
-        return "symlink" if same_path(wt_gsd, target) else "checkout"
-    if mode == "untracked":
-        copy_planning(root_gsd, wt_gsd, overwrite="never")
+    if mode in {"symlink", "untracked"}:
+        wt_gsd = real / ".gsd"
+        if wt_gsd.is_symlink():  # an older layout linked the shared .gsd: GSD needs its own
+            wt_gsd.unlink()
+        copy_planning(root / ".gsd", wt_gsd, overwrite="never")
         return "copied"
     return "checkout" if mode == "tracked" else "none"
 
@@ -454,16 +440,16 @@ def list_milestone_worktrees(project_root: Path | str) -> list[MilestoneWorktree
             continue
         if same_path(info.path.parent, wt_dir):
             registered[info.path.name] = info
-        elif info.branch and info.branch.startswith("milestone/"):
-            registered.setdefault(info.branch.removeprefix("milestone/"), info)
+        elif info.branch and info.branch.startswith(BRANCH_PREFIX):
+            registered.setdefault(info.branch.removeprefix(BRANCH_PREFIX), info)
     dirs = {p.name for p in wt_dir.iterdir() if p.is_dir()} if wt_dir.is_dir() else set()
-    branches = {b.removeprefix("milestone/") for b in g.list_branches("milestone/")}
+    branches = {b.removeprefix(BRANCH_PREFIX) for b in g.list_branches(BRANCH_PREFIX)}
 
     result: list[MilestoneWorktree] = []
     for name in sorted(registered.keys() | dirs | branches):
         wt = registered.get(name)
-        branch = f"milestone/{name}"
-        logical = root / ".gsd" / "worktrees" / name
+        branch = f"{BRANCH_PREFIX}{name}"
+        logical = wt_dir / name
         path = wt.path if wt is not None else logical
         dir_exists = path.is_dir()
         problems: list[str] = []
@@ -479,7 +465,7 @@ def list_milestone_worktrees(project_root: Path | str) -> list[MilestoneWorktree
             where = f"branch {wt.branch}" if wt.branch else "a detached HEAD"
             problems.append(f"worktree {path} is on {where}, not {branch}")
         if wt is not None and not same_path(wt.path.parent, wt_dir):
-            problems.append(f"{branch} is checked out outside .gsd/worktrees, at {wt.path}")
+            problems.append(f"{branch} is checked out outside {CHECKOUTS_DIRNAME}, at {wt.path}")
         if name in branches and wt is None:
             problems.append(f"branch {branch} has no worktree")
         result.append(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import GsdParallelError
+from ..layout import branch_name
 from ..models import CommandContext, CommandResult, WorkerHandle
 from .common import ArgParser, Loaded, load, parse
 from .runstate import LIVE_STATES, open_store
@@ -253,7 +254,7 @@ def _worktree_findings(loaded: Loaded) -> list[Finding]:
                 if registered:
                     remove_worktree(loaded.root, mid, delete_branch=delete_branch, force_branch=delete_branch)
                 elif delete_branch:
-                    g.run("branch", "-D", f"milestone/{mid}")
+                    g.run("branch", "-D", branch_name(mid))
                 return None
 
             what = "worktree " + str(entry.path) if entry.registered else f"branch {entry.branch}"

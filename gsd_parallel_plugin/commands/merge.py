@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..errors import ProjectError, UserError
+from ..layout import branch_name, checkout_display
 from ..models import CommandContext, CommandResult, MergeResult
 from .common import MILESTONE_ID, ArgParser, Loaded, load, parse
 
@@ -76,14 +77,14 @@ def _explicit(
     if mid in candidates:
         return mid
     merged = store.merged_milestones()
-    has_branch = git.branch_exists(loaded.root, f"milestone/{mid}")
+    has_branch = git.branch_exists(loaded.root, branch_name(mid))
     if mid in merged and not has_branch:
         result = MergeResult(mid, "skipped", commit=merged[mid], error="already merged")
         return CommandResult(render_results([result]), {"results": [result.to_json()]})
     if loaded.project.get(mid) is None and not has_branch:
         raise ProjectError(f"unknown milestone {mid}")
     if not has_branch:
-        raise UserError(f"{mid} has no branch milestone/{mid}: nothing to merge")
+        raise UserError(f"{mid} has no branch {branch_name(mid)}: nothing to merge")
     if mid in merged:
         raise UserError(f"{mid} is already merged (as {merged[mid][:12]})")
     raise UserError(f"{mid} is not complete yet: only a completed milestone can merge")
@@ -150,7 +151,7 @@ def _hints(
         if r.outcome == "conflict":
             integ = _integration(loaded, r.id)
             ctx.host.notify(
-                f"To resolve {r.id}: in .gsd/worktrees/{r.id} run `git merge {integ}`, fix "
+                f"To resolve {r.id}: in {checkout_display(r.id)} run `git merge {integ}`, fix "
                 f"{', '.join(r.files[:3])}{' …' if len(r.files) > 3 else ''}, commit, then "
                 f"`/gsd parallel merge {r.id}`."
             )

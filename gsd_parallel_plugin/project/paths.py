@@ -82,7 +82,7 @@ def find_project_root(start: Path | None = None) -> Path:
 
 
 def _owning_project(directory: Path) -> Path | None:
-    """The project whose ``.gsd/worktrees/<MID>`` is ``directory``, if it is one.
+    """The project whose ``.gsd-parallel/<MID>`` checkout is ``directory``, if it is one.
 
     A milestone worktree checks out the project's ``.gsd`` too, so walking up from inside
     it stops there; commands run in it (say, ``merge M002`` after resolving a conflict the
@@ -103,7 +103,7 @@ def _owning_project(directory: Path) -> Path | None:
         if gitdir.parent.name != "worktrees":
             return None
         main_root = gitdir.parent.parent.parent  # <main>/.git/worktrees/<name> -> <main>
-        candidate = main_root / ".gsd" / "worktrees" / directory.name
+        candidate = main_root / ".gsd-parallel" / directory.name  # layout.CHECKOUTS_DIRNAME
         if MILESTONE_ID_RE.match(directory.name) and candidate.resolve() == directory.resolve():
             return main_root
     except OSError:

@@ -188,7 +188,7 @@ def fake_worker_env(
 
     env = {
         "GSD_PARALLEL_WORKER_COMMAND": shlex.join(
-            [sys.executable, "-m", "gsd_parallel_plugin.testing.fake_gsd"]
+            [sys.executable, "-m", "gsd_parallel_plugin.testing.fake_gsd", "headless", "--json", "auto"]
         ),
         "GSD_FAKE_UNIT_SECONDS": str(unit_seconds),
         "GSD_FAKE_UNIT_COST": str(unit_cost),

@@ -1,0 +1,286 @@
+"""What a checkout needs before the real GSD can work in it, and what GSD says when it is done.
+
+Everything here follows what the real ``gsd headless --json auto`` (GSD-2 3.0.0) was measured to
+do (``shared/real-gsd/FINDINGS.md``):
+
+- GSD's SQLite DB (``<checkout>/.gsd/gsd.db``) is authoritative. A plan that exists only as
+  markdown is not imported automatically: the worker then makes no model call and never exits.
+  :func:`prepare_checkout` runs ``gsd headless recover`` in the checkout first.
+- The worker needs ``git.isolation: none`` (``branch`` fails at the end, ``worktree`` never
+  exits) and ``git.manage_gitignore: false`` (else it appends a block to ``.gitignore`` on the
+  branch). Project preferences override global ones, so the only place that reliably sets them
+  for the worker alone is the checkout's own ``.gsd/PREFERENCES.md``: we write them there and
+  keep them out of every commit (``skip-worktree`` when the file is tracked; removed from the
+  branch by :func:`finish_checkout` when GSD committed a file we created).
+- GSD's runtime files must be ignored or completion is refused: :data:`RUNTIME_EXCLUDES` go to
+  the repository's shared ``info/exclude`` (tracked by nothing; ``.gitignore`` is never edited).
+- Completion is GSD's own state (the ``milestones`` row of the checkout's DB), never exit 0,
+  and ``<MID>-SUMMARY.md`` is written after GSD's last commit: :func:`finish_checkout` commits it.
+
+Only a worker command that runs GSD's ``headless`` mode is prepared (:func:`gsd_program`): a
+plugin's own worker program is launched as it is.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+from collections.abc import Mapping, Sequence
+from contextlib import closing, suppress
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import WorkerLaunchError
+from .git import Git, GitCommandError, add_exclude
+from .layout import CHECKOUTS_DIRNAME
+
+RUNTIME_EXCLUDES: tuple[str, ...] = (
+    f"/{CHECKOUTS_DIRNAME}/",
+    # GSD's own runtime list (gitignore.ts GSD_RUNTIME_PATTERNS) ...
+    ".gsd/activity/",
+    ".gsd/audit/",
+    ".gsd/forensics/",
+    ".gsd/runtime/",
+    ".gsd/worktrees/",
+    ".gsd/parallel/",
+    ".gsd/auto.lock",
+    ".gsd/metrics.json",
+    ".gsd/completed-units*.json",
+    ".gsd/state-manifest.json",
+    ".gsd/STATE.md",
+    ".gsd/gsd.db*",
+    ".gsd/journal/",
+    ".gsd/doctor-history.jsonl",
+    ".gsd/event-log.jsonl",
+    ".gsd/DISCUSSION-MANIFEST.json",
+    ".gsd/milestones/**/*-CONTINUE.md",
+    ".gsd/milestones/**/continue.md",
+    # ... and what the measured runs wrote besides (each branch writes its own graph.json:
+    # merging two of them would be an add/add conflict).
+    ".gsd/auto-*.lock",
+    ".gsd/notifications.jsonl",
+    ".gsd/audit-log.jsonl",
+    ".gsd/graphs/",
+    ".bg-shell/",
+    ".gsd-id",
+    ".mcp.json",
+)
+"""Patterns added to ``<common git dir>/info/exclude`` before any worker starts."""
+
+WORKER_GIT_PREFERENCES: Mapping[str, Any] = {"isolation": "none", "manage_gitignore": False}
+"""GSD's ``git:`` settings a worker in our layout needs (FINDINGS.md)."""
+
+PREFERENCES_REL = ".gsd/PREFERENCES.md"
+RECOVER_TIMEOUT = 180.0
+_OVERLAY_MARK = "# gsd-parallel: worker settings (this checkout only; never committed)"
+_FRONTMATTER_RE = re.compile(r"\A---\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.DOTALL)
+
+
+def gsd_program(worker_command: Sequence[str]) -> tuple[str, ...] | None:
+    """The program part of a GSD worker command (``gsd`` of ``gsd headless --json auto``).
+
+    None when the command does not run GSD's ``headless`` mode: then nothing here applies.
+    """
+    if "headless" not in worker_command:
+        return None
+    index = list(worker_command).index("headless")
+    return tuple(worker_command[:index]) if index > 0 else None
+
+
+def ensure_runtime_excludes(project_root: Path | str) -> list[str]:
+    """Keep GSD's runtime files out of every checkout's commits; return the patterns added."""
+    return add_exclude(project_root, RUNTIME_EXCLUDES)
+
+
+# --------------------------------------------------------------------------- preferences
+
+
+def _split_frontmatter(text: str) -> tuple[dict[str, Any], str]:
+    match = _FRONTMATTER_RE.match(text)
+    if not match:
+        return {}, text
+    try:
+        data = yaml.safe_load(match.group(1)) or {}
+    except yaml.YAMLError:
+        data = {}
+    return (data if isinstance(data, dict) else {}), text[match.end() :]
+
+
+def worker_preferences_text(original: str | None) -> str:
+    """``original`` (a PREFERENCES.md, or None) with the worker's ``git:`` settings forced."""
+    data, body = _split_frontmatter(original or "")
+    git_prefs = data.get("git")
+    data["git"] = {**(git_prefs if isinstance(git_prefs, dict) else {}), **WORKER_GIT_PREFERENCES}
+    data.setdefault("version", 1)
+    front = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    return f"---\n{front}---\n{_OVERLAY_MARK}\n{body.lstrip(chr(10)) if original else ''}"
+
+
+def _write_worker_preferences(checkout: Path) -> None:
+    path = checkout / PREFERENCES_REL
+    try:
+        original = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        original = None
+    if original is not None and _OVERLAY_MARK in original:
+        return  # already ours (a relaunch)
+    g = Git(checkout)
+    tracked = bool(g.tracked_files(PREFERENCES_REL))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if original is not None and not tracked:  # a copied .gsd: keep the user's file to put back
+        backup = _backup_path(checkout)
+        backup.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, backup)
+    path.write_text(worker_preferences_text(original), encoding="utf-8")
+    if tracked:  # GSD's `git add` must never stage our settings
+        g.run("update-index", "--skip-worktree", "--", PREFERENCES_REL)
+
+
+def _backup_path(checkout: Path) -> Path:
+    return checkout / ".gsd" / "parallel" / "PREFERENCES.md.user"
+
+
+def restore_preferences(checkout: Path) -> None:
+    """Put the checkout's PREFERENCES.md back as the branch has it (or remove ours)."""
+    path = checkout / PREFERENCES_REL
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (FileNotFoundError, UnicodeDecodeError):
+        return
+    if _OVERLAY_MARK not in text:
+        return
+    g = Git(checkout)
+    backup = _backup_path(checkout)
+    if _committed_overlay(g):  # GSD committed the file we created: take it out of the branch
+        g.run("rm", "--cached", "--quiet", "--", PREFERENCES_REL)
+        path.unlink()
+    elif g.tracked_files(PREFERENCES_REL):
+        g.run("update-index", "--no-skip-worktree", "--", PREFERENCES_REL)
+        g.run("checkout", "--quiet", "--", PREFERENCES_REL)
+    elif backup.is_file():
+        os.replace(backup, path)  # copy2 kept its time: copying planning home sees no change
+    else:
+        path.unlink()
+
+
+# --------------------------------------------------------------------------- GSD's state
+
+
+def milestone_status(checkout: Path, mid: str) -> str | None:
+    """The milestone's ``status`` in the checkout's GSD DB (``complete``, ``active``…), or None.
+
+    None: no DB, no such row, or a DB that cannot be read right now. Read-only, never creates.
+    """
+    db = checkout / ".gsd" / "gsd.db"
+    if not db.is_file():
+        return None
+    try:
+        with closing(sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=2.0)) as conn:
+            row = conn.execute("SELECT status FROM milestones WHERE id = ?", (mid,)).fetchone()
+    except sqlite3.Error:
+        return None
+    return str(row[0]) if row and row[0] is not None else None
+
+
+def gsd_says_complete(checkout: Path, mid: str) -> bool:
+    return milestone_status(checkout, mid) == "complete"
+
+
+# --------------------------------------------------------------------------- prepare / finish
+
+
+def prepare_checkout(
+    checkout: Path, mid: str, program: Sequence[str], env: Mapping[str, str]
+) -> None:
+    """Make ``checkout`` a GSD project the worker can run in (settings, imported plan).
+
+    Raises :class:`WorkerLaunchError` with GSD's own words when the import fails.
+    """
+    if not (checkout / ".gsd").is_dir():
+        raise WorkerLaunchError(
+            f"{checkout} has no .gsd directory: GSD cannot run there (is the plan committed?)"
+        )
+    _write_worker_preferences(checkout)
+    if milestone_status(checkout, mid) is not None:
+        _forget_met_dependencies(checkout, mid)
+        return  # imported already; GSD's DB now leads (a resume must not re-import)
+    full_env = {**os.environ, **env}
+    argv = [*program, "headless", "recover"]
+    try:
+        done = subprocess.run(
+            argv, cwd=checkout, env=full_env, stdin=subprocess.DEVNULL,
+            capture_output=True, text=True, timeout=RECOVER_TIMEOUT, check=False,
+            start_new_session=True,
+        )  # fmt: skip
+    except FileNotFoundError:
+        raise WorkerLaunchError(
+            f"worker command not found: {argv[0]} — install GSD or set GSD_PARALLEL_WORKER_COMMAND"
+        ) from None
+    except subprocess.TimeoutExpired:
+        raise WorkerLaunchError(
+            f"`gsd headless recover` did not finish within {RECOVER_TIMEOUT:g}s in {checkout}"
+        ) from None
+    except OSError as exc:
+        raise WorkerLaunchError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
+    if done.returncode != 0 or milestone_status(checkout, mid) is None:
+        said = [ln.strip() for ln in (done.stderr + "\n" + done.stdout).splitlines() if ln.strip()]
+        why = said[-1] if said else f"exit code {done.returncode}"
+        raise WorkerLaunchError(
+            f"GSD could not import the plan of {mid} in {checkout}: {why} "
+            f"(run `gsd headless recover` there to see more)"
+        )
+    _forget_met_dependencies(checkout, mid)
+
+
+def _forget_met_dependencies(checkout: Path, mid: str) -> None:
+    """Clear the milestone's ``depends_on`` in the checkout's own DB.
+
+    With ``GSD_MILESTONE_LOCK`` set, GSD 3.0.0 derives completeness from the locked milestone
+    alone (``deriveStateFromDb`` filters the milestones first), so every dependency reads as
+    unmet: the worker reports ``blocked``, makes no model call and never exits. We start a
+    milestone only once its dependencies are complete and merged into the branch it starts
+    from, so in its checkout there is nothing left to wait for. The user's DB is not touched.
+    """
+    db = checkout / ".gsd" / "gsd.db"
+    try:
+        with closing(sqlite3.connect(db, timeout=5.0)) as conn, conn:
+            conn.execute(
+                "UPDATE milestones SET depends_on = '[]' WHERE id = ? AND depends_on != '[]'",
+                (mid,),
+            )
+    except sqlite3.Error as exc:
+        raise WorkerLaunchError(f"cannot update GSD's database {db}: {exc}") from None
+
+
+def finish_checkout(checkout: Path, mid: str, branch: str) -> str | None:
+    """After GSD completed ``mid``: commit what GSD wrote after its last commit (the SUMMARY),
+    and take our worker settings back out of the branch. Returns the new commit or None."""
+    g = Git(checkout)
+    try:
+        if g.current_branch() != branch:
+            return None  # never commit on a branch that is not the milestone's
+        restore_preferences(checkout)
+        if (checkout / ".gsd" / "milestones").is_dir() and g.tracked_files(".gsd"):
+            g.run("add", "--", f".gsd/milestones/{mid}")
+        if not g.run("diff", "--cached", "--name-only", "HEAD"):
+            return None
+        g.run(
+            "commit", "--quiet", "--no-verify", "-m",
+            f"chore: {mid} summary written after GSD's last commit\n\nGSD-Unit: {mid}",
+        )  # fmt: skip
+        return g.rev_parse("HEAD")
+    except GitCommandError:
+        return None
+
+
+def _committed_overlay(g: Git) -> bool:
+    """True when GSD committed a PREFERENCES.md we created (an untracked one it picked up)."""
+    with suppress(GitCommandError):
+        text = g.run("show", f"HEAD:{PREFERENCES_REL}")
+        return _OVERLAY_MARK in text
+    return False
