@@ -51,7 +51,7 @@ def build(root: Path) -> tuple[Path, Path, int]:
         run = store.create_run(50.0)
         for i, mid in enumerate(MIDS):
             wt = ensure_worktree(project.root, mid, "main").path if i < 2 else project.root
-            store.add_worker(run.id, mid, f"Feature {mid}", wt, f"milestone/{mid}")
+            store.add_worker(run.id, mid, f"Feature {mid}", wt, f"gsd-parallel/{mid}")
             store.set_state(mid, run.id, "running")
     return project.root, db, run.id
 

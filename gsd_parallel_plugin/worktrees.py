@@ -263,6 +263,8 @@ def _fast_forward_checkout(wg: Git, integ_sha: str) -> bool:
 def _share_planning(g: Git, root: Path, real: Path) -> str:
     """Give the checkout at *real* a real ``.gsd`` of its own (see the module doc)."""
     mode = planning_mode(root)
+    if mode == "symlink" and not g.is_ignored(".gsd"):
+        add_exclude(root, ["/.gsd"])  # the absolute link, or its copy, must never be committed
     if mode in {"symlink", "untracked"}:
         wt_gsd = real / ".gsd"
         if wt_gsd.is_symlink():  # an older layout linked the shared .gsd: GSD needs its own

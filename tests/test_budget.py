@@ -271,7 +271,7 @@ def test_envelope_pauses_one_milestone_while_the_other_completes(tmp_path, cli, 
     # Paused after the unit it was in: one tick plus one unit over, at most.
     assert Decimal("0.10") <= Decimal(str(m1["cost"])) <= Decimal("0.10") + 2 * unit_cost
     assert not alive(m1["pid"])
-    assert (project.gsd / "worktrees" / "M001").is_dir()
+    assert (project.root / ".gsd-parallel" / "M001").is_dir()
     text = cli("--project", project.root, "status").out
     assert "paused — milestone budget reached" in text and "budget $0." in text
     # A plain resume would pause again at once; --budget must be above what it spent.
@@ -460,7 +460,7 @@ def test_store_total_matches_after_host_reports_concurrently(tmp_path):
     with Store(db_path) as store:
         run = store.create_run(None)
         for mid in ("M001", "M002"):
-            store.add_worker(run.id, mid, mid, tmp_path, f"milestone/{mid}")
+            store.add_worker(run.id, mid, mid, tmp_path, f"gsd-parallel/{mid}")
 
     def hammer(mid: str) -> None:
         with Store(db_path) as s:

@@ -38,7 +38,7 @@ def test_dead_supervisor_and_worker_then_fix(tmp_path, cli, fake_worker):
     fake_worker(unit_seconds=0.02, hang_at="M001/S01/T02")
     project = one(tmp_path)
     assert cli("--project", project.root, "start").code == 0
-    wait_until(lambda: "M001/S01/T01" in project.git("log", "--format=%s", "milestone/M001"), timeout=30)
+    wait_until(lambda: "M001/S01/T01" in project.git("log", "--format=%s", "gsd-parallel/M001"), timeout=30)
     status = cli("--project", project.root, "status", "--json").json()
     lock = json.loads((project.gsd / "parallel" / "supervisor.lock").read_text())
     os.kill(lock["pid"], signal.SIGKILL)
@@ -58,7 +58,7 @@ def test_dead_supervisor_and_worker_then_fix(tmp_path, cli, fake_worker):
     assert not any(k == "orphan" and mid == "M001" for k, mid in kinds)
     fixed = cli("--project", project.root, "doctor", "--fix")
     assert "[fixed]" in fixed.out
-    assert (project.gsd / "worktrees" / "M001").is_dir()
+    assert (project.root / ".gsd-parallel" / "M001").is_dir()
     status = cli("--project", project.root, "status", "--json").json()
     assert next(w for w in status["workers"] if w["id"] == "M001")["state"] in {"crashed", "running"}
     cli("--project", project.root, "stop")
@@ -90,13 +90,13 @@ def test_orphan_worktrees_clean_removed_dirty_kept(tmp_path, cli, fake_worker):
     fake_worker(unit_seconds=0.0)
     project = one(tmp_path)
     # Worktrees for two milestones that then vanish from the plan (no commits of their own).
-    project.git("worktree", "add", "-q", "-b", "milestone/M008", str(project.gsd / "worktrees" / "M008"))
-    project.git("worktree", "add", "-q", "-b", "milestone/M009", str(project.gsd / "worktrees" / "M009"))
-    (project.gsd / "worktrees" / "M009" / "precious.txt").write_text("uncommitted work\n")
+    project.git("worktree", "add", "-q", "-b", "gsd-parallel/M008", str(project.root / ".gsd-parallel" / "M008"))
+    project.git("worktree", "add", "-q", "-b", "gsd-parallel/M009", str(project.root / ".gsd-parallel" / "M009"))
+    (project.root / ".gsd-parallel" / "M009" / "precious.txt").write_text("uncommitted work\n")
     # A branch with real unmerged commits and no worktree, for a milestone that no longer exists.
-    project.git("branch", "milestone/M007")
+    project.git("branch", "gsd-parallel/M007")
     wt = tmp_path / "tmpwt"
-    project.git("worktree", "add", "-q", str(wt), "milestone/M007")
+    project.git("worktree", "add", "-q", str(wt), "gsd-parallel/M007")
     (wt / "x.txt").write_text("x\n")
     from gsd_parallel_plugin.testing.builder import git
 
@@ -106,20 +106,20 @@ def test_orphan_worktrees_clean_removed_dirty_kept(tmp_path, cli, fake_worker):
     found = cli("--project", project.root, "doctor")
     assert "orphan worktree" in found.out and "M008" in found.out and "M009" in found.out
     fixed = cli("--project", project.root, "doctor", "--fix")
-    assert not (project.gsd / "worktrees" / "M008").exists()
-    assert project.git("branch", "--list", "milestone/M008") == ""
+    assert not (project.root / ".gsd-parallel" / "M008").exists()
+    assert project.git("branch", "--list", "gsd-parallel/M008") == ""
     # dirty: kept, with the file named
-    assert (project.gsd / "worktrees" / "M009" / "precious.txt").read_text() == "uncommitted work\n"
+    assert (project.root / ".gsd-parallel" / "M009" / "precious.txt").read_text() == "uncommitted work\n"
     assert "precious.txt" in fixed.out
     # unmerged commits: the branch is kept
-    assert project.git("branch", "--list", "milestone/M007").strip() == "milestone/M007"
+    assert project.git("branch", "--list", "gsd-parallel/M007").strip() == "gsd-parallel/M007"
     assert fixed.code == 1
 
 
 def test_deleted_worktree_directory_is_pruned(tmp_path, cli):
     project = one(tmp_path)
-    path = project.gsd / "worktrees" / "M002"
-    project.git("worktree", "add", "-q", "-b", "milestone/M002", str(path))
+    path = project.root / ".gsd-parallel" / "M002"
+    project.git("worktree", "add", "-q", "-b", "gsd-parallel/M002", str(path))
     shutil.rmtree(path)
     found = cli("--project", project.root, "doctor")
     assert "is missing" in found.out

@@ -114,7 +114,7 @@ def test_active_seconds_counts_only_progress_states() -> None:
 def test_active_seconds_reads_real_store_events(tmp_path: Path) -> None:
     with Store(tmp_path / "coordinator.db") as store:
         run = store.create_run()
-        store.add_worker(run.id, "M001", "One", tmp_path, "milestone/M001")
+        store.add_worker(run.id, "M001", "One", tmp_path, "gsd-parallel/M001")
         store.set_state("M001", run.id, "running")
         store.set_state("M001", run.id, "pausing", "pause requested")
         store.set_state("M001", run.id, "paused")
@@ -174,7 +174,7 @@ def test_estimate_for_status_from_a_real_store(tmp_path: Path) -> None:
     with Store(project.gsd / "parallel" / "coordinator.db") as store:
         run = store.create_run()
         for mid in ("M001", "M002"):
-            store.add_worker(run.id, mid, mid, project.root, f"milestone/{mid}")
+            store.add_worker(run.id, mid, mid, project.root, f"gsd-parallel/{mid}")
             store.set_state(mid, run.id, "running")
         store.record_output(run.id, "M001", expected_offset=0, new_offset=10, units_delta=1)
         store.record_output(run.id, "M002", expected_offset=0, new_offset=10, units_delta=2)

@@ -182,7 +182,7 @@ def test_notifier_file_has_the_events_of_a_real_run_in_order(venv, tmp_path):
             ("milestone_complete", None, None),
             ("merge_complete", None, None),
         ], mine
-        assert mine[2]["branch"] == f"milestone/{mid}"
+        assert mine[2]["branch"] == f"gsd-parallel/{mid}"
         assert mine[3]["branch"] == "main" and mine[3]["commit"] in project.git("log", "--format=%H", "main")
     # The file's state changes are the store's, in the store's order.
     import sqlite3

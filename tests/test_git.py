@@ -192,7 +192,7 @@ def test_worktree_list_parses_all_states(repo: Path, tmp_path: Path) -> None:
     detached = tmp_path / "detached"
     locked = tmp_path / "locked"
     gone = tmp_path / "gone"
-    sh(repo, "worktree", "add", "-q", "-b", "milestone/M001", str(on_branch))
+    sh(repo, "worktree", "add", "-q", "-b", "gsd-parallel/M001", str(on_branch))
     sh(repo, "worktree", "add", "-q", "--detach", str(detached))
     sh(repo, "worktree", "add", "-q", "-b", "l", str(locked))
     sh(repo, "worktree", "lock", "--reason", "on a usb stick", str(locked))
@@ -205,7 +205,7 @@ def test_worktree_list_parses_all_states(repo: Path, tmp_path: Path) -> None:
     head = sh(repo, "rev-parse", "HEAD")
     b = by_path[on_branch.resolve()]
     assert (b.branch, b.head, b.detached, b.locked, b.prunable) == (
-        "milestone/M001",
+        "gsd-parallel/M001",
         head,
         False,
         False,
@@ -218,7 +218,7 @@ def test_worktree_list_parses_all_states(repo: Path, tmp_path: Path) -> None:
     gn = by_path[gone.resolve()]
     assert gn.prunable and gn.prunable_reason
 
-    assert git.branch_checked_out_at(repo, "milestone/M001") == on_branch.resolve()
+    assert git.branch_checked_out_at(repo, "gsd-parallel/M001") == on_branch.resolve()
     assert git.branch_checked_out_at(repo, "main") == repo.resolve()
     assert git.branch_checked_out_at(repo, "nope") is None
 

@@ -188,12 +188,12 @@ def test_tree_shows_run_states_from_the_store(dag: BuiltProject) -> None:
     (tasks / "T01-SUMMARY.md").write_text("# done\n")  # progress lives in the worktree
     with Store(dag.gsd / "parallel" / "coordinator.db") as store:
         run = store.create_run()
-        store.add_worker(run.id, "M002", "Auth", wt, "milestone/M002")
+        store.add_worker(run.id, "M002", "Auth", wt, "gsd-parallel/M002")
         store.set_state("M002", run.id, "running")
-        store.add_worker(run.id, "M003", "Search", dag.root, "milestone/M003")
+        store.add_worker(run.id, "M003", "Search", dag.root, "gsd-parallel/M003")
         store.set_state("M003", run.id, "running")
         store.set_state("M003", run.id, "crashed", "exit code 1")
-        store.add_worker(run.id, "M004", "API", dag.root, "milestone/M004")
+        store.add_worker(run.id, "M004", "API", dag.root, "gsd-parallel/M004")
         store.set_state("M004", run.id, "complete")
     out = cli("--project", dag.root, "graph").stdout
     assert '└── M002 Auth "System" — running · 1/3 tasks ★' in out

@@ -271,7 +271,7 @@ def test_real_run_fires_worker_hooks_in_lifecycle_order(end_to_end_calls):
             ("on_worker_state_change", {"milestone_id": mid, "new_state": "running"}),
             ("on_cost_update", {"milestone_id": mid}),
             ("on_worker_state_change", {"milestone_id": mid, "new_state": "complete"}),
-            ("on_milestone_complete", {"milestone_id": mid, "branch": f"milestone/{mid}"}),
+            ("on_milestone_complete", {"milestone_id": mid, "branch": f"gsd-parallel/{mid}"}),
         ])
     spawned = [c["spec"].milestone_id for c in end_to_end_calls.calls_of("spawn_worker")]
     assert {"M001", "M002", "M003"} <= set(spawned)

@@ -57,11 +57,11 @@ def test_auto_merge_lands_each_milestone_as_one_commit(tmp_path, cli, fake_worke
     for line in log:
         sha = line.split()[0]
         mid = "M002" if "Auth" in line else "M003"
-        assert trailers(project, sha) == {"GSD-Milestone": mid, "Branch": f"milestone/{mid}"}
+        assert trailers(project, sha) == {"GSD-Milestone": mid, "Branch": f"gsd-parallel/{mid}"}
         assert len(project.git("rev-list", "--parents", "-n1", sha).split()) == 2  # one parent
     assert (project.root / "src/auth.py").read_text() == "M002/S01/T01\n"
     assert (project.root / "src/search.py").read_text() == "M003/S01/T01\n"
-    assert project.git("branch", "--list", "milestone/*") == ""
+    assert project.git("branch", "--list", "gsd-parallel/*") == ""
     assert len(project.git("worktree", "list").splitlines()) == 1
     assert project.git("status", "--porcelain", "--untracked-files=all") == ""
     status = cli("--project", project.root, "status").out
@@ -131,7 +131,7 @@ def test_failing_merge_check_blocks_and_shows_the_tail(tmp_path, cli):
     assert "  FAILED test_x" in result.out and "line 39" in result.out
     assert "line 5\n" not in result.out  # only the tail
     assert snapshot(project.root) == before
-    assert project.git("branch", "--list", "milestone/M002") != ""
+    assert project.git("branch", "--list", "gsd-parallel/M002") != ""
 
 
 def test_passing_merge_check_runs_in_the_merged_tree(tmp_path, cli):
@@ -225,7 +225,7 @@ def test_no_commits_is_skipped_not_merged(tmp_path, cli):
     ensure_worktree(project.root, "M002", "main")
     with Store(project.gsd / "parallel" / "coordinator.db") as store:
         store.mark_completed("M002")
-    wt = project.root / ".gsd/worktrees/M002"
+    wt = project.root / ".gsd-parallel/M002"
     (wt / "src").mkdir()
     (wt / "src/a.py").write_text("never committed\n")
     result = cli("--project", project.root, "merge", "--json")
@@ -368,7 +368,7 @@ def test_kill_9_after_landing_is_recorded_by_doctor(tmp_path, cli):
     assert journal(project)[0].outcome == "merged"
     with Store(project.gsd / "parallel" / "coordinator.db") as store:
         assert store.merged_milestones() == {"M002": row.commit_sha}
-    assert project.git("branch", "--list", "milestone/*") == ""
+    assert project.git("branch", "--list", "gsd-parallel/*") == ""
     assert len(project.git("worktree", "list").splitlines()) == 1
     again = cli("--project", project.root, "merge")
     assert again.out == "No completed milestones to merge.\n"

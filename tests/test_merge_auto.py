@@ -93,7 +93,7 @@ def test_manual_waits_for_the_user_and_status_says_so(tmp_path, cli, fake_worker
     again = cli("--project", project.root, "start", "--wait", "--json")
     assert again.code == 0, again.err
     assert main_log(project)[0] == "feat: Auth"  # manual: M004 waits for the user's merge
-    assert project.git("branch", "--list", "milestone/M004") != ""
+    assert project.git("branch", "--list", "gsd-parallel/M004") != ""
 
 
 def test_status_lists_what_a_dependent_waits_for(tmp_path, cli, fake_worker):
@@ -146,7 +146,7 @@ def test_confirm_asks_the_host_in_the_foreground(tmp_path, monkeypatch, fake_wor
     assert result.exit_code == 0, result.text
     assert sorted(asked) == ["Merge M002 (Auth System) into main?", "Merge M003 (Search) into main?"]
     assert main_log(project)[0] == "feat: Auth System"
-    assert project.git("branch", "--list", "milestone/M003") != ""
+    assert project.git("branch", "--list", "gsd-parallel/M003") != ""
     assert any("M003 complete — awaiting merge (merge declined)" in m for _l, m in host.notices)
 
 
@@ -183,4 +183,4 @@ def test_per_slice_lands_slices_while_the_worker_runs(tmp_path, cli, fake_worker
     assert main_log(project)[0] == "feat: Auth" and "feat: Other" in main_log(project)
     assert (project.root / "src/shared.py").read_text() == "M002/S01/T01\nM002/S02/T01\n"
     assert project.git("for-each-ref", "refs/gsd-parallel/") == ""
-    assert project.git("branch", "--list", "milestone/*") == ""
+    assert project.git("branch", "--list", "gsd-parallel/*") == ""

@@ -67,7 +67,7 @@ def test_one_merge_at_a_time(tmp_path):
         result = merge_milestone(env, "M002")
         assert result.outcome == "failed"
         assert f"another merge is running (pid {os.getpid()})" in (result.error or "")
-        assert project.git("branch", "--list", "milestone/M002") != ""
+        assert project.git("branch", "--list", "gsd-parallel/M002") != ""
     finally:
         lock.release()
     assert merge_milestone(env, "M002").outcome == "merged"
@@ -134,7 +134,7 @@ def test_commit_message_lists_done_work_and_trailers():
     )  # fmt: skip
     assert commit_message("M002", m, None) == (
         "feat: Auth System\n\nCompleted slices:\n- S01: Login\n  - T01: Store\n\n"
-        "GSD-Milestone: M002\nBranch: milestone/M002\n"
+        "GSD-Milestone: M002\nBranch: gsd-parallel/M002\n"
     )
     assert commit_message("M002", m, ["S01"]).splitlines()[0] == "feat: Auth System (S01)"
     assert "GSD-Slice: S01" in commit_message("M002", m, ["S01"])

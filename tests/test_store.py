@@ -35,7 +35,7 @@ def store(db: Path) -> Store:
 
 def _worker(store: Store, mid: str = "M001") -> int:
     run = store.active_run() or store.create_run(budget_ceiling=5)
-    store.add_worker(run.id, mid, f"Title {mid}", Path("/w") / mid, f"milestone/{mid}")
+    store.add_worker(run.id, mid, f"Title {mid}", Path("/w") / mid, f"gsd-parallel/{mid}")
     return run.id
 
 
@@ -185,7 +185,7 @@ def test_add_worker_reuses_row_and_keeps_cost(store: Store) -> None:
     run_id = _worker(store)
     store.record_output(run_id, "M001", expected_offset=0, new_offset=5, cost_delta="0.5")
     store.update_worker("M001", run_id, restarts=1, pid=42, create_time=9.5)
-    again = store.add_worker(run_id, "M001", "New title", "/w2", "milestone/M001")
+    again = store.add_worker(run_id, "M001", "New title", "/w2", "gsd-parallel/M001")
     assert again.cost == 0.5 and again.restarts == 1 and again.title == "New title"
     assert again.worktree == Path("/w2") and again.stdout_offset == 5
     assert [w.milestone_id for w in store.workers()] == ["M001"]
@@ -223,7 +223,7 @@ def test_worker_lookup_across_runs(store: Store) -> None:
     first = _worker(store)
     store.finish_run(first)
     second = store.create_run(None).id
-    store.add_worker(second, "M002", "t", "/w", "milestone/M002")
+    store.add_worker(second, "M002", "t", "/w", "gsd-parallel/M002")
     assert store.worker("M001").run_id == first  # newest run that has it
     assert [w.milestone_id for w in store.workers()] == ["M002"]
     assert [w.milestone_id for w in store.workers(first)] == ["M001"]
@@ -271,7 +271,7 @@ def test_offset_and_cost_roll_back_together(store: Store) -> None:
 
 def test_costs_are_exact(store: Store) -> None:
     run_id = _worker(store, "M001")
-    store.add_worker(run_id, "M002", "t", "/w", "milestone/M002")
+    store.add_worker(run_id, "M002", "t", "/w", "gsd-parallel/M002")
     offset = 0
     for _ in range(1000):
         assert store.record_output(
@@ -373,7 +373,7 @@ def test_events_ordering_and_tailing(store: Store) -> None:
 
 
 def test_merge_journal_round_trip(store: Store) -> None:
-    mid = store.begin_merge("M002", "milestone/M002", "main", "a" * 40, "b" * 40)
+    mid = store.begin_merge("M002", "gsd-parallel/M002", "main", "a" * 40, "b" * 40)
     store.update_merge(mid, step="worktree", worktree=Path("/tmp/merge-M002"))
     assert [m.id for m in store.unfinished_merges()] == [mid]
     row = store.merges("M002")[0]
@@ -389,7 +389,7 @@ def test_merge_journal_round_trip(store: Store) -> None:
     assert store.merged_milestones() == {"M002": "c" * 40}
     assert store.milestones()["M002"].merged_at == done.finished_at
 
-    failed = store.begin_merge("M003", "milestone/M003", "main", "c" * 40, "d" * 40)
+    failed = store.begin_merge("M003", "gsd-parallel/M003", "main", "c" * 40, "d" * 40)
     store.finish_merge(failed, "conflict", files=["src/x.py"], error="CONFLICT (content)")
     assert store.merge(failed).error == "CONFLICT (content)"
     assert [m.milestone_id for m in store.merges()] == ["M002", "M003"]

@@ -59,7 +59,7 @@ def test_three_milestones_two_workers_backfill_exact_cost(tmp_path, cli, fake_wo
     assert Decimal(str(status["total_cost"])) == Decimal("1.5")
     assert project.head("main") == main_before, "main must be untouched"
     for mid in ("M001", "M002", "M003"):
-        log = project.git("log", "--format=%s", f"main..milestone/{mid}").splitlines()
+        log = project.git("log", "--format=%s", f"main..gsd-parallel/{mid}").splitlines()
         assert len(log) == 4 and all(mid in line for line in log)
     # The third started only when a slot freed: its start is after one of the first two completed.
     events = db_rows(
@@ -108,7 +108,7 @@ def test_kill_9_worker_is_restarted_then_completes(tmp_path, cli, fake_worker):
     # Kill the worker hard in the middle of its run: right after its first task's commit,
     # well inside the next unit's 0.4 s of work (before that unit reports any cost).
     pid = workers_by_id(cli("--project", project.root, "status", "--json").json())["M001"]["pid"]
-    wait_until(lambda: "M001/S01/T01" in project.git("log", "--format=%s", "milestone/M001"), timeout=30, interval=0.01)
+    wait_until(lambda: "M001/S01/T01" in project.git("log", "--format=%s", "gsd-parallel/M001"), timeout=30, interval=0.01)
     os.kill(pid, signal.SIGKILL)
     t0 = time.monotonic()
     wait_until(lambda: db_rows(project, "SELECT 1 FROM events WHERE message LIKE '%-> crashed%'"), timeout=5)
@@ -123,7 +123,7 @@ def test_kill_9_worker_is_restarted_then_completes(tmp_path, cli, fake_worker):
     assert worker["pid"] != pid
     # 3 tasks + complete-slice + complete-milestone; the unit cut by SIGKILL reported no cost.
     assert Decimal(str(final["total_cost"])) == Decimal("0.625")
-    assert project.git("show", "milestone/M001:a.txt").splitlines() == ["M001/S01/T01"]
+    assert project.git("show", "gsd-parallel/M001:a.txt").splitlines() == ["M001/S01/T01"]
 
 
 def test_crash_without_restarts_fails_with_stderr(tmp_path, cli, fake_worker):
@@ -182,7 +182,7 @@ def test_pause_resume_and_stop(tmp_path, cli, fake_worker):
         timeout=10,
     )
     assert status
-    assert (project.root / ".gsd" / "worktrees" / "M001").is_dir()
+    assert (project.root / ".gsd-parallel" / "M001").is_dir()
     w = workers_by_id(cli("--project", project.root, "status", "--json").json())["M001"]
     assert (
         not psutil.pid_exists(w["pid"]) or psutil.Process(w["pid"]).status() == psutil.STATUS_ZOMBIE
@@ -264,15 +264,15 @@ def test_missing_worker_command(tmp_path, cli, fake_worker, monkeypatch):
         "GSD_PARALLEL_WORKER_COMMAND"
     )
     assert "Traceback" not in result.err
-    assert not (project.gsd / "worktrees").exists()  # nothing was started or created
+    assert not (project.root / ".gsd-parallel").exists()  # nothing was started or created
 
 
 def test_worktree_failure_fails_closed(tmp_path, cli, fake_worker):
     fake_worker(unit_seconds=0.01)
     project = three_independent(tmp_path, max_workers=1)
     # Check the milestone branch out elsewhere: its worktree cannot be created.
-    project.git("branch", "milestone/M001")
-    project.git("worktree", "add", "-q", str(tmp_path / "elsewhere"), "milestone/M001")
+    project.git("branch", "gsd-parallel/M001")
+    project.git("worktree", "add", "-q", str(tmp_path / "elsewhere"), "gsd-parallel/M001")
     result = cli("--project", project.root, "start", "--wait", "--json")
     status = result.json()
     m1 = workers_by_id(status)["M001"]
@@ -426,8 +426,8 @@ def test_untracked_or_symlinked_gsd_runs_to_completion(tmp_path, cli, fake_worke
     states = {w["id"]: w["state"] for w in result.json()["workers"]}
     assert states == {"M001": "complete", "M002": "complete"}
     # the code landed on the milestone branches; planning files were never committed
-    assert "src/one.py" in subprocess_git(root, "ls-tree", "-r", "--name-only", "milestone/M001")
-    assert ".gsd" not in subprocess_git(root, "ls-tree", "-r", "--name-only", "milestone/M001")
+    assert "src/one.py" in subprocess_git(root, "ls-tree", "-r", "--name-only", "gsd-parallel/M001")
+    assert ".gsd" not in subprocess_git(root, "ls-tree", "-r", "--name-only", "gsd-parallel/M001")
     if symlink:  # edits went straight to the shared planning directory
         assert (root / ".gsd" / "milestones" / "M001" / "M001-SUMMARY.md").exists()
     else:  # an additive copy: the root's own planning files are untouched
@@ -459,4 +459,4 @@ def test_stop_a_paused_worker(tmp_path, cli, fake_worker):
     assert time.monotonic() - t0 < 4  # nothing to wait for: there is no process
     worker = workers_by_id(cli("--project", project.root, "status", "--json").json())["M001"]
     assert worker["state"] == "stopped"
-    assert (project.gsd / "worktrees" / "M001").is_dir()  # stopping never deletes a worktree
+    assert (project.root / ".gsd-parallel" / "M001").is_dir()  # stopping never deletes a worktree

@@ -194,8 +194,8 @@ def test_a_real_run_in_process_with_the_fake_worker(gsd_project, gsd_host, gsd_r
     assert host.run("start --wait").exit_code == 0, host.errors
     costs = [c["delta_usd"] for c in gsd_recorder.calls_of("on_cost_update")]
     assert sum(costs) == 3 * 0.125  # T01, complete-slice, complete-milestone
-    assert gsd_recorder.getcall("on_milestone_complete")["branch"] == "milestone/M001"
-    assert "M001" in project.git("log", "--format=%s", "main..milestone/M001")
+    assert gsd_recorder.getcall("on_milestone_complete")["branch"] == "gsd-parallel/M001"
+    assert "M001" in project.git("log", "--format=%s", "main..gsd-parallel/M001")
 
 
 def test_gsd_cli_sees_modules_from_gsd_plugin_dir(gsd_project, gsd_cli, gsd_plugin_dir):

@@ -92,7 +92,7 @@ def test_a_stopped_milestone_can_be_continued(gsd_project, cli, fake_worker):
     assert resumed.code == 0, resumed.err
     assert resumed.out.startswith("Resumed worker for M001.")
     wait_until(lambda: worker_states(cli, project.root).get("M001") == "complete", timeout=30)
-    assert (project.root / ".gsd/worktrees/M001/.gsd/milestones/M001/M001-SUMMARY.md").is_file()
+    assert (project.root / ".gsd-parallel/M001/.gsd/milestones/M001/M001-SUMMARY.md").is_file()
 
 
 def test_a_failed_milestone_can_be_retried_with_resume(gsd_project, cli, fake_worker):
@@ -333,13 +333,13 @@ def test_start_wait_fails_when_an_automatic_merge_did_not_land(gsd_project, cli,
 
 
 def test_commands_run_inside_a_milestone_worktree_act_on_the_project(gsd_project, cli, fake_worker):
-    """The conflict advice says: resolve in .gsd/worktrees/M002, then merge M002. A user does
+    """The conflict advice says: resolve in .gsd-parallel/M002, then merge M002. A user does
     that from inside the worktree, whose checkout has a .gsd of its own: the command must
     still act on the project (its store, its integration branch), not on the worktree."""
     fake_worker(unit_seconds=0)
     project = gsd_project(ONE, preferences={"enabled": True, "auto_merge": "manual"})
     assert cli("--project", project.root, "start", "--wait").code == 0
-    worktree = project.root / ".gsd" / "worktrees" / "M001"
+    worktree = project.root / ".gsd-parallel" / "M001"
     merged = cli("merge", "M001", cwd=worktree / "src" if (worktree / "src").is_dir() else worktree)
     assert merged.code == 0, merged.err
     assert project.git("log", "-1", "--format=%s", "main") == "feat: One"

@@ -54,22 +54,22 @@ def busy_run(tmp_path: Path) -> BuiltProject:
     (tasks / "T01-SUMMARY.md").write_text("# T01 done\n")  # the worker's progress, in its worktree
     with Store(db_path(project)) as store:
         run = store.create_run(1.0)
-        store.add_worker(run.id, "M001", "Core API", wt, "milestone/M001")
+        store.add_worker(run.id, "M001", "Core API", wt, "gsd-parallel/M001")
         store.set_state("M001", run.id, "running")
         store.record_output(
             run.id, "M001", expected_offset=0, new_offset=100, cost_delta="0.25",
             units_delta=1, current_unit="execute-task M001/S01/T02",
         )  # fmt: skip
-        store.add_worker(run.id, "M002", "Auth", project.root, "milestone/M002")
+        store.add_worker(run.id, "M002", "Auth", project.root, "gsd-parallel/M002")
         store.set_state("M002", run.id, "running")
         store.update_worker("M002", run.id, last_error="exit code 1\nValueError: disk full")
         store.set_state("M002", run.id, "failed", "exit code 1 (after 1 restart(s))")
         for mid in ("M003", "M005"):
-            store.add_worker(run.id, mid, "x", project.root, f"milestone/{mid}")
+            store.add_worker(run.id, mid, "x", project.root, f"gsd-parallel/{mid}")
             store.set_state(mid, run.id, "running")
             store.set_state(mid, run.id, "complete")
         store.mark_merged("M003", "abc123")
-        merge = store.begin_merge("M005", "milestone/M005", "main", "a", "b")
+        merge = store.begin_merge("M005", "gsd-parallel/M005", "main", "a", "b")
         store.finish_merge(merge, "conflict", files=["src/bill.py", "src/app.py"])
     return project
 
@@ -167,7 +167,7 @@ def test_no_store_then_a_store_then_a_replaced_store(tmp_path: Path) -> None:
     assert reader.read().notice == NO_STORE
     with Store(db_path(project)) as store:
         run = store.create_run()
-        store.add_worker(run.id, "M001", "One", project.root, "milestone/M001")
+        store.add_worker(run.id, "M001", "One", project.root, "gsd-parallel/M001")
     snap = reader.read()
     assert snap.notice is None and snap.run is not None and [w.id for w in snap.workers] == ["M001"]
     # The store disappears (a user cleans up .gsd/parallel) ...
@@ -177,7 +177,7 @@ def test_no_store_then_a_store_then_a_replaced_store(tmp_path: Path) -> None:
     # ... and a new supervisor creates a fresh one: the reader follows.
     with Store(db_path(project)) as store:
         run = store.create_run()
-        store.add_worker(run.id, "M001", "One", project.root, "milestone/M001")
+        store.add_worker(run.id, "M001", "One", project.root, "gsd-parallel/M001")
         store.set_state("M001", run.id, "running")
     snap = reader.read()
     assert snap.notice is None and snap.workers[0].state == "running"

@@ -66,7 +66,7 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., WorkerHandle]]:
         log_dir = logs or tmp_path / "logs"
         spec = WorkerSpec(
             milestone_id="M001", title="Core", project_root=wt, worktree=wt,
-            branch="milestone/M001", command=tuple(command), env=env or {},
+            branch="gsd-parallel/M001", command=tuple(command), env=env or {},
             stdout_log=log_dir / "M001.stdout.log", stderr_log=log_dir / "M001.stderr.log",
         )
         handle = launch(spec)
@@ -191,7 +191,7 @@ def test_worker_outlives_the_process_that_launched_it(tmp_path: Path) -> None:
         from gsd_parallel_plugin.models import WorkerSpec
         from gsd_parallel_plugin.workers import launch
         wt = Path(sys.argv[1])
-        spec = WorkerSpec("M001", "Core", wt, wt, "milestone/M001",
+        spec = WorkerSpec("M001", "Core", wt, wt, "gsd-parallel/M001",
                           (sys.executable, "-c", "import time; time.sleep(60)"), {},
                           wt / "out.log", wt / "err.log")
         handle = launch(spec)

@@ -64,12 +64,12 @@ def test_invalid_ids_never_reach_git(repo: Path, bad: str) -> None:
     with pytest.raises(ProjectError):
         wtm.remove_worktree(repo, bad, delete_branch=True)
     assert sh(repo, "for-each-ref") == before
-    assert not (repo / ".gsd" / "worktrees").exists()
+    assert not (repo / ".gsd-parallel").exists()
 
 
 def test_names() -> None:
-    assert wtm.branch_name("M002") == "milestone/M002"
-    assert wtm.worktree_path(Path("/p"), "M012-x7k2pq") == Path("/p/.gsd/worktrees/M012-x7k2pq")
+    assert wtm.branch_name("M002") == "gsd-parallel/M002"
+    assert wtm.worktree_path(Path("/p"), "M012-x7k2pq") == Path("/p/.gsd-parallel/M012-x7k2pq")
 
 
 # --------------------------------------------------------------------------- create / reuse
@@ -77,15 +77,15 @@ def test_names() -> None:
 
 def test_create_then_reuse(repo: Path) -> None:
     res = wtm.ensure_worktree(repo, "M002", "main")
-    assert res.path == repo / ".gsd" / "worktrees" / "M002"
-    assert (res.branch, res.created, res.fast_forwarded) == ("milestone/M002", True, False)
+    assert res.path == repo / ".gsd-parallel" / "M002"
+    assert (res.branch, res.created, res.fast_forwarded) == ("gsd-parallel/M002", True, False)
     assert res.planning == "checkout"
-    assert sh(res.path, "symbolic-ref", "--short", "HEAD") == "milestone/M002"
+    assert sh(res.path, "symbolic-ref", "--short", "HEAD") == "gsd-parallel/M002"
     assert head(res.path) == head(repo, "main")
     assert (res.path / ".gsd" / "milestones" / "M001" / "M001-ROADMAP.md").is_file()
     # the new branch does not track anything
     assert subprocess.run(
-        ["git", "config", "branch.milestone/M002.merge"], cwd=repo, capture_output=True
+        ["git", "config", "branch.gsd-parallel/M002.merge"], cwd=repo, capture_output=True
     ).returncode == 1
 
     commit(res.path, "work.txt")
@@ -116,24 +116,24 @@ def test_reused_dirty_worktree_is_not_fast_forwarded(repo: Path) -> None:
 
 
 def test_existing_ancestor_branch_is_fast_forwarded(repo: Path) -> None:
-    sh(repo, "branch", "milestone/M003")
+    sh(repo, "branch", "gsd-parallel/M003")
     new_main = commit(repo, "more.txt")
     res = wtm.ensure_worktree(repo, "M003", "main")
     assert (res.created, res.fast_forwarded) == (True, True)
-    assert head(repo, "milestone/M003") == new_main
+    assert head(repo, "gsd-parallel/M003") == new_main
     assert head(res.path) == new_main
-    reflog = sh(repo, "reflog", "show", "--format=%gs", "milestone/M003")
+    reflog = sh(repo, "reflog", "show", "--format=%gs", "gsd-parallel/M003")
     assert "gsd-parallel: fast-forward" in reflog
 
 
 def test_diverged_branch_is_left_alone(repo: Path) -> None:
-    sh(repo, "checkout", "-q", "-b", "milestone/M004")
+    sh(repo, "checkout", "-q", "-b", "gsd-parallel/M004")
     own = commit(repo, "m4.txt", "milestone work\n")
     sh(repo, "checkout", "-q", "main")
     commit(repo, "main-only.txt")
     res = wtm.ensure_worktree(repo, "M004", "main")
     assert (res.created, res.fast_forwarded) == (True, False)
-    assert head(repo, "milestone/M004") == own
+    assert head(repo, "gsd-parallel/M004") == own
     assert (res.path / "m4.txt").read_text() == "milestone work\n"
     assert not (res.path / "main-only.txt").exists()
     # reusing it does not merge main in either
@@ -142,13 +142,13 @@ def test_diverged_branch_is_left_alone(repo: Path) -> None:
 
 
 def test_branch_ahead_of_integration_is_kept(repo: Path) -> None:
-    sh(repo, "branch", "milestone/M005")
+    sh(repo, "branch", "gsd-parallel/M005")
     tip = commit(repo, "x.txt")
-    sh(repo, "branch", "-f", "milestone/M005", tip)
+    sh(repo, "branch", "-f", "gsd-parallel/M005", tip)
     sh(repo, "reset", "-q", "--hard", "HEAD~1")
     res = wtm.ensure_worktree(repo, "M005", "main")
     assert res.fast_forwarded is False
-    assert head(repo, "milestone/M005") == tip
+    assert head(repo, "gsd-parallel/M005") == tip
 
 
 # --------------------------------------------------------------------------- refusals
@@ -156,19 +156,19 @@ def test_branch_ahead_of_integration_is_kept(repo: Path) -> None:
 
 def test_branch_checked_out_elsewhere_is_refused(repo: Path, tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
-    sh(repo, "worktree", "add", "-q", "-b", "milestone/M002", str(elsewhere))
+    sh(repo, "worktree", "add", "-q", "-b", "gsd-parallel/M002", str(elsewhere))
     with pytest.raises(GitError) as info:
         wtm.ensure_worktree(repo, "M002", "main")
     msg = str(info.value)
     assert msg == (
-        f"branch milestone/M002 is checked out at {elsewhere.resolve()}; "
+        f"branch gsd-parallel/M002 is checked out at {elsewhere.resolve()}; "
         "remove that worktree or check out another branch there"
     )
-    assert not (repo / ".gsd" / "worktrees" / "M002").exists()
+    assert not (repo / ".gsd-parallel" / "M002").exists()
 
 
 def test_branch_checked_out_in_main_checkout_is_refused(repo: Path) -> None:
-    sh(repo, "checkout", "-q", "-b", "milestone/M002")
+    sh(repo, "checkout", "-q", "-b", "gsd-parallel/M002")
     sh(repo, "branch", "-q", "-f", "main", "HEAD")
     with pytest.raises(GitError, match="is checked out at"):
         wtm.ensure_worktree(repo, "M002", "main")
@@ -206,7 +206,7 @@ def test_not_a_repo_or_not_its_top(repo: Path, tmp_path: Path) -> None:
 
 
 def test_unregistered_leftover_directory_is_refused(repo: Path) -> None:
-    leftover = repo / ".gsd" / "worktrees" / "M002"
+    leftover = repo / ".gsd-parallel" / "M002"
     leftover.mkdir(parents=True)
     (leftover / "notes.txt").write_text("mine")
     with pytest.raises(GitError, match="exists but is not a worktree"):
@@ -245,7 +245,7 @@ def test_excludes_idempotent_and_gitignore_untouched(repo: Path) -> None:
     wtm.ensure_worktree(repo, "M003", "main")
     assert wtm.ensure_excludes(repo) == []
     lines = (repo / ".git" / "info" / "exclude").read_text().splitlines()
-    assert lines.count(".gsd/worktrees/") == 1
+    assert lines.count("/.gsd-parallel/") == 1
     assert lines.count(".gsd/parallel/") == 1
     assert (repo / ".gitignore").read_text() == "node_modules/\n"
     (repo / ".gsd" / "parallel").mkdir()
@@ -271,21 +271,22 @@ def symlinked(tmp_path: Path) -> tuple[Path, Path]:
     return r, shared
 
 
-def test_symlinked_gsd_is_shared_with_the_worktree(symlinked: tuple[Path, Path]) -> None:
+def test_symlinked_gsd_is_copied_into_the_worktree(symlinked: tuple[Path, Path]) -> None:
+    """The real GSD needs a .gsd of its own in its checkout (its own gsd.db): a symlinked
+    .gsd is copied, never linked, so the checkout is not the same GSD project as the root."""
     repo, shared = symlinked
     res = wtm.ensure_worktree(repo, "M002", "main")
-    assert res.planning == "symlink"
-    assert res.path == repo / ".gsd" / "worktrees" / "M002"
-    real = shared / "worktrees" / "M002"
-    assert real.resolve() in registered(repo)  # physically lives in the symlink target
-    wt_gsd = real / ".gsd"
-    assert wt_gsd.is_symlink() and wt_gsd.resolve() == shared.resolve()
+    assert res.planning == "copied"
+    assert res.path == repo / ".gsd-parallel" / "M002"
+    assert res.path.resolve() in registered(repo)
+    wt_gsd = res.path / ".gsd"
+    assert wt_gsd.is_dir() and not wt_gsd.is_symlink()
     assert (wt_gsd / "milestones" / "M002" / "M002-ROADMAP.md").read_text() == "# M002: Auth\n"
-    # A worker's edit lands in the shared directory.
+    # A worker's edit stays in the checkout until the merge copies it home.
     (wt_gsd / "milestones" / "M002" / "M002-SUMMARY.md").write_text("done")
-    assert (shared / "milestones" / "M002" / "M002-SUMMARY.md").read_text() == "done"
-    # The absolute link can never be committed by `git add -A` in the worktree.
-    assert sh(real, "status", "--porcelain") == ""
+    assert not (shared / "milestones" / "M002" / "M002-SUMMARY.md").exists()
+    # Neither the link nor its copy can be committed by `git add -A`.
+    assert sh(res.path, "status", "--porcelain") == ""
     assert sh(repo, "status", "--porcelain") == ""
     assert wtm.ensure_worktree(repo, "M002", "main").created is False
 
@@ -294,10 +295,10 @@ def test_removing_symlinked_worktree_keeps_shared_gsd(symlinked: tuple[Path, Pat
     repo, shared = symlinked
     wtm.ensure_worktree(repo, "M002", "main")
     assert wtm.remove_worktree(repo, "M002", delete_branch=False) is True
-    assert not (shared / "worktrees" / "M002").exists()
+    assert not (repo / ".gsd-parallel" / "M002").exists()
     assert (shared / "milestones" / "M002" / "M002-ROADMAP.md").is_file()
     assert (shared / "PREFERENCES.md").is_file()
-    assert sh(repo, "branch", "--list", "milestone/M002") != ""
+    assert sh(repo, "branch", "--list", "gsd-parallel/M002") != ""
 
 
 @pytest.fixture
@@ -363,7 +364,7 @@ def test_remove_refuses_when_copy_holds_worker_edits(untracked_dir: Path) -> Non
         wtm.remove_worktree(untracked_dir, "M002", delete_branch=True)
     assert info.value.files == [".gsd/milestones/M002/M002-SUMMARY.md"]
     assert summary.is_file()
-    assert sh(untracked_dir, "branch", "--list", "milestone/M002") != ""
+    assert sh(untracked_dir, "branch", "--list", "gsd-parallel/M002") != ""
 
 
 # --------------------------------------------------------------------------- remove
@@ -448,7 +449,7 @@ def test_remove_refuses_dirty_worktree(repo: Path) -> None:
     assert sorted(info.value.files) == ["README.md", "new file.txt"]
     assert "README.md" in str(info.value) and "\n" not in str(info.value)
     assert res.path.is_dir() and (res.path / "new file.txt").is_file()
-    assert sh(repo, "branch", "--list", "milestone/M002") != ""
+    assert sh(repo, "branch", "--list", "gsd-parallel/M002") != ""
 
 
 def test_remove_clean_worktree_and_merged_branch(repo: Path) -> None:
@@ -457,11 +458,11 @@ def test_remove_clean_worktree_and_merged_branch(repo: Path) -> None:
     (res.path / ".gitignore").write_text("*.log\n")
     sh(res.path, "add", ".gitignore")
     sh(res.path, "commit", "-q", "-m", "ignore logs")
-    sh(repo, "merge", "-q", "--ff-only", "milestone/M002")
+    sh(repo, "merge", "-q", "--ff-only", "gsd-parallel/M002")
     assert wtm.remove_worktree(repo, "M002", delete_branch=True) is True
     assert not res.path.exists()
     assert res.path.resolve() not in registered(repo)
-    assert sh(repo, "branch", "--list", "milestone/M002") == ""
+    assert sh(repo, "branch", "--list", "gsd-parallel/M002") == ""
     assert wtm.remove_worktree(repo, "M002", delete_branch=True) is False  # nothing left
 
 
@@ -471,11 +472,11 @@ def test_remove_keeps_unmerged_branch_unless_forced(repo: Path) -> None:
     with pytest.raises(GitError, match="not fully merged; it was kept"):
         wtm.remove_worktree(repo, "M002", delete_branch=True)
     assert not res.path.exists()  # the clean worktree went; the branch stayed
-    assert head(repo, "milestone/M002") == tip
+    assert head(repo, "gsd-parallel/M002") == tip
     with pytest.raises(GitError, match="not merged into main"):
         wtm.remove_worktree(repo, "M002", delete_branch=True, integration_branch="main")
     wtm.remove_worktree(repo, "M002", delete_branch=True, force_branch=True)
-    assert sh(repo, "branch", "--list", "milestone/M002") == ""
+    assert sh(repo, "branch", "--list", "gsd-parallel/M002") == ""
 
 
 def test_remove_prunes_stale_registration(repo: Path) -> None:
@@ -492,26 +493,26 @@ def test_list_milestone_worktrees_reports_orphans(repo: Path, tmp_path: Path) ->
     wtm.ensure_worktree(repo, "M002", "main")
     stale = wtm.ensure_worktree(repo, "M003", "main")
     shutil.rmtree(stale.path)
-    sh(repo, "branch", "milestone/M004")
-    (repo / ".gsd" / "worktrees" / "junk").mkdir()
-    sh(repo, "worktree", "add", "-q", "-b", "milestone/M005", str(tmp_path / "outside"))
+    sh(repo, "branch", "gsd-parallel/M004")
+    (repo / ".gsd-parallel" / "junk").mkdir()
+    sh(repo, "worktree", "add", "-q", "-b", "gsd-parallel/M005", str(tmp_path / "outside"))
 
     found = {m.name: m for m in wtm.list_milestone_worktrees(repo)}
     assert set(found) == {"M002", "M003", "M004", "M005", "junk"}
     ok = found["M002"]
     assert ok.registered and ok.dir_exists and ok.branch_exists and ok.problems == ()
-    assert ok.checked_out == "milestone/M002"
+    assert ok.checked_out == "gsd-parallel/M002"
     assert any("missing" in p for p in found["M003"].problems)
-    assert found["M004"].problems == ("branch milestone/M004 has no worktree",)
+    assert found["M004"].problems == ("branch gsd-parallel/M004 has no worktree",)
     assert not found["M004"].registered
     junk = found["junk"].problems
     assert any("not a valid milestone ID" in p for p in junk)
     assert any("not a registered git worktree" in p for p in junk)
-    assert any("outside .gsd/worktrees" in p for p in found["M005"].problems)
+    assert any("outside .gsd-parallel" in p for p in found["M005"].problems)
 
 
 def test_relative_project_root(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(repo)
     res = wtm.ensure_worktree(Path("."), "M002", "main")
-    assert res.path == repo / ".gsd" / "worktrees" / "M002"
+    assert res.path == repo / ".gsd-parallel" / "M002"
     assert res.path.is_absolute() and res.created

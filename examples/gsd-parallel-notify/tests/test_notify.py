@@ -46,8 +46,8 @@ def test_a_real_run_writes_every_event_in_order(gsd_project, gsd_host, gsd_recor
             ("milestone_complete", None),
             ("merge_complete", None),
         ]
-        assert mine[2]["branch"] == f"milestone/{mid}"
-        assert mine[2]["worktree"].endswith(f".gsd/worktrees/{mid}")
+        assert mine[2]["branch"] == f"gsd-parallel/{mid}"
+        assert mine[2]["worktree"].endswith(f".gsd-parallel/{mid}")
         assert mine[3]["branch"] == "main"
         assert mine[3]["commit"] in project.git("log", "--format=%H", "main").split()
     assert all(e["at"].endswith("Z") for e in events)
