@@ -127,7 +127,7 @@ def test_a_failed_import_is_one_line_with_gsds_words(tmp_path: Path) -> None:
     root = make_repo(tmp_path / "p")
     checkout = wtm.ensure_worktree(root, "M001", "main").path
     failing = (sys.executable, "-c", "import sys; print('boom: DB locked', file=sys.stderr); sys.exit(3)")
-    with pytest.raises(WorkerLaunchError, match="could not import the plan of M001.*boom: DB locked"):
+    with pytest.raises(WorkerLaunchError, match=r"could not import the plan of M001.*boom: DB locked"):
         gc.prepare_checkout(checkout, "M001", (*failing, "--"), LOCK)
     with pytest.raises(WorkerLaunchError, match="worker command not found: no-such-gsd"):
         gc.prepare_checkout(checkout, "M001", ("no-such-gsd",), LOCK)
