@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+
+import pytest
 
 
 def test_demo_runs_the_sample_project(tmp_path, cli):
@@ -23,3 +26,82 @@ def test_demo_refuses_a_non_empty_directory(tmp_path, cli):
     assert result.code == 2
     assert "is not empty" in result.err
     assert (tmp_path / "busy" / "file").read_text() == "mine\n"
+
+
+def test_demo_real_without_a_real_gsd_says_so_in_one_line(tmp_path, cli, monkeypatch):
+    """No GSD to run: exit 2, one `real GSD not found: …` line, no demo directory made."""
+    from gsd_parallel_plugin.testing.real_gsd import ENV_REAL_GSD
+
+    monkeypatch.delenv(ENV_REAL_GSD, raising=False)
+    bin_dir, empty = tmp_path / "bin", tmp_path / "empty"
+    bin_dir.mkdir()
+    empty.mkdir()
+    no_cache = {"XDG_CACHE_HOME": str(tmp_path / "no-cache")}
+    old = bin_dir / "gsd"
+    old.write_text("#!/bin/sh\necho 2.9.1\n")
+    old.chmod(0o755)
+
+    cases = {
+        "GSD_PARALLEL_REAL_GSD=": {ENV_REAL_GSD: str(tmp_path / "missing" / "gsd")},  # set, but no file
+        "no `gsd` on PATH": {**no_cache, "PATH": str(empty)},
+        "says '2.9.1', the demo needs GSD 3.x": {**no_cache, "PATH": str(bin_dir)},
+    }
+    for n, (expected, env) in enumerate(cases.items()):
+        target = tmp_path / f"demo{n}"
+        result = cli("demo", "--real", target, env=env)
+        assert result.code == 2, result.err
+        assert result.out == ""
+        lines = result.err.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("gsd-parallel: real GSD not found: "), result.err
+        assert expected in lines[0]
+        assert not target.exists()
+
+
+@pytest.mark.real_gsd
+def test_demo_real_runs_real_gsd_workers_and_lands_three_squash_commits(real_gsd, tmp_path, cli, gsd_home):
+    from gsd_parallel_plugin.ndjson import usd_to_nanos
+    from gsd_parallel_plugin.testing.real_gsd import ENV_REAL_GSD
+
+    user_home = tmp_path / "user-home"  # stands for the developer's home: must stay untouched
+    user_home.mkdir()
+    demo = tmp_path / "demo"
+    result = cli(
+        "--json",
+        "demo",
+        "--real",
+        demo,
+        env={ENV_REAL_GSD: str(real_gsd), "HOME": str(user_home)},
+        timeout=300,
+    )
+    assert result.code == 0, result.err[-3000:]
+    data = json.loads(result.out)
+    workers = {w["id"]: w for w in data["status"]["workers"]}
+    assert {mid: (w["state"], w["merged"]) for mid, w in workers.items()} == {
+        mid: ("complete", True) for mid in ("M001", "M002", "M003")
+    }
+
+    project = demo / "greetings"
+    assert data["project"] == str(project)
+    squashes = git(project, "log", "--no-merges", "--format=%H", "--grep=^GSD-Milestone: ", "main").split()
+    landed = [
+        git(project, "log", "-1", "--format=%(trailers:key=GSD-Milestone,valueonly)", c) for c in squashes
+    ]
+    assert sorted(landed) == ["M001", "M002", "M003"]
+    assert landed.index("M003") < landed.index("M001")  # newest first: M003 landed after M001
+    for commit in squashes:  # squashes, not merges: one parent each
+        assert len(git(project, "rev-list", "--parents", "-n", "1", commit).split()) == 2
+    assert git(project, "rev-parse", "--abbrev-ref", "HEAD") == "main"
+    assert git(project, "status", "--porcelain", "--untracked-files=no") == ""
+    for mid in ("M001", "M002", "M003"):
+        assert (project / "src" / f"{mid.lower()}.txt").read_text() == f"{mid}/S01/T01: Write greeting\n"
+
+    real = data["real"]
+    assert real["model_requests"] > 0
+    assert usd_to_nanos(data["status"]["total_cost"]) == usd_to_nanos(real["model_billed"]) > 0
+    assert (demo / "gsd-home" / "agent" / "sessions").is_dir()  # GSD's state went to the demo's home
+    assert not (user_home / ".gsd").exists() and not (user_home / ".pi").exists()
+    assert not any(gsd_home.iterdir())  # nor to the GSD_HOME the demo was started with
+
+
+def git(cwd, *args):
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
