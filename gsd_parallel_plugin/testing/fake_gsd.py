@@ -1424,12 +1424,12 @@ def _staging_exclusions(site: Site) -> list[str]:
 
 def _stage(site: Site) -> None:
     """native-git-bridge.ts nativeAddAllWithExclusions: ``git add -A -- :!<path>…``."""
-    proc = _git_run(site.root, "add", "-A", "--", *(f":!{p}" for p in _staging_exclusions(site)))
+    specs = [f":!{p}" for p in _staging_exclusions(site)]
+    proc = _git_run(site.root, "add", "-A", "--", *specs)
+    if "beyond a symbolic link" in proc.stderr:  # a symlinked .gsd: everything but it
+        proc = _git_run(site.root, "add", "-A", "--", ".", ":!.gsd")
     if proc.returncode == 0 or "ignored by one of your .gitignore files" in proc.stderr:
         return  # git exits 1 when an exclusion names an ignored path: staging still happened
-    if "beyond a symbolic link" in proc.stderr:  # a symlinked .gsd: everything else
-        _git(site.root, "add", "-A", "--", ".", ":!.gsd")
-        return
     detail = (proc.stderr or proc.stdout).strip().splitlines()
     raise FakeError(f"git add failed in {site.root}: {detail[-1] if detail else proc.returncode}")
 
