@@ -1,0 +1,334 @@
+"""End to end with the real GSD: ``gsd-parallel`` run as a user runs it, one test per promise.
+
+Every test drives the ``gsd-parallel`` CLI in a subprocess; the workers are the real
+``gsd headless --json auto`` (found on PATH), talking to the scripted model. Preferences are
+the user's global ``$GSD_HOME/PREFERENCES.md``; the plan is committed by ``make_gsd_project``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+from e2e_support import (
+    RealProject,
+    events,
+    leftover_branches,
+    processes_in,
+    squash_commits,
+    status_file,
+    supervisor_alive,
+    worktrees,
+)
+
+from gsd_parallel_plugin.ndjson import usd_to_nanos
+from gsd_parallel_plugin.testing import wait_until
+
+pytestmark = pytest.mark.real_gsd
+
+WAIT = 240  # bounds a hang; the runs take seconds
+
+
+def total_nanos(status: dict) -> int:
+    """The run's recorded total cost in nano-USD, from ``status --json``."""
+    assert isinstance(status["total_cost"], float | int)
+    nanos = usd_to_nanos(status["total_cost"])
+    assert nanos is not None
+    return nanos
+
+
+def assert_cost_exact(project: RealProject, billed: int) -> dict:
+    status = project.status()
+    per_worker = sum(usd_to_nanos(w["cost"]) or 0 for w in status["workers"])
+    assert billed > 0
+    assert total_nanos(status) == billed, project.diagnostics()
+    assert per_worker == billed
+    assert status["budget"]["spent"] == pytest.approx(billed / 1e9, abs=1e-9)
+    return status
+
+
+def assert_all_landed(project: RealProject, main_before: str, mids: list[str], gitignore: bytes) -> None:
+    root = project.root
+    commits = squash_commits(root, main_before)
+    log = project.git("log", "--format=%h %s%n%b", f"{main_before}..main")
+    assert [trailer for _sha, trailer in commits] == list(mids), log
+    for sha, _ in commits:
+        assert len(project.git("rev-list", "--parents", "-n1", sha).split()) == 2  # a squash, not a merge
+    for mid in mids:
+        path = f"src/{mid.lower()}.txt"
+        assert project.git("show", f"main:{path}") == f"{mid}/S01/T01: Write greeting"
+        assert (root / path).is_file()  # the root checkout (on main) has it too
+    assert (root / ".gitignore").read_bytes() == gitignore
+    assert project.git("rev-parse", "main:.gitignore") == project.git("rev-parse", f"{main_before}:.gitignore")
+    assert project.git("status", "--porcelain", "--untracked-files=all") == ""
+    assert project.git("rev-parse", "--abbrev-ref", "HEAD") == "main"
+    assert leftover_branches(root) == []
+    assert worktrees(root) == [str(root)]
+
+
+def test_three_milestones_two_workers_auto_merge(real_project, scripted_model) -> None:
+    """M001, M002 at once, M003 after M001 landed: three squash commits, clean repo, exact cost."""
+    project = real_project(
+        ["M001", "M002", "M003"], depends={"M003": ["M001"]}, max_workers=2, auto_merge="auto"
+    )
+    main_before = project.git("rev-parse", "main")
+    gitignore = (project.root / ".gitignore").read_bytes()
+
+    started = time.monotonic()
+    result = project.run("start", "--wait", timeout=WAIT)
+    assert result.code == 0, result.out + result.err + project.diagnostics()
+    elapsed = time.monotonic() - started
+
+    commits = squash_commits(project.root, main_before)
+    order = [trailer for _sha, trailer in commits]
+    assert sorted(order) == ["M001", "M002", "M003"], order
+    assert order.index("M001") < order.index("M003")
+    assert_all_landed(project, main_before, order, gitignore)
+
+    status = assert_cost_exact(project, scripted_model.billed_nanos())
+    assert {"active", "run", "supervisor", "workers", "waiting", "total_cost", "budget"} <= set(status)
+    assert status["active"] is False and status["supervisor"] is None and status["waiting"] == []
+    assert {w["id"]: (w["state"], w["merged"]) for w in status["workers"]} == {
+        mid: ("complete", True) for mid in ("M001", "M002", "M003")
+    }
+    assert all(w["restarts"] == 0 for w in status["workers"])
+    # GSD did each milestone once: four units each, nothing repeated.
+    units = scripted_model.units()
+    assert len(units) == 12 and len(set(units)) == 12, units
+
+    dry = project.run("--json", "start", "--dry-run", timeout=60)
+    assert dry.code == 0, dry.out + dry.err
+    report = dry.json()
+    assert report["eligible"] == [] and report["plan"]["start"] == []
+    assert {v["id"]: v["reason"] for v in report["ineligible"]} == {
+        mid: "Already complete." for mid in ("M001", "M002", "M003")
+    }
+    print(f"three milestones: {elapsed:.1f}s")
+
+
+def test_a_project_that_ignores_gsd(real_project, scripted_model) -> None:
+    """``.gsd`` ignored by the project: only code lands, the planning comes home untracked."""
+    project = real_project(["M001", "M002"], track_gsd=False, max_workers=2, auto_merge="auto")
+    assert project.git("ls-files").splitlines() == [".gitignore", "README.md"]
+    main_before = project.git("rev-parse", "main")
+    gitignore = (project.root / ".gitignore").read_bytes()
+
+    result = project.run("start", "--wait", timeout=WAIT)
+    assert result.code == 0, result.out + result.err + project.diagnostics()
+
+    order = [trailer for _sha, trailer in squash_commits(project.root, main_before)]
+    assert sorted(order) == ["M001", "M002"], order
+    assert_all_landed(project, main_before, order, gitignore)
+    # Only code lands: the planning stays untracked, as the project wants it.
+    landed = project.git("diff", "--name-only", main_before, "main").splitlines()
+    assert sorted(landed) == ["src/m001.txt", "src/m002.txt"]
+    for mid in ("M001", "M002"):
+        assert (project.root / ".gsd" / "milestones" / mid / f"{mid}-SUMMARY.md").is_file()  # copied home
+    assert_cost_exact(project, scripted_model.billed_nanos())
+
+    dry = project.run("--json", "start", "--dry-run", timeout=60)
+    assert dry.code == 0, dry.out + dry.err
+    assert {v["id"]: v["reason"] for v in dry.json()["ineligible"]} == {
+        "M001": "Already complete.",
+        "M002": "Already complete.",
+    }
+
+
+def wait_state(project: RealProject, mid: str, states: set[str], timeout: float = 90) -> dict:
+    """The status file once the worker's state is one of *states*."""
+
+    def reached() -> dict | None:
+        data = status_file(project.root, mid)
+        return data if data.get("state") in states else None
+
+    try:
+        return wait_until(reached, timeout=timeout, interval=0.2)
+    except AssertionError:
+        raise AssertionError(
+            f"{mid} never reached {states}: {status_file(project.root, mid)}\n{project.diagnostics()}"
+        ) from None
+
+
+def wait_in_flight(model, timeout: float = 60) -> None:
+    """Until a model request is waiting for its (delayed) answer: GSD is inside a unit."""
+    wait_until(lambda: len(model.request_log) > model.requests, timeout=timeout, interval=0.05)
+
+
+def wait_run_over(project: RealProject, main_before: str, count: int, timeout: float = WAIT) -> None:
+    """Until *count* squash commits landed on main and no supervisor is left."""
+
+    def over() -> bool:
+        return len(squash_commits(project.root, main_before)) >= count and not supervisor_alive(project.root)
+
+    try:
+        wait_until(over, timeout=timeout, interval=0.5)
+    except AssertionError:
+        raise AssertionError(f"the run did not end with {count} merge(s)\n{project.diagnostics()}") from None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "bug: a resume within 60 s of a pause relaunches GSD while the paused worker's milestone "
+        "lease is still 'held' in the checkout's gsd.db (GSD's pauseAuto marks the worker "
+        "'stopping' but never releases its lease); the new worker says 'Lost milestone lease for "
+        "M001 before dispatching complete-slice M001/S01: Milestone M001 is held by worker …', "
+        "stops itself (exit 0) and the milestone ends 'stopped'. prepare_checkout should release "
+        "the held leases of dead workers before a relaunch."
+    ),
+)
+def test_pause_resume_stop_resume(real_project, scripted_model) -> None:
+    """Pause mid-unit -> paused; resume -> goes on; stop -> stopped; resume -> done, merged."""
+    project = real_project(["M001"], max_workers=1, auto_merge="auto")
+    main_before = project.git("rev-parse", "main")
+    scripted_model.set_delay(1.0)
+
+    started = project.run("start")
+    assert started.code == 0, started.out + started.err + project.diagnostics()
+    wait_state(project, "M001", {"running"})
+    wait_in_flight(scripted_model)  # inside the first unit, its model call unanswered
+
+    paused = project.run("pause", "M001")
+    assert paused.code == 0, paused.out + paused.err
+    assert paused.out.startswith("Paused worker for M001."), paused.out
+    wait_state(project, "M001", {"paused"})
+    units_at_pause = scripted_model.units()
+    assert units_at_pause == ["execute-task M001/S01/T01"], units_at_pause  # it finished that unit only
+    requests_at_pause = len(scripted_model.request_log)
+    time.sleep(2)
+    assert len(scripted_model.request_log) == requests_at_pause  # really paused: no model calls
+    assert status_file(project.root, "M001")["state"] == "paused"
+    assert project.worker("M001")["state"] == "paused"
+
+    resumed = project.run("resume", "M001")
+    assert resumed.code == 0, resumed.out + resumed.err
+    wait_until(  # it goes on to the next unit, or ends without doing so
+        lambda: len(scripted_model.units()) > 1
+        or status_file(project.root, "M001").get("state") in {"stopped", "blocked", "failed", "crashed"},
+        timeout=90,
+        interval=0.2,
+    )
+    assert len(scripted_model.units()) > 1, (project.worker("M001"), project.diagnostics())
+    assert status_file(project.root, "M001")["state"] == "running"
+    wait_in_flight(scripted_model)
+
+    stopped = project.run("stop", "M001")
+    assert stopped.code == 0, stopped.out + stopped.err
+    wait_state(project, "M001", {"stopped"})
+    requests_at_stop = len(scripted_model.request_log)
+    time.sleep(1)
+    assert len(scripted_model.request_log) == requests_at_stop
+    assert project.git("rev-parse", "main") == main_before  # nothing merged while unfinished
+    assert project.worker("M001")["state"] == "stopped"
+
+    scripted_model.set_delay(0)
+    again = project.run("resume", "M001")
+    assert again.code == 0, again.out + again.err
+    wait_run_over(project, main_before, 1)
+
+    commits = squash_commits(project.root, main_before)
+    assert [trailer for _sha, trailer in commits] == ["M001"]
+    assert project.git("show", "main:src/m001.txt") == "M001/S01/T01: Write greeting"
+    status = assert_cost_exact(project, scripted_model.billed_nanos())
+    (worker,) = status["workers"]
+    assert (worker["state"], worker["merged"]) == ("complete", True)
+    assert project.git("status", "--porcelain") == ""
+    assert leftover_branches(project.root) == [] and worktrees(project.root) == [str(project.root)]
+
+
+def test_a_killed_worker_is_restarted_and_finishes(real_project, scripted_model) -> None:
+    """kill -9 of the worker's process group mid-request: restarted once, one squash commit."""
+    project = real_project(["M001"], max_workers=1, auto_merge="auto", max_restarts=1)
+    main_before = project.git("rev-parse", "main")
+    scripted_model.set_delay(0.5)
+
+    started = project.run("start")
+    assert started.code == 0, started.out + started.err + project.diagnostics()
+    wait_state(project, "M001", {"running"})
+    wait_until(lambda: scripted_model.requests >= 2, timeout=60, interval=0.1)
+    wait_in_flight(scripted_model)
+    pid = project.worker("M001")["pid"]
+    assert pid and pid == status_file(project.root, "M001")["pid"]
+    assert os.getpgid(pid) == pid  # the worker leads its own process group
+    os.killpg(pid, signal.SIGKILL)
+
+    scripted_model.set_delay(0)
+    wait_run_over(project, main_before, 1)
+
+    commits = squash_commits(project.root, main_before)
+    assert [trailer for _sha, trailer in commits] == ["M001"], project.diagnostics()
+    assert project.git("rev-list", "--count", f"{main_before}..main") == "1"
+    status = project.status()
+    (worker,) = status["workers"]
+    assert (worker["state"], worker["merged"], worker["restarts"]) == ("complete", True, 1), worker
+    assert worker["pid"] != pid
+    assert worker["last_error"], worker  # the crash is on record
+    assert "M001: running -> crashed" in " ".join(m for _k, _mid, m in events(project.root))
+    assert project.git("show", "main:src/m001.txt") == "M001/S01/T01: Write greeting"
+    assert project.git("status", "--porcelain") == ""
+    assert leftover_branches(project.root) == [] and worktrees(project.root) == [str(project.root)]
+    assert_cost_exact(project, scripted_model.billed_nanos())  # both launches, nothing twice
+
+
+@pytest.mark.parametrize(
+    ("mode", "said"),
+    [
+        ("error500", "500 scripted error 500"),  # GSD's finalError after its own retries
+        ("error401", "Auto-mode paused due to provider error: 401 scripted error 401"),  # GSD's notice
+    ],
+)
+def test_a_failing_provider_blocks_the_milestone(real_project, scripted_model, mode, said) -> None:
+    """5xx for ever (GSD goes silent) or 401 (GSD pauses, exit 10): blocked with GSD's words."""
+    project = real_project(["M001"], max_workers=1, auto_merge="auto", provider_grace_seconds=5)
+    main_before = project.git("rev-parse", "main")
+    refs_before = project.git("for-each-ref", "--format=%(refname) %(objectname)", "refs/heads/main")
+    scripted_model.set_mode(mode)
+
+    began = time.monotonic()
+    result = project.run("start", "--wait", timeout=180)
+    took = time.monotonic() - began
+    assert result.code != 0, result.out + result.err
+    assert took < 120, f"took {took:.0f}s"
+
+    status = project.status()
+    (worker,) = status["workers"]
+    assert worker["state"] == "blocked", (worker, project.diagnostics())
+    shown = " ".join(filter(None, [worker["state_reason"], worker["last_error"]]))
+    assert said in shown, (worker, project.diagnostics())
+    assert worker["merged"] is False
+    assert processes_in(project.root / ".gsd-parallel") == []  # no silent worker left behind
+    assert scripted_model.billed_nanos() == 0 and total_nanos(status) == 0
+    assert project.git("for-each-ref", "--format=%(refname) %(objectname)", "refs/heads/main") == refs_before
+    assert project.git("rev-parse", "main") == main_before
+    assert project.git("status", "--porcelain") == ""
+    text = project.run("status", timeout=60)
+    assert "blocked" in text.out and said in text.out, text.out
+    print(f"{mode}: blocked after {took:.1f}s")
+
+
+def test_the_main_checkout_on_another_branch_is_left_alone(real_project, scripted_model) -> None:
+    """Root checkout on ``dev``: dev untouched, main gains the squash commit and nothing else."""
+    project = real_project(["M001"], max_workers=1, auto_merge="auto")
+    main_before = project.git("rev-parse", "main")
+    project.git("switch", "-q", "-c", "dev")
+    (project.root / "notes.txt").write_text("work in progress on dev\n")
+    project.git("add", "notes.txt")
+    project.git("-c", "user.name=dev", "-c", "user.email=dev@test.invalid", "commit", "-q", "-m", "dev work")
+    dev_before = project.git("rev-parse", "dev")
+
+    result = project.run("start", "--wait", timeout=WAIT)
+    assert result.code == 0, result.out + result.err + project.diagnostics()
+
+    assert project.git("rev-parse", "--abbrev-ref", "HEAD") == "dev"
+    assert project.git("rev-parse", "dev") == dev_before
+    assert project.git("status", "--porcelain", "--untracked-files=all") == ""
+    commits = squash_commits(project.root, main_before)
+    assert [trailer for _sha, trailer in commits] == ["M001"]
+    assert project.git("rev-parse", "main^") == main_before  # exactly one commit on top
+    landed = set(project.git("diff", "--name-only", main_before, "main").splitlines())
+    assert "src/m001.txt" in landed and "notes.txt" not in landed
+    assert not (project.root / "src" / "m001.txt").exists()  # dev's working tree did not change
+    assert leftover_branches(project.root) == [] and worktrees(project.root) == [str(project.root)]
+    assert_cost_exact(project, scripted_model.billed_nanos())
