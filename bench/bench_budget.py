@@ -47,7 +47,7 @@ def milestones(n: int) -> dict:
 SPIN_EVERY_MILESTONE = """\
 import os, runpy, sys
 os.environ["GSD_FAKE_SPIN_AT"] = os.environ["GSD_MILESTONE_LOCK"] + "/S01/T01"
-sys.argv = ["fake_gsd"]
+sys.argv = ["fake_gsd", *sys.argv[1:]]  # headless recover | headless --json auto
 runpy.run_module("gsd_parallel_plugin.testing.fake_gsd", run_name="__main__")
 """
 
@@ -63,7 +63,8 @@ def run_once(tmp: Path, name: str, n_milestones: int, workers: int, ceiling: flo
     if spin:  # every worker spins from its first task on
         wrapper = tmp / "spin_worker.py"
         wrapper.write_text(SPIN_EVERY_MILESTONE)
-        env["GSD_PARALLEL_WORKER_COMMAND"] = shlex.join([sys.executable, str(wrapper)])
+        command = [sys.executable, str(wrapper), "headless", "--json", "auto"]
+        env["GSD_PARALLEL_WORKER_COMMAND"] = shlex.join(command)
     t0 = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "gsd_parallel_plugin", "--project", str(project.root),

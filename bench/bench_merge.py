@@ -24,16 +24,17 @@ import time
 from pathlib import Path
 
 from gsd_parallel_plugin.store import Store
-from gsd_parallel_plugin.testing.builder import build_project, fake_worker_env, git
+from gsd_parallel_plugin.testing.builder import build_project, fake_worker_env, git, run_fake_gsd
 from gsd_parallel_plugin.worktrees import ensure_worktree
 
 
 def finish(root: Path, mid: str, env: dict[str, str]) -> None:
     wt = ensure_worktree(root, mid, "main").path
-    run_env = {**env, "GSD_MILESTONE_LOCK": mid, "GSD_PROJECT_ROOT": str(root),
-               "GSD_PARALLEL_WORKER": "1"}  # fmt: skip
-    subprocess.run([sys.executable, "-m", "gsd_parallel_plugin.testing.fake_gsd"],
-                   cwd=wt, env=run_env, check=True, capture_output=True)  # fmt: skip
+    done = run_fake_gsd(wt, mid, env=env)
+    assert done.returncode == 0, done.stderr
+    from gsd_parallel_plugin.gsd_checkout import finish_checkout
+
+    finish_checkout(wt, mid, f"gsd-parallel/{mid}")  # the SUMMARY, as the supervisor commits it
     (wt / ".gsd/PROJECT.md").write_text(f"# Project\n\nLast touched by {mid}\n")
     git(wt, "add", ".gsd/PROJECT.md")
     git(wt, "commit", "-q", "-m", f"{mid}: project notes")

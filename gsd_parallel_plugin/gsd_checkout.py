@@ -208,6 +208,7 @@ def prepare_checkout(
     _write_worker_preferences(checkout)
     if milestone_status(checkout, mid) is not None:
         _forget_met_dependencies(checkout, mid)
+        _release_leases(checkout, mid)
         return  # imported already; GSD's DB now leads (a resume must not re-import)
     full_env = {**os.environ, **env}
     argv = [*program, "headless", "recover"]
@@ -246,13 +247,37 @@ def _forget_met_dependencies(checkout: Path, mid: str) -> None:
     milestone only once its dependencies are complete and merged into the branch it starts
     from, so in its checkout there is nothing left to wait for. The user's DB is not touched.
     """
+    _update_db(
+        checkout, "UPDATE milestones SET depends_on = '[]' WHERE id = ? AND depends_on != '[]'", mid
+    )
+
+
+def _release_leases(checkout: Path, mid: str) -> None:
+    """Release the milestone's lease a previous worker in this checkout still holds.
+
+    GSD's pause (``pauseAuto``) leaves its ``milestone_leases`` row ``held`` for 60 s, and a
+    relaunched worker only reclaims leases of holders still marked ``active``: a resume soon
+    after a pause prints ``Lost milestone lease for M001 …`` and exits 0 without working. We
+    relaunch only when no worker of ours runs in the checkout, so the lease is stale by then
+    (GSD's ``forceReleaseLeasesForWorker`` does the same).
+    """
+    _update_db(
+        checkout,
+        "UPDATE milestone_leases SET status = 'released' WHERE milestone_id = ? AND status = 'held'",
+        mid,
+        missing_table_ok=True,
+    )
+
+
+def _update_db(checkout: Path, sql: str, mid: str, *, missing_table_ok: bool = False) -> None:
     db = checkout / ".gsd" / "gsd.db"
     try:
         with closing(sqlite3.connect(db, timeout=5.0)) as conn, conn:
-            conn.execute(
-                "UPDATE milestones SET depends_on = '[]' WHERE id = ? AND depends_on != '[]'",
-                (mid,),
-            )
+            conn.execute(sql, (mid,))
+    except sqlite3.OperationalError as exc:
+        if missing_table_ok and "no such table" in str(exc):
+            return  # an older DB (or the fake's) without GSD's coordination tables
+        raise WorkerLaunchError(f"cannot update GSD's database {db}: {exc}") from None
     except sqlite3.Error as exc:
         raise WorkerLaunchError(f"cannot update GSD's database {db}: {exc}") from None
 

@@ -201,9 +201,10 @@ class Progress:
     completed_announced: bool = False
     blocked_announced: bool = False
     announcement: Announcement | None = None
-    """The last of the notices above (after the last ``agent_start``)."""
+    """The last of the notices above (after the last ``extensions_ready``)."""
     run_started: bool = False
-    """An ``agent_start`` was seen: the announcement flags only cover events after the last one."""
+    """An ``extensions_ready`` (a worker process started) was seen: the announcement flags only
+    cover events after the last one."""
     last_event_type: str | None = None
     events: int = 0
     model_events: int = 0
@@ -398,11 +399,13 @@ class _Acc:
             self.provider(None)
         if kind == "message_end":
             self.message_end(event)
-        elif kind == "agent_start":
+        elif kind == _RUN_START:
             self.run_started = True
             self.flags.clear()
             self.announcement = None
             self.provider(None)
+        elif kind == "agent_start":
+            self.provider(None)  # a new unit's session: GSD is going on
         elif kind == "auto_retry_end":
             if event.get("success") is False:
                 error = event.get("finalError")
@@ -439,6 +442,8 @@ class _Acc:
         )
 
 
+_RUN_START = "extensions_ready"
+"""Once per worker process: GSD starts a new agent session (``agent_start``) for every unit."""
 _MODEL_EVENTS = frozenset({"message_start", "message_update", "message_end"})
 
 
@@ -460,7 +465,7 @@ def summarize(events: Iterable[Mapping[str, Any]]) -> Progress:
     """Cost, tokens, units and announcements of a batch of events (pure).
 
     Costs that are not finite numbers >= 0 are ignored. A unit finished twice in one batch
-    (a ``Unit complete`` notice and a lifecycle tool, say) counts once. An ``agent_start``
+    (a ``Unit complete`` notice and a lifecycle tool, say) counts once. An ``extensions_ready``
     clears the announcement flags: the log is appended across launches, and only what the
     latest run said about itself matters.
     """

@@ -130,6 +130,8 @@ class Tracked:
     """What we asked of it: ``pause``, ``stop``, ``budget``, or one of :data:`BLOCKING_STOPS`
     (we stopped it because it cannot go on); decides how an exit reads."""
     stop_deadline: float | None = None
+    term_at: float | None = None
+    """When a graceful stop turns into SIGTERM (the worker did not end its unit by then)."""
     frozen: bool = False
     checkout: Path | None = None
     launched_at: float = field(default_factory=time.time)
@@ -242,7 +244,8 @@ class Supervisor:
                 tracked.requested = "pause"
             elif row.state == "stopping":
                 tracked.requested = "stop"
-                tracked.stop_deadline = time.time() + self.prefs.stop_grace_seconds
+                tracked.term_at = time.time() + self.prefs.stop_grace_seconds
+                tracked.stop_deadline = time.time() + 2 * self.prefs.stop_grace_seconds
             self.tracked[row.milestone_id] = tracked
             if procs.is_alive(handle):
                 self.store.add_event(
@@ -466,7 +469,10 @@ class Supervisor:
             code = procs.exit_status(tracked.handle)
             if code is not None:
                 return True, code
-            return (not procs.is_alive(tracked.handle)), None
+            if procs.is_alive(tracked.handle):
+                return False, None
+            # is_alive may have reaped it just now: its exit code is there to ask for again.
+            return True, procs.exit_status(tracked.handle)
         return (not procs.is_alive(tracked.handle)), None
 
     def is_complete(self, mid: str, row: WorkerRow | None) -> bool:
@@ -625,7 +631,13 @@ class Supervisor:
             self._set_state(mid, WorkerState.STOPPED, f"stopped while {row.state}")
 
     def stop(self, mid: str, tracked: Tracked, why: str) -> None:
-        """Graceful stop: signal file, SIGTERM to the group, SIGKILL after the grace period."""
+        """Stop a worker: the stop signal, then SIGTERM to its group, SIGKILL after the grace.
+
+        A user's ``stop`` is graceful: GSD reads the signal after its current unit and exits 0
+        with that unit's cost reported; only a worker still running ``stop_grace_seconds`` later
+        gets SIGTERM (a SIGTERM'd GSD does not report the model call it was in). Every other
+        stop (budget, a worker that cannot go on) sends SIGTERM at once.
+        """
         if tracked.requested in {"stop", "budget"}:
             return
         tracked.requested = why
@@ -633,13 +645,21 @@ class Supervisor:
         if tracked.frozen:
             procs.send_signal_group(tracked.handle, signal.SIGCONT)
             tracked.frozen = False
-        procs.send_signal_group(tracked.handle, signal.SIGTERM)
-        tracked.stop_deadline = time.time() + self.prefs.stop_grace_seconds
+        grace = self.prefs.stop_grace_seconds
+        if why == "stop":
+            tracked.term_at = time.time() + grace
+            tracked.stop_deadline = time.time() + 2 * grace
+        else:
+            procs.send_signal_group(tracked.handle, signal.SIGTERM)
+            tracked.stop_deadline = time.time() + grace
         self._set_state(mid, WorkerState.STOPPING, BUDGET_REASON if why == "budget" else None)
 
     def enforce_deadlines(self) -> None:
         now = time.time()
         for mid, tracked in self.tracked.items():
+            if tracked.term_at is not None and now >= tracked.term_at:
+                procs.send_signal_group(tracked.handle, signal.SIGTERM)
+                tracked.term_at = None
             if tracked.stop_deadline is not None and now >= tracked.stop_deadline:
                 procs.kill_tree(tracked.handle)
                 tracked.stop_deadline = None

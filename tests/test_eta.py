@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +11,7 @@ import pytest
 
 from gsd_parallel_plugin.project import read_project
 from gsd_parallel_plugin.store import Store
-from gsd_parallel_plugin.testing.builder import GIT_IDENTITY, build_project
+from gsd_parallel_plugin.testing.builder import GIT_IDENTITY, build_project, run_fake_gsd
 from gsd_parallel_plugin.views.eta import (
     Queued,
     active_seconds,
@@ -85,10 +83,7 @@ def test_remaining_units_match_what_the_fake_worker_runs(tmp_path: Path, spec: d
         "GSD_FAKE_UNIT_SECONDS": "0",
         "GSD_PROJECT_ROOT": str(project.root),
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "gsd_parallel_plugin.testing.fake_gsd"],
-        cwd=project.root, env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    done = run_fake_gsd(project.root, "M001", env=env)
     assert done.returncode == 0, done.stderr
     events = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
     finished = [e for e in events if str(e.get("message", "")).startswith("Finished ")]

@@ -135,7 +135,7 @@ def test_guard_refuses_a_real_merge_of_a_path_protected_meanwhile(venv, tmp_path
     )
     env = {
         **fake_worker_env(unit_seconds=0),
-        "GSD_PARALLEL_WORKER_COMMAND": f"{venv.python} -m gsd_parallel_plugin.testing.fake_gsd",
+        "GSD_PARALLEL_WORKER_COMMAND": f"{venv.python} -m gsd_parallel_plugin.testing.fake_gsd headless --json auto",
         "GSD_HOME": str(tmp_path / "home"),
     }
     started = venv.gsd_parallel("--project", project.root, "start", "--wait", env=env)
@@ -167,7 +167,7 @@ def test_notifier_file_has_the_events_of_a_real_run_in_order(venv, tmp_path):
     events_file = tmp_path / "events" / "run.jsonl"
     env = {
         **fake_worker_env(unit_seconds=0, unit_cost=0.01),
-        "GSD_PARALLEL_WORKER_COMMAND": f"{venv.python} -m gsd_parallel_plugin.testing.fake_gsd",
+        "GSD_PARALLEL_WORKER_COMMAND": f"{venv.python} -m gsd_parallel_plugin.testing.fake_gsd headless --json auto",
         "GSD_PARALLEL_NOTIFY_FILE": str(events_file),
         "GSD_HOME": str(tmp_path / "home"),
     }

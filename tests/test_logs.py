@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from gsd_parallel_plugin.testing.builder import GIT_IDENTITY, BuiltProject, build_project
+from gsd_parallel_plugin.testing.builder import GIT_IDENTITY, BuiltProject, build_project, run_fake_gsd
 
 
 @pytest.fixture
@@ -60,10 +60,7 @@ def test_a_real_fake_worker_log(project: BuiltProject) -> None:
         "GSD_FAKE_UNIT_COST": "0.125", "GSD_PROJECT_ROOT": str(project.root),
     }  # fmt: skip
     with open(parallel / "M001.stdout.log", "wb") as out, open(parallel / "M001.stderr.log", "wb") as err:
-        code = subprocess.run(
-            [sys.executable, "-m", "gsd_parallel_plugin.testing.fake_gsd"],
-            cwd=project.root, env=env, stdout=out, stderr=err, timeout=60,
-        ).returncode  # fmt: skip
+        code = run_fake_gsd(project.root, "M001", env=env, stdout=out, stderr=err).returncode
     assert code == 0
     done = cli("--project", project.root, "logs", "M001")
     assert done.returncode == 0, done.stderr

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from gsd_parallel_plugin.store import Store
-from gsd_parallel_plugin.testing.builder import BuiltProject, fake_worker_env, git
+from gsd_parallel_plugin.testing.builder import BuiltProject, fake_worker_env, git, run_fake_gsd
 from gsd_parallel_plugin.worktrees import ensure_worktree
 
 PREFS: dict[str, Any] = {"enabled": True, "max_workers": 2}
@@ -21,17 +19,7 @@ def complete(project: BuiltProject, mid: str, *, record: bool = True, **knobs: A
     """Run the fake worker to completion in the milestone's worktree (no supervisor); with
     ``record`` the store learns the completion time, as the supervisor would record it."""
     wt = ensure_worktree(project.root, mid, "main").path
-    env = {
-        **os.environ,
-        **fake_worker_env(**knobs),
-        "GSD_MILESTONE_LOCK": mid,
-        "GSD_PROJECT_ROOT": str(project.root),
-        "GSD_PARALLEL_WORKER": "1",
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "gsd_parallel_plugin.testing.fake_gsd"],
-        cwd=wt, env=env, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    done = run_fake_gsd(wt, mid, env=fake_worker_env(**knobs))
     assert done.returncode == 0, done.stderr
     if record:
         with Store(project.gsd / "parallel" / "coordinator.db") as store:

@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 from gsd_parallel_plugin.errors import ProjectError, WorkerLaunchError
+from gsd_parallel_plugin.gsd_checkout import prepare_checkout
 from gsd_parallel_plugin.models import WorkerHandle, WorkerSpec
 from gsd_parallel_plugin.testing.builder import build_project, fake_worker_env
 from gsd_parallel_plugin.workers import (
@@ -409,6 +410,7 @@ def test_fake_worker_pause_then_resume_costs_exactly_units_times_cost(tmp_path: 
                                 "--json", "auto"),
         env=env, stdout_log=parallel / "M001.stdout.log", stderr_log=parallel / "M001.stderr.log",
     )
+    prepare_checkout(project.root, "M001", spec.command[:3], env)  # what the supervisor does first
     write_signal(parallel, "M001", "pause")  # honoured after the first unit
     first = launch(spec)
     try:

@@ -133,7 +133,7 @@ def _past(name: str) -> str:
 
 
 def _wait_for(name: str, loaded, targets: list[str], grace: float) -> RunView:  # type: ignore[no-untyped-def]
-    deadline = time.time() + (grace + 5.0 if name == "stop" else 5.0)
+    deadline = time.time() + (2 * grace + 5.0 if name == "stop" else 5.0)  # signal, TERM, KILL
     view = RunView.read(loaded)
     while time.time() < deadline:
         view = RunView.read(loaded)

@@ -7,7 +7,8 @@ Enable the fixtures in your top-level ``conftest.py``::
 and use ``gsd_project``, ``gsd_host``, ``gsd_recorder``, ``gsd_fake_worker``, ``gsd_cli``,
 ``gsd_plugin_dir`` and ``gsd_home`` (documented in hooks.md, "Testing your plugin"). The
 same tools without pytest: :func:`build_project`, :func:`make_host`, :func:`registered`,
-:class:`HookRecorder`, :func:`fake_worker_env`, :func:`run_cli`, :func:`wait_until`.
+:class:`HookRecorder`, :func:`fake_worker_env`, :func:`run_fake_gsd`, :func:`run_cli`,
+:func:`wait_until`.
 
 This module stays cheap to import (the fake worker, ``python -m
 gsd_parallel_plugin.testing.fake_gsd``, imports it on every launch): the names below are
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 pytest_plugins = ["gsd_parallel_plugin.testing.pytest_plugin"]
 
 if TYPE_CHECKING:
-    from .builder import BuiltProject, build_project, fake_worker_env
+    from .builder import BuiltProject, build_project, fake_worker_env, run_fake_gsd
     from .recorder import HookCall, HookRecorder
     from .session import (
         CapturingHost,
@@ -40,6 +41,7 @@ _EXPORTS = {
     "BuiltProject": "builder",
     "build_project": "builder",
     "fake_worker_env": "builder",
+    "run_fake_gsd": "builder",
     "HookCall": "recorder",
     "HookRecorder": "recorder",
     "CapturingHost": "session",
@@ -64,6 +66,7 @@ __all__ = [
     "make_host",
     "registered",
     "run_cli",
+    "run_fake_gsd",
     "stop_leftovers",
     "wait_until",
 ]

@@ -197,3 +197,39 @@ def fake_worker_env(
     for key, value in knobs.items():
         env[f"GSD_FAKE_{key.upper()}"] = str(value)
     return env
+
+
+FAKE_GSD = ("-m", "gsd_parallel_plugin.testing.fake_gsd")
+
+
+def run_fake_gsd(
+    checkout: Path,
+    milestone_id: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120,
+    **run: Any,
+) -> subprocess.CompletedProcess[Any]:
+    """Run the fake worker on one milestone by hand, the way the supervisor does.
+
+    Like the real GSD it needs GSD's runtime files ignored and the plan imported first: the
+    runtime excludes are added, ``headless recover`` runs in ``checkout``, then
+    ``headless --json auto`` with ``GSD_MILESTONE_LOCK`` and
+    ``GSD_PARALLEL_WORKER``. ``env`` overlays ``os.environ``; ``run`` goes to
+    :func:`subprocess.run` for the ``auto`` step (``capture_output=True, text=True`` by default).
+    """
+    import sys
+
+    from ..gsd_checkout import ensure_runtime_excludes
+
+    ensure_runtime_excludes(checkout)
+    full = {**os.environ, **(env or {}), "GSD_MILESTONE_LOCK": milestone_id,
+            "GSD_PARALLEL_WORKER": "1"}  # fmt: skip
+    program = [sys.executable, *FAKE_GSD, "headless"]
+    subprocess.run([*program, "recover"], cwd=checkout, env=full, check=True,
+                   capture_output=True, timeout=timeout)  # fmt: skip
+    if "stdout" not in run and "stderr" not in run:
+        run.setdefault("capture_output", True)
+    run.setdefault("text", True)
+    return subprocess.run([*program, "--json", "auto"], cwd=checkout, env=full,
+                          timeout=timeout, check=False, **run)  # fmt: skip

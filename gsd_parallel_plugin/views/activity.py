@@ -95,7 +95,7 @@ class Interpreter:
         kind = event.get("type")
         p = summarize([event])
         out: list[Entry] = []
-        if kind == "agent_start":
+        if kind == "extensions_ready":  # once per worker process (agent_start is once per unit)
             out.append(Entry("start", "worker run started"))
         elif kind == "extension_ui_request" and event.get("method") == "notify":
             message = str(event.get("message") or "")
