@@ -165,6 +165,9 @@ def test_pause_exits_10_and_a_rerun_resumes(worker: Worker, checkout: Path, log:
     assert paused.notices()[-1].startswith("Auto-mode paused")
     assert gc.milestone_status(checkout, "M001") != "complete"
     log.unlink()
+    # As the supervisor relaunches: GSD's pause leaves its milestone lease held for 60 s and
+    # the rerun would stop at once ("Lost milestone lease"); preparing releases it.
+    gc.prepare_checkout(checkout, "M001", worker.program, lock_env())
     resumed = run(worker, checkout, log)
     assert resumed.code == 0, resumed.stderr
     assert any(n.startswith("Resuming paused session") for n in resumed.notices())
