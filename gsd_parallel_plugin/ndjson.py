@@ -62,6 +62,7 @@ _MANUAL_RESOLUTION = (
 )
 _COMPLETE_RE = re.compile(
     r"^auto-mode complete|\bmilestone\s+m\d+(?:-[a-z0-9]{6})?\s+(?:is\s+)?(?:already\s+)?complete\b"
+    r"|^auto-mode stopped — all milestones complete"
 )
 _UNIT = r"([a-z][\w/-]*)\s+(M\d+(?:-[a-z0-9]{6})?(?:/[\w.-]+)*)"
 _START_RE = re.compile(rf"^Starting\s+{_UNIT}\s*$")

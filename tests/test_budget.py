@@ -101,7 +101,9 @@ def logged_cost(project) -> Decimal:
             except ValueError:
                 continue
             if isinstance(event, dict) and event.get("type") == "message_end":
-                total += Decimal(str(event["message"]["usage"]["cost"]["total"]))
+                usage = event["message"].get("usage")  # custom and toolResult messages have none
+                if usage:
+                    total += Decimal(str(usage["cost"]["total"]))
     return total
 
 

@@ -71,24 +71,24 @@ def test_a_real_fake_worker_log(project: BuiltProject) -> None:
     starts = [line for line in lines if line.startswith("▶ ")]
     ends = [line for line in lines if line.startswith("✔ ")]
     assert starts == [f"▶ Starting {u}" for u in units]
-    assert ends == [f"✔ Finished {u}" for u in units]
-    assert "  · edit src/a.py" in lines
+    assert ends == [f"✔ {u} complete" for u in units]  # GSD's lifecycle tool ends the unit, once
+    assert "  · write src/a.py" in lines
     costs = [line for line in lines if line.startswith("   cost ")]
-    assert len(costs) == 4 and costs[-1].startswith("   cost +$0.1250 (total $0.5000)")
-    assert "• Auto-mode stopped — milestone M001 complete" in lines
+    assert len(costs) == 8 and costs[-1].startswith("   cost +$0.0625 (total $0.5000)")  # 2 per unit
+    assert "• Auto-mode stopped — all milestones complete. Session: $0.500 · 10.0k tokens · 4 units" in lines
     summary = next(line for line in lines if line.startswith("Summary: "))
     assert summary.startswith("Summary: 4 unit(s) finished") and "cost $0.5000" in summary
     assert any(line.startswith("## stderr") for line in lines)
     # Order: each unit starts, then its tools, its cost, its end.
     first = lines.index("▶ Starting execute-task M001/S01/T01")
-    assert lines.index("  · edit src/a.py") > first
-    assert lines.index("✔ Finished execute-task M001/S01/T01") > lines.index(costs[0]) > first
+    assert lines.index("  · write src/a.py") > first
+    assert lines.index("✔ execute-task M001/S01/T01 complete") > lines.index(costs[0]) > first
 
 
 def test_garbage_gsd_tools_failures_and_json(project: BuiltProject) -> None:
     parallel = project.gsd / "parallel"
     log = "".join([
-        ev(type="agent_start"),
+        ev(type="extensions_ready"),
         "not json at all\n",
         "\n",
         "[1, 2, 3]\n",

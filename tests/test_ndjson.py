@@ -281,11 +281,14 @@ def test_gsd_notice_vocabulary() -> None:
 
 
 def test_announcements_belong_to_the_latest_run() -> None:
-    old_run = summarize([{"type": "agent_start"}, notify("Auto-mode paused — resume later")])
+    old_run = summarize([{"type": "extensions_ready"}, notify("Auto-mode paused — resume later")])
     assert old_run.paused_announced and old_run.announcement == "paused"
-    new_run = summarize([{"type": "agent_start"}, notify("Starting execute-task M001/S01/T02")])
+    new_run = summarize([{"type": "extensions_ready"}, notify("Starting execute-task M001/S01/T02")])
     both = old_run.then(new_run)
     assert not both.paused_announced and both.announcement is None
+    # GSD starts an agent session per unit: that is not a new run, the flags stay.
+    unit = summarize([{"type": "agent_start"}])
+    assert old_run.then(unit).paused_announced
     done = both.then(summarize([notify("Auto-mode stopped — milestone M001 complete")]))
     assert done.completed_announced and done.stopped_announced and done.announcement == "complete"
     assert done.current_unit is None
@@ -299,11 +302,11 @@ def test_infer_outcome_from_the_log_tail(tmp_path: Path) -> None:
     assert infer_outcome(log, False) == "crashed"  # no log at all
     assert infer_outcome(log, True) == "complete"  # the SUMMARY decides
 
-    log.write_bytes(line({"type": "agent_start"}) + line(notify("Auto-mode paused — later")))
+    log.write_bytes(line({"type": "extensions_ready"}) + line(notify("Auto-mode paused — later")))
     assert infer_outcome(log, False) == "paused"
     size = log.stat().st_size
 
-    append(log, line({"type": "agent_start"}) + line(notify("Starting execute-task M001/S01/T01")))
+    append(log, line({"type": "extensions_ready"}) + line(notify("Starting execute-task M001/S01/T01")))
     assert infer_outcome(log, False) == "crashed"  # the new run said nothing before dying
 
     append(log, line(notify("Auto-mode stopped — stop requested for M001")) + b'{"partial')
@@ -330,3 +333,19 @@ def test_read_progress_reads_only_the_tail(tmp_path: Path) -> None:
     assert progress.paused_announced
     assert 0 < progress.messages < 1000  # only the last few KiB were read
     assert read_progress(tmp_path / "missing.log") == Progress()
+
+
+def test_gsd_giving_up_on_the_provider_is_remembered_until_the_model_answers() -> None:
+    assistant = {"type": "message_end", "message": {"role": "assistant", "usage": {"cost": {"total": 0.01}}}}
+    failed_answer = {"type": "message_end", "message": {"role": "assistant", "stopReason": "error"}}
+    retry = {"type": "auto_retry_start", "attempt": 1}
+    gave_up = {"type": "auto_retry_end", "success": False, "finalError": "500 Internal Server Error"}
+    quiet = summarize([{"type": "extensions_ready"}, {"type": "message_end", "message": {"role": "custom"}}])
+    assert quiet.model_events == 0 and quiet.provider_failure is None  # no model call yet
+    answered = summarize([assistant])
+    assert answered.model_events == 1 and answered.provider_failure is None
+    failed = answered.then(summarize([failed_answer, retry, retry, retry, gave_up]))
+    assert failed.provider_failure == "500 Internal Server Error" and failed.model_events == 1
+    assert failed.then(summarize([notify("still here")])).provider_failure == "500 Internal Server Error"
+    assert failed.then(summarize([assistant])).provider_failure is None  # it answers again
+    assert failed.then(summarize([{"type": "auto_retry_end", "success": True}])).provider_failure is None

@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from gsd_parallel_plugin.errors import ProjectError, WorkerLaunchError
-from gsd_parallel_plugin.gsd_checkout import prepare_checkout
+from gsd_parallel_plugin.gsd_checkout import ensure_runtime_excludes, prepare_checkout
 from gsd_parallel_plugin.models import WorkerHandle, WorkerSpec
 from gsd_parallel_plugin.testing.builder import build_project, fake_worker_env
 from gsd_parallel_plugin.workers import (
@@ -410,7 +410,8 @@ def test_fake_worker_pause_then_resume_costs_exactly_units_times_cost(tmp_path: 
                                 "--json", "auto"),
         env=env, stdout_log=parallel / "M001.stdout.log", stderr_log=parallel / "M001.stderr.log",
     )
-    prepare_checkout(project.root, "M001", spec.command[:3], env)  # what the supervisor does first
+    ensure_runtime_excludes(project.root)  # what the supervisor does first
+    prepare_checkout(project.root, "M001", spec.command[:3], env)
     write_signal(parallel, "M001", "pause")  # honoured after the first unit
     first = launch(spec)
     try:
@@ -438,4 +439,4 @@ def test_fake_worker_pause_then_resume_costs_exactly_units_times_cost(tmp_path: 
     assert progress.cost_nanos == units * 10_000_000
     assert progress.units_finished == units
     assert progress.completed_announced and progress.current_unit is None
-    assert progress.tokens["input"] == units * 1000
+    assert progress.tokens["input"] == 2 * units * 1000  # two assistant messages a unit, as GSD

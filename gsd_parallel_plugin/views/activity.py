@@ -89,6 +89,17 @@ class Interpreter:
     tool_errors: int = 0
     events: int = 0
     _tool_units: dict[str, str] = field(default_factory=dict)
+    _finished: set[str] = field(default_factory=set)
+
+    def _newly_finished(self, unit: str | None, count: int) -> bool:
+        """Count a finished unit once, however many events say so (GSD's lifecycle tool and
+        a ``Finished`` notice both end it); False for a unit already counted."""
+        if unit is not None:
+            if unit in self._finished:
+                return False
+            self._finished.add(unit)
+        self.units_finished += count
+        return True
 
     def feed(self, event: Mapping[str, Any]) -> list[Entry]:
         self.events += 1
@@ -100,8 +111,8 @@ class Interpreter:
         elif kind == "extension_ui_request" and event.get("method") == "notify":
             message = str(event.get("message") or "")
             if p.units_finished:
-                self.units_finished += p.units_finished
-                out.append(Entry("unit-end", _clip(message), unit=_unit_of(message)))
+                if self._newly_finished(_unit_of(message), p.units_finished):
+                    out.append(Entry("unit-end", _clip(message), unit=_unit_of(message)))
             elif p.unit_known and p.current_unit:
                 out.append(Entry("unit-start", _clip(message), unit=p.current_unit))
             else:
@@ -122,8 +133,7 @@ class Interpreter:
                 self.tool_errors += 1
                 detail = _error_text(event.get("result"))
                 out.append(Entry("tool-error", _clip(f"{name} failed" + (f": {detail}" if detail else ""))))
-            elif p.units_finished:
-                self.units_finished += p.units_finished
+            elif p.units_finished and self._newly_finished(unit, p.units_finished):
                 out.append(Entry("unit-end", f"{unit or name} complete", unit=unit))
         elif kind == "message_end" and p.messages:
             self.total_nanos += p.cost_nanos
