@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from gsd_parallel_plugin.gsd_checkout import finish_checkout
 from gsd_parallel_plugin.store import Store
 from gsd_parallel_plugin.testing.builder import BuiltProject, fake_worker_env, git, run_fake_gsd
 from gsd_parallel_plugin.worktrees import ensure_worktree
@@ -21,6 +22,7 @@ def complete(project: BuiltProject, mid: str, *, record: bool = True, **knobs: A
     wt = ensure_worktree(project.root, mid, "main").path
     done = run_fake_gsd(wt, mid, env=fake_worker_env(**knobs))
     assert done.returncode == 0, done.stderr
+    finish_checkout(wt, mid, f"gsd-parallel/{mid}")  # the SUMMARY, committed as the supervisor does
     if record:
         with Store(project.gsd / "parallel" / "coordinator.db") as store:
             store.mark_completed(mid)

@@ -26,7 +26,8 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "logs": ("logs", "MID [-f] [-n N]", "A worker's activity log."),
     "doctor": ("doctor", "[--fix]", "Find (and fix) dead workers, stale locks, orphans."),
     "plugins": ("plugins", "[--json]", "List loaded plugins and their hooks."),
-    "demo": ("demo", "[DIR]", "Generate a sample project and run it with the fake worker."),
+    "demo": ("demo", "[DIR] [--real]",
+             "Generate a sample project and run it (fake worker; --real: real GSD, scripted model)."),
 }
 
 
