@@ -37,38 +37,13 @@ import yaml
 
 from .errors import WorkerLaunchError
 from .git import Git, GitCommandError, add_exclude
+from .gsd_paths import GSD_RUNTIME_PATTERNS, WORKER_RUNTIME_FILES
 from .layout import CHECKOUTS_DIRNAME
 
 RUNTIME_EXCLUDES: tuple[str, ...] = (
     f"/{CHECKOUTS_DIRNAME}/",
-    # GSD's own runtime list (gitignore.ts GSD_RUNTIME_PATTERNS) ...
-    ".gsd/activity/",
-    ".gsd/audit/",
-    ".gsd/forensics/",
-    ".gsd/runtime/",
-    ".gsd/worktrees/",
-    ".gsd/parallel/",
-    ".gsd/auto.lock",
-    ".gsd/metrics.json",
-    ".gsd/completed-units*.json",
-    ".gsd/state-manifest.json",
-    ".gsd/STATE.md",
-    ".gsd/gsd.db*",
-    ".gsd/journal/",
-    ".gsd/doctor-history.jsonl",
-    ".gsd/event-log.jsonl",
-    ".gsd/DISCUSSION-MANIFEST.json",
-    ".gsd/milestones/**/*-CONTINUE.md",
-    ".gsd/milestones/**/continue.md",
-    # ... and what the measured runs wrote besides (each branch writes its own graph.json:
-    # merging two of them would be an add/add conflict).
-    ".gsd/auto-*.lock",
-    ".gsd/notifications.jsonl",
-    ".gsd/audit-log.jsonl",
-    ".gsd/graphs/",
-    ".bg-shell/",
-    ".gsd-id",
-    ".mcp.json",
+    *GSD_RUNTIME_PATTERNS,
+    *WORKER_RUNTIME_FILES,
 )
 """Patterns added to ``<common git dir>/info/exclude`` before any worker starts."""
 

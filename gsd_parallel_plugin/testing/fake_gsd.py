@@ -239,6 +239,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
+from ..gsd_paths import RUNTIME_EXCLUSION_PATHS  # git-service.ts: never staged by GSD
+
 EXIT_OK, EXIT_ERROR, EXIT_PAUSED, EXIT_CANCELLED = 0, 1, 10, 11
 FAKE_NAME, FAKE_EMAIL = "GSD Fake Worker", "gsd-fake@example.invalid"
 STATE_FILE = "gsd-fake-state.json"
@@ -278,24 +280,6 @@ ALL_MILESTONES_COMPLETE = "All milestones complete."
 ERROR_500 = "500 Internal Server Error"
 ERROR_401 = "401 Unauthorized"
 
-RUNTIME_EXCLUSION_PATHS: tuple[str, ...] = (  # git-service.ts: never staged by GSD
-    ".gsd/activity/",
-    ".gsd/audit/",
-    ".gsd/forensics/",
-    ".gsd/runtime/",
-    ".gsd/worktrees/",
-    ".gsd/parallel/",
-    ".gsd/auto.lock",
-    ".gsd/metrics.json",
-    ".gsd/completed-units*.json",
-    ".gsd/state-manifest.json",
-    ".gsd/STATE.md",
-    ".gsd/gsd.db*",
-    ".gsd/journal/",
-    ".gsd/doctor-history.jsonl",
-    ".gsd/event-log.jsonl",
-    ".gsd/DISCUSSION-MANIFEST.json",
-)
 
 COMMANDS = ("auto", "recover", "query")
 _VALUE_FLAGS = frozenset({

@@ -15,6 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from ..git import validate_milestone_id
+from ..gsd_paths import GSD_RUNTIME_PATTERNS, WORKER_RUNTIME_FILES
 
 ENV_REAL_GSD = "GSD_PARALLEL_REAL_GSD"
 """Path of a runnable ``gsd``; overrides the search of the build cache."""
@@ -28,39 +29,11 @@ CLOSED_OLLAMA_HOST = "http://127.0.0.1:1"
 GIT_NAME = "gsd-test"
 GIT_EMAIL = "gsd@test.invalid"
 
-GSD_RUNTIME_IGNORES: tuple[str, ...] = (
-    ".gsd/activity/",
-    ".gsd/audit/",
-    ".gsd/forensics/",
-    ".gsd/runtime/",
-    ".gsd/worktrees/",
-    ".gsd/parallel/",
-    ".gsd/auto.lock",
-    ".gsd/metrics.json",
-    ".gsd/completed-units*.json",
-    ".gsd/state-manifest.json",
-    ".gsd/STATE.md",
-    ".gsd/gsd.db*",
-    ".gsd/journal/",
-    ".gsd/doctor-history.jsonl",
-    ".gsd/event-log.jsonl",
-    ".gsd/DISCUSSION-MANIFEST.json",
-    ".gsd/milestones/**/*-CONTINUE.md",
-    ".gsd/milestones/**/continue.md",
-    ".gsd/notifications.jsonl",
-)
+GSD_RUNTIME_IGNORES: tuple[str, ...] = (*GSD_RUNTIME_PATTERNS, ".gsd/notifications.jsonl")
 """GSD's own runtime list (``GSD_RUNTIME_PATTERNS`` in its ``gitignore.ts``) plus
 ``notifications.jsonl``: what a project that commits ``.gsd/`` ignores."""
 
-WORKER_EXCLUDES: tuple[str, ...] = (
-    ".gsd/auto-*.lock",
-    ".gsd/notifications.jsonl",
-    ".gsd/audit-log.jsonl",
-    ".gsd/graphs/",
-    ".bg-shell/",
-    ".gsd-id",
-    ".mcp.json",
-)
+WORKER_EXCLUDES: tuple[str, ...] = WORKER_RUNTIME_FILES
 """What else a worker writes and must not find untracked at completion (else it refuses with
 ``uncommitted changes remain after the pre-completion commit``); for ``.git/info/exclude``."""
 
