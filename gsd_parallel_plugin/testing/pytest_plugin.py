@@ -1,6 +1,7 @@
 """Fixtures for testing gsd-parallel plugins (loaded by ``pytest_plugins = ["gsd_parallel_plugin.testing"]``).
 
-Every fixture is named ``gsd_*`` so none can shadow yours, and none is autouse: only the
+Every fixture is named ``gsd_*``, but for the real-GSD pair ``real_gsd`` and ``scripted_model``
+(a fixture of your own with the same name wins over ours), and none is autouse: only the
 tests that ask for one are affected. See "Testing your plugin" in hooks.md.
 """
 
