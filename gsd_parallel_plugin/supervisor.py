@@ -17,6 +17,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -294,11 +295,7 @@ class Supervisor:
                 stdout_offset=_size(stdout_log), stderr_offset=_size(stderr_log),
             )  # fmt: skip
         procs.clear_signal(self.signal_dir(mid), mid)
-        # Both variables, or GSD goes on to other milestones. No GSD_PROJECT_ROOT: the
-        # checkout is a GSD project of its own (FINDINGS.md).
-        env = {"GSD_MILESTONE_LOCK": mid, "GSD_PARALLEL_WORKER": "1"}
-        if self.prefs.worker_model:
-            env["GSD_WORKER_MODEL"] = self.prefs.worker_model
+        env = self.worker_env(mid)
         if self.gsd_program is not None:
             from .gsd_checkout import prepare_checkout
 
@@ -346,6 +343,14 @@ class Supervisor:
         )
         self._set_state(mid, WorkerState.RUNNING, "restarted" if restart else None)
         return True
+
+    def worker_env(self, mid: str) -> dict[str, str]:
+        """What we add to a worker's environment. Both lock variables, or GSD goes on to other
+        milestones; no GSD_PROJECT_ROOT: the checkout is a GSD project of its own."""
+        env = {"GSD_MILESTONE_LOCK": mid, "GSD_PARALLEL_WORKER": "1"}
+        if self.prefs.worker_model:
+            env["GSD_WORKER_MODEL"] = self.prefs.worker_model
+        return env
 
     def signal_dir(self, mid: str) -> Path:
         """Where the worker reads its signal file: its checkout's own ``.gsd/parallel``."""
@@ -723,8 +728,42 @@ class Supervisor:
             plan = self.plan()
             if not plan:
                 return
+            self.prepare_side_by_side(plan)
             for mid in plan:
                 self.launch(mid)
+
+    def prepare_side_by_side(self, mids: list[str]) -> None:
+        """Import several milestones' plans into their checkouts at once, before launching.
+
+        ``gsd headless recover`` takes seconds (Node's start-up): one after another, the last
+        of four workers would start many seconds after the first. Only an optimisation:
+        :meth:`launch` prepares (a no-op once imported) and reports any failure itself.
+        """
+        if self.gsd_program is None or len(mids) < 2:
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        from .gsd_checkout import prepare_checkout
+        from .worktrees import ensure_worktree
+
+        project = self.project()
+        checkouts: dict[str, Path] = {}
+        for mid in mids:  # git first, one at a time
+            milestone = project.get(mid)
+            target = (milestone.integration_branch if milestone else None) or project.integration_branch
+            try:
+                checkouts[mid] = ensure_worktree(self.root, mid, target).path
+            except GsdParallelError:
+                continue  # launch() says why
+        program = self.gsd_program
+
+        def prepare(item: tuple[str, Path]) -> None:
+            mid, checkout = item
+            with suppress(GsdParallelError):  # launch() tries again and reports it
+                prepare_checkout(checkout, mid, program, self.worker_env(mid))
+
+        with ThreadPoolExecutor(max_workers=len(checkouts) or 1) as pool:
+            list(pool.map(prepare, checkouts.items()))
 
     # ------------------------------------------------------------------ status files
     def write_status_files(self) -> None:
