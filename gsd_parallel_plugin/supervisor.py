@@ -504,6 +504,8 @@ class Supervisor:
         log = self.parallel_dir / f"{mid}.stdout.log"
         said = procs.read_progress(log, tracked.log_start)
         notice = _first_line(said.last_notify)
+        if tracked.requested == "isolation":  # whatever it finished, it is not merged blindly
+            return Outcome(WorkerState.FAILED, tracked.block_reason)
         if complete:
             return Outcome(WorkerState.COMPLETE)
         if tracked.requested in BLOCKING_STOPS:

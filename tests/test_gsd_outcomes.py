@@ -118,3 +118,28 @@ def _identity(monkeypatch: pytest.MonkeyPatch) -> None:
 
     for key, value in GIT_IDENTITY.items():
         monkeypatch.setenv(key, value)
+
+
+BREACHING_WORKER = """\
+import subprocess, sys, time
+subprocess.run(["git", "checkout", "-q", "-b", "elsewhere"], check=True)  # leaves its own branch
+time.sleep(60)
+"""
+
+
+def test_a_worker_leaving_its_branch_is_stopped_and_failed_loudly(tmp_path, cli) -> None:
+    import shlex
+
+    script = tmp_path / "breaching_worker.py"
+    script.write_text(BREACHING_WORKER)
+    project = project_with(tmp_path)
+    env = {"GSD_PARALLEL_WORKER_COMMAND": shlex.join([sys.executable, str(script)])}
+    t0 = time.monotonic()
+    done = cli("--project", project.root, "start", "--wait", "--json", env=env)
+    assert done.code == 1, done.err
+    assert time.monotonic() - t0 < 50  # stopped, not waited out
+    worker = worker_of(done)
+    assert worker["state"] == "failed"
+    assert worker["state_reason"].startswith("isolation breach: the worker switched its checkout")
+    assert "elsewhere" in worker["state_reason"]
+    assert "isolation breach" in done.err + done.out  # said loudly, not only in status
