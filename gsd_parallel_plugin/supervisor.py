@@ -764,8 +764,14 @@ class Supervisor:
             with suppress(GsdParallelError):  # launch() tries again and reports it
                 prepare_checkout(checkout, mid, program, self.worker_env(mid))
 
-        with ThreadPoolExecutor(max_workers=len(checkouts) or 1) as pool:
-            list(pool.map(prepare, checkouts.items()))
+        items = list(checkouts.items())
+        if not items:
+            return
+        # The first GSD start in a fresh GSD home installs GSD's bundled extensions there;
+        # several doing it at once break each other ("… parsers-legacy.js"). One goes first.
+        prepare(items[0])
+        with ThreadPoolExecutor(max_workers=max(len(items) - 1, 1)) as pool:
+            list(pool.map(prepare, items[1:]))
 
     # ------------------------------------------------------------------ status files
     def write_status_files(self) -> None:
