@@ -244,9 +244,12 @@ class Supervisor:
             if row.state == "pausing":
                 tracked.requested = "pause"
             elif row.state == "stopping":
-                tracked.requested = "stop"
-                tracked.term_at = time.time() + self.prefs.stop_grace_seconds
-                tracked.stop_deadline = time.time() + 2 * self.prefs.stop_grace_seconds
+                # A budget stop stays one (raising the ceiling continues it): the reason says so.
+                budget = row.state_reason == BUDGET_REASON
+                tracked.requested = "budget" if budget else "stop"
+                grace = self.prefs.stop_grace_seconds
+                tracked.term_at = time.time() + (0 if budget else grace)
+                tracked.stop_deadline = time.time() + (grace if budget else 2 * grace)
             self.tracked[row.milestone_id] = tracked
             if procs.is_alive(handle):
                 self.store.add_event(

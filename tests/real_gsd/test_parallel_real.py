@@ -264,7 +264,14 @@ def test_a_killed_worker_is_restarted_and_finishes(real_project, scripted_model)
     assert project.git("show", "main:src/m001.txt") == "M001/S01/T01: Write greeting"
     assert project.git("status", "--porcelain") == ""
     assert leftover_branches(project.root) == [] and worktrees(project.root) == [str(project.root)]
-    assert_cost_exact(project, scripted_model.billed_nanos())  # both launches, nothing twice
+    # Both launches, nothing twice. The one answer the model may have sent into the killed
+    # worker's socket is billed but never reported by GSD (no process is left to say so): the
+    # record is exact or short by exactly that answer, never more.
+    billed = scripted_model.billed_nanos()
+    recorded = total_nanos(project.status())
+    lost = billed - recorded
+    answers = [r["cost_nanos"] for r in scripted_model.request_log if r["cost_nanos"]]
+    assert lost == 0 or lost in answers, (billed, recorded, answers, project.diagnostics())
 
 
 @pytest.mark.parametrize(
