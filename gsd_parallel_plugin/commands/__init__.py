@@ -28,6 +28,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "plugins": ("plugins", "[--json]", "List loaded plugins and their hooks."),
     "demo": ("demo", "[DIR] [--real]",
              "Generate a sample project and run it (fake worker; --real: real GSD, scripted model)."),
+    "gsd-extension": ("gsd_extension", "install|uninstall|status [--project]", "Install /parallel into GSD."),
 }
 
 
