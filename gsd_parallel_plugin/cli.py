@@ -41,9 +41,13 @@ def help_text() -> str:
     return "\n".join(lines)
 
 
-def _split_globals(argv: Sequence[str]) -> tuple[Path | None, bool, list[str]]:
-    """Pull ``--project`` and ``--json`` out of argv wherever they stand."""
+def _split_globals(argv: Sequence[str]) -> tuple[Path | None, bool, str, list[str]]:
+    """Pull ``--project``, ``--json`` and ``--invoked-as`` out of argv wherever they stand.
+
+    ``--invoked-as=/parallel`` is how the GSD extension says hints should name its command.
+    """
     project: Path | None = None
+    invoked_as = PROG
     as_json = "--json" in argv  # known before any error, so that one is JSON too
     rest: list[str] = []
     it = iter(argv)
@@ -57,9 +61,11 @@ def _split_globals(argv: Sequence[str]) -> tuple[Path | None, bool, list[str]]:
             project = Path(word.split("=", 1)[1])
         elif word == "--json":
             as_json = True
+        elif word.startswith("--invoked-as="):
+            invoked_as = word.split("=", 1)[1] or PROG
         else:
             rest.append(word)
-    return project, as_json, rest
+    return project, as_json, invoked_as, rest
 
 
 def _fail(message: str, code: int, as_json: bool) -> int:
@@ -71,7 +77,7 @@ def _fail(message: str, code: int, as_json: bool) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    project, as_json, rest = _split_globals(args)
+    project, as_json, invoked_as, rest = _split_globals(args)
     if not rest and as_json:
         return _fail(f"no subcommand given; see `{PROG} --help`", 2, as_json)
     if not rest or rest[0] in {"-h", "--help", "help"}:
@@ -92,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .host import HostSession
 
     try:
-        host = HostSession(project)
+        host = HostSession(project, invoked_as=invoked_as)
         result = host.dispatch(["parallel", *rest], json=as_json)
     except GsdParallelError as exc:
         return _fail(str(exc), exc.exit_code, as_json)

@@ -37,8 +37,11 @@ class HostSession:
         out: TextIO | None = None,
         err: TextIO | None = None,
         confirm_fn: Callable[[str], bool] | None = None,
+        invoked_as: str = "gsd-parallel",
     ) -> None:
         self.project_dir = project_dir
+        #: how the user reached us (``gsd-parallel`` or ``/parallel``): hints name it so
+        self.invoked_as = invoked_as
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self.interactive = (
