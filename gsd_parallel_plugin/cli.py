@@ -16,6 +16,8 @@ from . import __version__
 from .commands import SUBCOMMANDS
 
 PROG = "gsd-parallel"
+#: subcommands whose own ``--project`` (a scope, optionally with a directory) follows them
+OWN_PROJECT_OPTION = frozenset({"gsd-extension"})
 
 
 def help_text() -> str:
@@ -52,7 +54,9 @@ def _split_globals(argv: Sequence[str]) -> tuple[Path | None, bool, str, list[st
     rest: list[str] = []
     it = iter(argv)
     for word in it:
-        if word == "--project":
+        if rest and rest[0] in OWN_PROJECT_OPTION and word.split("=", 1)[0] == "--project":
+            rest.append(word)  # ``gsd-extension install --project [DIR]``: its own option
+        elif word == "--project":
             value = next(it, None)
             if value is None or value.startswith("--"):
                 raise SystemExit(_fail("--project needs a directory", 2, as_json))

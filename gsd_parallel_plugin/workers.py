@@ -375,9 +375,19 @@ def signal_path(parallel_dir: Path, milestone_id: str) -> Path:
     return parallel_dir / f"{milestone_id}.signal.json"
 
 
+def status_dir(parallel_dir: Path) -> Path:
+    """``.gsd/parallel/workers``: our status files, in GSD's format but out of its reach.
+
+    GSD's built-in parallel mode adopts every ``.gsd/parallel/*.status.json``: it SIGTERMs
+    and SIGKILLs the pid in it on ``/gsd parallel stop`` and when its session ends, and
+    deletes files whose heartbeat is 30 s old. One folder down, it never sees ours.
+    """
+    return parallel_dir / "workers"
+
+
 def status_path(parallel_dir: Path, milestone_id: str) -> Path:
     _check_id(milestone_id)
-    return parallel_dir / f"{milestone_id}.status.json"
+    return status_dir(parallel_dir) / f"{milestone_id}.status.json"
 
 
 def write_signal(parallel_dir: Path, milestone_id: str, signal: Signal) -> Path:
@@ -417,7 +427,7 @@ def write_status_file(
     worktree: str | Path | None,
     current_unit_started_ms: int | None = None,
 ) -> None:
-    """Write ``<MID>.status.json`` the way GSD's ``session-status-io`` does (atomically).
+    """Write ``workers/<MID>.status.json`` the way GSD's ``session-status-io`` does (atomically).
 
     ``currentUnit`` takes GSD's current shape ``{"type", "id", "startedAt"}`` (from
     ``"execute-task M002/S01/T03"``; ``startedAt`` is null unless given); ``completedUnits``

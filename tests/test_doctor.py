@@ -70,7 +70,8 @@ def test_stale_lock_status_and_signal_files(tmp_path, cli):
     parallel = project.gsd / "parallel"
     parallel.mkdir(parents=True)
     (parallel / "supervisor.lock").write_text(json.dumps({"pid": 999999, "create_time": 1.0}))
-    (parallel / "M001.status.json").write_text(
+    (parallel / "workers").mkdir()
+    (parallel / "workers" / "M001.status.json").write_text(
         json.dumps({"milestoneId": "M001", "state": "running", "pid": 999999})
     )
     (parallel / "M002.signal.json").write_text(json.dumps({"signal": "pause"}))
@@ -82,7 +83,7 @@ def test_stale_lock_status_and_signal_files(tmp_path, cli):
     fixed = cli("--project", project.root, "doctor", "--fix")
     assert fixed.code == 0, fixed.out
     assert (parallel / "supervisor.lock").read_text() == ""
-    assert not (parallel / "M001.status.json").exists()
+    assert not (parallel / "workers" / "M001.status.json").exists()
     assert not (parallel / "M002.signal.json").exists()
     assert "No problems found." in cli("--project", project.root, "doctor").out
 

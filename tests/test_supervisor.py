@@ -71,8 +71,10 @@ def test_three_milestones_two_workers_backfill_exact_cost(tmp_path, cli, fake_wo
     first_complete = next(i for i, (_m, s) in enumerate(order) if s == "complete")
     m3_running = order.index(("M003", "running"))
     assert m3_running > first_complete
-    # GSD-compatible status files.
-    status_file = json.loads((project.gsd / "parallel" / "M003.status.json").read_text())
+    # GSD-compatible status files, one folder below where GSD's built-in parallel mode adopts
+    # (and kills) the workers it finds.
+    assert not list((project.gsd / "parallel").glob("*.status.json"))
+    status_file = json.loads((project.gsd / "parallel" / "workers" / "M003.status.json").read_text())
     assert status_file["milestoneId"] == "M003" and status_file["state"] == "complete"
     assert {
         "pid",

@@ -369,7 +369,7 @@ def test_doctor_after_a_clean_run_finds_nothing(gsd_project, cli, fake_worker):
     assert doctor.code == 0, doctor.out
     assert "No problems found." in doctor.out
     # A status file that disagrees with the finished run is still reported.
-    status_file = project.gsd / "parallel" / "M001.status.json"
+    status_file = project.gsd / "parallel" / "workers" / "M001.status.json"
     status_file.write_text(json.dumps({"milestoneId": "M001", "state": "running", "pid": 999999}))
     assert "stale status file M001.status.json" in cli("--project", project.root, "doctor").out
 

@@ -352,7 +352,7 @@ def test_status_file_has_gsds_shape(tmp_path: Path) -> None:
     data = read_status_file(tmp_path, "M002")
     assert data is not None and data["pid"] == 0 and data["currentUnit"] is None
     assert read_status_file(tmp_path, "M009") is None
-    (tmp_path / "M003.status.json").write_text("{not json")
+    (tmp_path / "workers" / "M003.status.json").write_text("{not json")
     assert read_status_file(tmp_path, "M003") is None
 
 

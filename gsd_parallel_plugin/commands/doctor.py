@@ -148,7 +148,7 @@ def _worker_findings(loaded: Loaded) -> list[Finding]:
                 )
             )
     known = {row.milestone_id: row for row in rows or last_rows}
-    for status_file in sorted(loaded.parallel_dir.glob("*.status.json")):
+    for status_file in sorted(procs.status_dir(loaded.parallel_dir).glob("*.status.json")):
         mid = status_file.name.removesuffix(".status.json")
         data = procs.read_status_file(loaded.parallel_dir, mid) if _valid(mid) else None
         state = (data or {}).get("state")

@@ -36,10 +36,13 @@ def global_dir() -> Path:
     return Path.home() / ".pi" / "agent" / "extensions" / NAME
 
 
-def project_dir(ctx: CommandContext) -> Path:
+def project_dir(ctx: CommandContext, directory: str | None = None) -> Path:
+    """``<project>/.gsd/extensions/gsd-parallel``: *directory* (``--project DIR``), else the
+    project ``--project``/the current directory is in."""
     from ..project import find_project_root
 
-    return find_project_root(ctx.host.project_dir) / ".gsd" / "extensions" / NAME
+    start = Path(directory) if directory else ctx.host.project_dir
+    return find_project_root(start) / ".gsd" / "extensions" / NAME
 
 
 def gsd_parallel_command() -> list[str]:
@@ -135,12 +138,13 @@ def status(ctx: CommandContext) -> CommandResult:
 def run(name: str, ctx: CommandContext) -> CommandResult:
     parser = ArgParser(name)
     parser.add_argument("action", choices=ACTIONS)
-    parser.add_argument("--project", dest="in_project", action="store_true")
+    # ``--project`` alone: the project we are in; ``--project DIR``: that one
+    parser.add_argument("--project", dest="in_project", nargs="?", const="", default=None)
     args = parse(parser, ctx)
     if args.action == "status":
         return status(ctx)
-    scope = "project" if args.in_project else "global"
-    target = project_dir(ctx) if args.in_project else global_dir()
+    scope = "project" if args.in_project is not None else "global"
+    target = project_dir(ctx, args.in_project) if args.in_project is not None else global_dir()
     if args.action == "install":
         return install(ctx, target, scope)
     return uninstall(target, scope)

@@ -103,8 +103,8 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def status_file(project_root: Path, mid: str) -> dict[str, Any]:
-    """``.gsd/parallel/<MID>.status.json`` as the supervisor last wrote it ({} when none)."""
-    return _read_json(project_root / ".gsd" / "parallel" / f"{mid}.status.json") or {}
+    """``.gsd/parallel/workers/<MID>.status.json`` as the supervisor last wrote it ({} when none)."""
+    return _read_json(project_root / ".gsd" / "parallel" / "workers" / f"{mid}.status.json") or {}
 
 
 def supervisor_alive(project_root: Path) -> bool:
