@@ -120,6 +120,26 @@ def on_milestone_complete(milestone_id: str, branch: str, worktree: Path) -> Non
     """
 
 
+@hookspec
+def on_gsd_session_start(session_id: str, cwd: Path) -> None:
+    """The user opened a GSD session with the gsd-parallel extension loaded.
+
+    Broadcast, delivered from the extension's spool (by the supervisor or
+    ``gsd-parallel session-events``), shortly after GSD's ``session_start``.  Never for
+    a worker's own GSD: the supervisor reads those directly.
+    """
+
+
+@hookspec
+def on_gsd_session_end(session_id: str, cwd: Path, cost_usd: float) -> None:
+    """That GSD session ended (GSD's ``session_shutdown``).
+
+    Broadcast, delivered like :func:`on_gsd_session_start`.  Our workers keep running.
+
+    :param cost_usd: what the session spent while the extension was loaded.
+    """
+
+
 # --------------------------------------------------------------------------- budget
 
 
@@ -130,16 +150,22 @@ def on_cost_update(
     worker_total_usd: float,
     run_total_usd: float,
     budget_ceiling: float | None,
+    source: str,
 ) -> None:
-    """Cost changed: a worker's ``message_end`` events were read (or a host reported cost).
+    """Cost changed: a worker's ``message_end`` events were read (or a host reported cost),
+    or the user's own GSD session spent (through the GSD extension).
 
     Broadcast, fired by the supervisor after the new cost is committed to the store,
-    so the totals are exact across supervisor restarts.
+    so the totals are exact across supervisor restarts.  The session's spend is fired by
+    whichever process drains the extension's spool (the supervisor, or
+    ``gsd-parallel session-events``).
 
-    :param delta_usd: the increase since the previous call for this worker.
-    :param worker_total_usd: the milestone's total over all its restarts.
-    :param run_total_usd: the run's total over all workers.
+    :param milestone_id: the worker's milestone; ``session:<GSD session id>`` for the session.
+    :param delta_usd: the increase since the previous call for this worker (or session).
+    :param worker_total_usd: the milestone's total over all its restarts (the session's total).
+    :param run_total_usd: the run's total over all workers (the session never counts in it).
     :param budget_ceiling: ``parallel.budget_ceiling`` or None.
+    :param source: ``"worker"``, or ``"session"`` for the user's own GSD session.
     """
 
 

@@ -59,6 +59,8 @@ HOOK_KINDS: dict[str, HookKind] = {
     "spawn_worker": "decision",
     "on_worker_state_change": "broadcast",
     "on_milestone_complete": "broadcast",
+    "on_gsd_session_start": "broadcast",
+    "on_gsd_session_end": "broadcast",
     "on_cost_update": "broadcast",
     "on_budget_exceeded": "broadcast",
     "choose_merge_order": "decision",
@@ -410,6 +412,12 @@ class Hooks:
             "on_milestone_complete", milestone_id=milestone_id, branch=branch, worktree=worktree
         )
 
+    def on_gsd_session_start(self, session_id: str, cwd: Path) -> None:
+        self._broadcast("on_gsd_session_start", session_id=session_id, cwd=cwd)
+
+    def on_gsd_session_end(self, session_id: str, cwd: Path, cost_usd: float) -> None:
+        self._broadcast("on_gsd_session_end", session_id=session_id, cwd=cwd, cost_usd=cost_usd)
+
     # -- budget
     def on_cost_update(
         self,
@@ -418,6 +426,7 @@ class Hooks:
         worker_total_usd: float,
         run_total_usd: float,
         budget_ceiling: float | None,
+        source: str = "worker",
     ) -> None:
         self._broadcast(
             "on_cost_update",
@@ -426,6 +435,7 @@ class Hooks:
             worker_total_usd=worker_total_usd,
             run_total_usd=run_total_usd,
             budget_ceiling=budget_ceiling,
+            source=source,
         )
 
     def on_budget_exceeded(self, run_total_usd: float, budget_ceiling: float) -> None:

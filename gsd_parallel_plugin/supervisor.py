@@ -470,6 +470,22 @@ class Supervisor:
                 self.prefs.budget_ceiling,
             )  # fmt: skip
 
+    def drain_session_events(self) -> None:
+        """The user's own GSD session, as hooks; a milestone it completed re-plans the run."""
+        from . import session_events
+        from .git import current_branch
+
+        assert self.hooks is not None
+        events = session_events.drain(
+            self.root, self.hooks,
+            branch=lambda: current_branch(self.root) or self.preferences.git_main_branch or "",
+            run_total_usd=lambda: self.store.run_total_cost(self.run_id),
+            budget_ceiling=self.prefs.budget_ceiling,
+        )  # fmt: skip
+        if any(e.kind == "milestone_complete" for e in events):
+            self._project_dirty = True
+            self._replan = True
+
     # ------------------------------------------------------------------ exits
     def _exit_code(self, mid: str, tracked: Tracked) -> tuple[bool, int | None]:
         """(exited, code): code None when the process was not ours to reap."""
@@ -813,6 +829,7 @@ class Supervisor:
             if exited:
                 self.settle(mid, tracked, code)
         self.apply_commands()
+        self.drain_session_events()
         self.merger.tick()
         self.enforce_deadlines()
         self.backfill()

@@ -58,3 +58,23 @@ def test_node_unit_tests():
     assert tests
     proc = subprocess.run(["node", "--test", *tests], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_project_install_with_and_without_a_directory(home, tmp_path, monkeypatch, capsys):
+    """``--project`` after ``gsd-extension`` is its own option (it was taken for the global
+    ``--project DIR`` and failed with "--project needs a directory")."""
+    from gsd_parallel_plugin.testing.builder import build_project
+
+    project = build_project(tmp_path / "proj", {"M001": {}}, preferences={"enabled": True})
+    target = project.root / ".gsd" / "extensions" / "gsd-parallel"
+    monkeypatch.chdir(project.root / "src" if (project.root / "src").is_dir() else project.root)
+    assert main(["gsd-extension", "install", "--project"]) == 0, capsys.readouterr().err
+    assert (target / "index.js").is_file() and "(project)" in capsys.readouterr().out
+    assert main(["gsd-extension", "uninstall", "--project"]) == 0
+    assert not target.exists() and "Removed" in capsys.readouterr().out
+    monkeypatch.chdir(tmp_path)
+    assert main(["--json", "gsd-extension", "install", "--project", str(project.root)]) == 0
+    assert json.loads(capsys.readouterr().out)["path"] == str(target)
+    assert not (home / ".pi").exists()  # a project install never touches the global place
+    assert main(["--project", str(project.root), "gsd-extension", "status"]) == 0
+    assert f"project: installed in {target}" in capsys.readouterr().out

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import inspect
+import json
 import os
 import re
 import shutil
@@ -59,7 +60,7 @@ def check_impl_params(where: str, hook: str, params: list[str]) -> None:
 
 def test_every_hookspec_is_documented_with_its_exact_signature():
     text = HOOKS_MD.read_text()
-    assert len(SPECS) == 12
+    assert len(SPECS) == 14
     missing = [name for name in SPECS if signature_heading(name) not in text]
     assert missing == [], "\n".join(signature_heading(n) for n in missing)
 
@@ -240,6 +241,14 @@ def end_to_end_calls(tmp_path_factory: pytest.TempPathFactory) -> HookRecorder:
             preferences={"enabled": True, "budget_ceiling": 0.02},
         )
         try:
+            # The user's own GSD session, as the GSD extension spools it: the supervisor drains it.
+            spool = merging.gsd / "parallel" / "session-events.jsonl"
+            spool.parent.mkdir(parents=True, exist_ok=True)
+            spool.write_text("".join(json.dumps({"session": "s1", **e}) + "\n" for e in (
+                {"event": "session_start", "cwd": str(merging.root)},
+                {"event": "cost", "cost_usd": 0.25},
+                {"event": "session_end", "cwd": str(merging.root)},
+            )))  # fmt: skip
             host = make_host(merging, recorder=recorder)
             assert host.run("start --dry-run").exit_code == 0, host.errors
             # M003's automatic merge conflicts on the shared file: the run reports it (exit 1)

@@ -28,7 +28,9 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "plugins": ("plugins", "[--json]", "List loaded plugins and their hooks."),
     "demo": ("demo", "[DIR] [--real]",
              "Generate a sample project and run it (fake worker; --real: real GSD, scripted model)."),
-    "gsd-extension": ("gsd_extension", "install|uninstall|status [--project]", "Install /parallel into GSD."),
+    "gsd-extension": ("gsd_extension", "install|uninstall|status [--project [DIR]]",
+                      "Install /parallel into GSD."),
+    "session-events": ("session_events", "", "Deliver the GSD session's spooled events to plugins."),
 }
 
 

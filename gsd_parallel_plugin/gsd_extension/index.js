@@ -1,12 +1,22 @@
 // /parallel inside GSD: runs the installed gsd-parallel (config.json, written by
 // `gsd-parallel gsd-extension install`) with pi.exec and shows what it says.
 // Plain ES module, no build step, no dependencies.
-import { readFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { appendFileSync, existsSync, mkdirSync, readFileSync, watch } from "node:fs";
+import { homedir } from "node:os";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const TIMEOUT_MS = 120000;
+// Hints in what gsd-parallel prints name /parallel, the way the user reached it here.
+const INVOKED_AS = "--invoked-as=/parallel";
+const SPOOL = "session-events.jsonl";
+const DRAIN_DELAY_MS = 2000;
+const COMPLETE_TOOLS = new Set(["gsd_complete_milestone", "gsd_milestone_complete"]);
+// Subcommands the extension runs itself; /parallel does not offer them.
+const INTERNAL = new Set(["session-events"]);
+// Marks our session messages apart from those of GSD's built-in /gsd parallel (same customType).
+const OURS = "gsd-parallel-plugin";
 // Commands that never return on their own: only their one-shot forms run here.
 const FOLLOWING = { watch: ["--once"], logs: [] };
 
@@ -31,13 +41,13 @@ export function completions(config, prefix) {
   const text = prefix || "";
   if (/\s/.test(text)) return null; // only the subcommand is completed
   const items = (config.subcommands || [])
-    .filter((c) => c.name.startsWith(text))
+    .filter((c) => !INTERNAL.has(c.name) && c.name.startsWith(text))
     .map((c) => ({ value: c.name, label: c.name, description: `${c.usage} — ${c.summary}`.trim() }));
   return items.length ? items : null;
 }
 
 function usage(config) {
-  const names = (config.subcommands || []).map((c) => c.name).join("|");
+  const names = (config.subcommands || []).filter((c) => !INTERNAL.has(c.name)).map((c) => c.name).join("|");
   return `Usage: /parallel <${names}> [args]`;
 }
 
@@ -62,7 +72,7 @@ export function show(pi, ctx, text, level = "info") {
   const first = lines.find((l) => l.trim()) || body;
   ctx.ui.notify(first.replace(/^#+\s*/, ""), level);
   if (typeof pi.sendMessage === "function") {
-    pi.sendMessage({ customType: "gsd-parallel", content: body, display: true, details: {} });
+    pi.sendMessage({ customType: "gsd-parallel", content: body, display: true, details: { source: OURS } });
   } else {
     ctx.ui.notify(body, level);
   }
@@ -70,7 +80,7 @@ export function show(pi, ctx, text, level = "info") {
 
 export async function runCli(pi, ctx, config, args) {
   const [cmd, ...pre] = config.command && config.command.length ? config.command : ["gsd-parallel"];
-  return pi.exec(cmd, [...pre, ...args], { cwd: ctx.cwd, timeout: TIMEOUT_MS });
+  return pi.exec(cmd, [...pre, INVOKED_AS, ...args], { cwd: ctx.cwd, timeout: TIMEOUT_MS });
 }
 
 /** `/parallel merge`: a real merge needs the user's yes (GSD's dialog), or --yes. */
@@ -141,7 +151,179 @@ export async function handle(pi, ctx, config, line) {
   ctx.ui.notify(errorLine(result), "error");
 }
 
-export default function gsdParallel(pi, config = loadConfig()) {
+// ---------------------------------------------------------------- the session's events
+/** The spool the plugin side drains: `<project>/.gsd/parallel/session-events.jsonl`, or null
+ * outside a GSD project (GSD's own home, ~/.gsd, is not a project). */
+export function findSpool(cwd, env = process.env) {
+  const gsdHome = resolve(env.GSD_HOME || join(homedir(), ".gsd"));
+  let dir = resolve(cwd || ".");
+  for (;;) {
+    const gsd = join(dir, ".gsd");
+    if (gsd !== gsdHome && existsSync(gsd)) return { root: dir, spool: join(gsd, "parallel", SPOOL) };
+    const up = dirname(dir);
+    if (up === dir) return null;
+    dir = up;
+  }
+}
+
+function sessionId(ctx) {
+  try {
+    return ctx.sessionManager.getSessionId() || "unknown";
+  } catch {
+    return "unknown";
+  }
+}
+
+/**
+ * Forwards the user's own session to the plugin side without ever blocking it: each event
+ * is one appended line (no child process is awaited in a handler), then a drain by
+ * `gsd-parallel session-events` is started and not waited for (debounced; one at a time).
+ * Returns null inside a worker: the supervisor reads a worker's events itself.
+ */
+export function sessionForwarder(pi, config, { env = process.env, delayMs = DRAIN_DELAY_MS } = {}) {
+  if (env.GSD_PARALLEL_WORKER === "1") return null;
+  let place = null;
+  let timer = null;
+  let running = false;
+  let again = false;
+  const completing = new Map(); // toolCallId -> milestoneId, from tool_execution_start
+
+  function drainNow() {
+    if (timer) clearTimeout(timer);
+    timer = null;
+    if (!place) return;
+    if (running) {
+      again = true;
+      return;
+    }
+    running = true;
+    const [cmd, ...pre] = config.command && config.command.length ? config.command : ["gsd-parallel"];
+    let job;
+    try {
+      job = Promise.resolve(
+        pi.exec(cmd, [...pre, INVOKED_AS, "--project", place.root, "session-events"], {
+          cwd: place.root,
+          timeout: 60000,
+        }),
+      );
+    } catch {
+      job = Promise.resolve();
+    }
+    job
+      .catch(() => undefined)
+      .then(() => {
+        running = false;
+        if (again) {
+          again = false;
+          drainNow();
+        }
+      });
+  }
+
+  function drainSoon() {
+    if (timer || !place) return;
+    timer = setTimeout(drainNow, delayMs);
+    if (typeof timer.unref === "function") timer.unref();
+  }
+
+  function spool(ctx, record) {
+    place = place || findSpool(ctx && ctx.cwd, env);
+    if (!place) return false;
+    try {
+      mkdirSync(dirname(place.spool), { recursive: true });
+      const line = JSON.stringify({ ...record, session: sessionId(ctx), ts: Date.now() });
+      appendFileSync(place.spool, `${line}\n`);
+      return true;
+    } catch {
+      return false; // never break the session over a spool we cannot write
+    }
+  }
+
+  let unwatch = () => undefined;
+  return {
+    onSessionStart(_event, ctx) {
+      if (spool(ctx, { event: "session_start", cwd: ctx.cwd })) drainSoon();
+      if (place && ctx.ui) {
+        unwatch();
+        unwatch = watchBuiltin(dirname(dirname(place.spool)), (text, level) => ctx.ui.notify(text, level));
+      }
+    },
+    onSessionShutdown(_event, ctx) {
+      unwatch();
+      if (spool(ctx, { event: "session_end", cwd: ctx.cwd })) drainNow();
+    },
+    onMessageEnd(event, ctx) {
+      const message = (event && event.message) || {};
+      const cost = message.usage && message.usage.cost ? Number(message.usage.cost.total) : 0;
+      if (message.role !== "assistant" || !(cost > 0)) return;
+      const record = { event: "cost", cost_usd: cost, model: message.model || null };
+      if (spool(ctx, record)) drainSoon();
+    },
+    onToolStart(event) {
+      if (COMPLETE_TOOLS.has(event.toolName)) completing.set(event.toolCallId, event.args && event.args.milestoneId);
+    },
+    onToolEnd(event, ctx) {
+      if (!COMPLETE_TOOLS.has(event.toolName)) return;
+      const asked = completing.get(event.toolCallId);
+      completing.delete(event.toolCallId);
+      const result = event.result || {};
+      const details = result.details || {};
+      if (event.isError || result.isError || details.error || details.alreadyComplete) return;
+      const milestone = details.milestoneId || asked;
+      if (typeof milestone !== "string" || !milestone) return;
+      if (spool(ctx, { event: "milestone_complete", milestone })) drainNow();
+    },
+  };
+}
+
+export const BUILTIN_STARTED =
+  "GSD's built-in /gsd parallel just started workers of its own, apart from gsd-parallel's " +
+  "(and it stops them when this session ends). gsd-parallel is /parallel: /parallel status shows " +
+  "its run; /gsd parallel stop stops only GSD's built-in workers.";
+
+/** Whether `.gsd/orchestrator.json` (GSD's built-in parallel state) says a run is active. */
+export function builtinRunActive(gsdDir) {
+  try {
+    const state = JSON.parse(readFileSync(join(gsdDir, "orchestrator.json"), "utf8"));
+    return Boolean(state && state.active && Array.isArray(state.workers) && state.workers.length);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Tell the user when GSD's built-in `/gsd parallel start` (typed by habit) starts its own
+ * workers: GSD gives extensions no hook before its own command runs, and its messages do
+ * not reach extension events, but it always writes `.gsd/orchestrator.json`. A directory
+ * watch costs nothing while idle and never keeps GSD alive.
+ */
+export function watchBuiltin(gsdDir, notify) {
+  let warned = builtinRunActive(gsdDir);
+  let watcher = null;
+  try {
+    watcher = watch(gsdDir, { persistent: false }, (_kind, name) => {
+      if (name && !`${name}`.startsWith("orchestrator.json")) return;
+      const active = builtinRunActive(gsdDir);
+      if (active && !warned) notify(BUILTIN_STARTED, "warning");
+      warned = active;
+    });
+  } catch {
+    return () => undefined;
+  }
+  return () => watcher.close();
+}
+
+function guarded(fn) {
+  return (event, ctx) => {
+    try {
+      fn(event, ctx);
+    } catch {
+      // an event handler must never break the user's session
+    }
+  };
+}
+
+export default function gsdParallel(pi, config = loadConfig(), options = {}) {
   pi.registerCommand("parallel", {
     description: "gsd-parallel: run several milestones at once (/parallel status, start, merge …)",
     getArgumentCompletions: (prefix) => completions(config, prefix),
@@ -153,4 +335,12 @@ export default function gsdParallel(pi, config = loadConfig()) {
       }
     },
   });
+  if (typeof pi.on !== "function") return;
+  const forward = sessionForwarder(pi, config, options);
+  if (!forward) return;
+  pi.on("session_start", guarded(forward.onSessionStart));
+  pi.on("session_shutdown", guarded(forward.onSessionShutdown));
+  pi.on("tool_execution_start", guarded(forward.onToolStart));
+  pi.on("tool_execution_end", guarded(forward.onToolEnd));
+  pi.on("message_end", guarded(forward.onMessageEnd));
 }

@@ -43,7 +43,7 @@ test("status runs the recorded gsd-parallel and notifies its line", async () => 
   const ctx = fakeCtx();
   await pi.commands.parallel.handler("status", ctx);
   assert.equal(calls[0].cmd, "/abs/gsd-parallel");
-  assert.deepEqual(calls[0].args, ["status"]);
+  assert.deepEqual(calls[0].args, ["--invoked-as=/parallel", "status"]);
   assert.equal(calls[0].opts.cwd, "/proj");
   assert.deepEqual(ctx.notes, [["info", "No parallel orchestration is currently active."]]);
 });
@@ -74,7 +74,7 @@ test("headless merge never merges without --yes", async () => {
   const two = fakePi([plan, { code: 0, stdout: "# Merge Results\n\n- **M001** — merged successfully\n", stderr: "" }]);
   register(two.pi, config);
   await two.pi.commands.parallel.handler("merge --yes", fakeCtx(false));
-  assert.deepEqual(two.calls[1].args, ["merge"]);
+  assert.deepEqual(two.calls[1].args, ["--invoked-as=/parallel", "merge"]);
 });
 
 test("with a UI, merge asks and a no cancels", async () => {
@@ -85,4 +85,100 @@ test("with a UI, merge asks and a no cancels", async () => {
   await pi.commands.parallel.handler("merge", ctx);
   assert.equal(calls.length, 1);
   assert.deepEqual(ctx.notes.at(-1), ["info", "Merge cancelled."]);
+});
+
+// ------------------------------------------------------------------ the session's events
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { findSpool, watchBuiltin, BUILTIN_STARTED } from "../../gsd_parallel_plugin/gsd_extension/index.js";
+
+function project() {
+  const root = mkdtempSync(join(tmpdir(), "gsdp-ext-"));
+  mkdirSync(join(root, ".gsd"));
+  mkdirSync(join(root, "src"));
+  return root;
+}
+
+function eventPi() {
+  const handlers = {};
+  const calls = [];
+  let release;
+  const pi = {
+    commands: {},
+    registerCommand(name, spec) { this.commands[name] = spec; },
+    on(name, fn) { handlers[name] = fn; },
+    // The drain never finishes until the test says so: handlers must not wait for it.
+    exec(cmd, args, opts) { calls.push({ cmd, args, opts }); return new Promise((r) => { release = r; }); },
+  };
+  return { pi, handlers, calls, finish: () => release && release({ code: 0, stdout: "", stderr: "" }) };
+}
+
+function sessionCtx(cwd) {
+  const notes = [];
+  return { cwd, notes, sessionManager: { getSessionId: () => "s-1" }, ui: { notify: (t, l) => notes.push([l, t]) } };
+}
+
+const spoolOf = (root) => join(root, ".gsd", "parallel", "session-events.jsonl");
+const lines = (root) => readFileSync(spoolOf(root), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+
+test("findSpool walks up to the project, never into GSD's home", () => {
+  const root = project();
+  assert.equal(findSpool(join(root, "src"), { GSD_HOME: "/nowhere" }).root, root);
+  assert.equal(findSpool(join(root, "src"), { GSD_HOME: join(root, ".gsd") }), null);
+});
+
+test("session events are spooled at once and drained without waiting", async () => {
+  const root = project();
+  const { pi, handlers, calls, finish } = eventPi();
+  register(pi, config, { env: {}, delayMs: 10 });
+  const ctx = sessionCtx(join(root, "src"));
+  handlers.session_start({ type: "session_start" }, ctx);
+  const cost = { role: "assistant", model: "m", usage: { cost: { total: 0.25 } } };
+  handlers.message_end({ type: "message_end", message: cost }, ctx);
+  handlers.message_end({ type: "message_end", message: { role: "user", content: "hi" } }, ctx);
+  handlers.tool_execution_start({ toolCallId: "t1", toolName: "gsd_complete_milestone", args: { milestoneId: "M001" } }, ctx);
+  // a failed completion and an unrelated tool are not completions
+  handlers.tool_execution_start({ toolCallId: "t0", toolName: "gsd_complete_milestone", args: { milestoneId: "M009" } }, ctx);
+  handlers.tool_execution_end({ toolCallId: "t0", toolName: "gsd_complete_milestone", isError: true, result: {} }, ctx);
+  handlers.tool_execution_end({ toolCallId: "t9", toolName: "bash", isError: false, result: {} }, ctx);
+  handlers.tool_execution_end({ toolCallId: "t1", toolName: "gsd_complete_milestone", isError: false,
+    result: { details: { milestoneId: "M001" } } }, ctx);
+  const got = lines(root);
+  assert.deepEqual(got.map((l) => l.event), ["session_start", "cost", "milestone_complete"]);
+  assert.equal(got[1].cost_usd, 0.25);
+  assert.equal(got[2].milestone, "M001");
+  assert.ok(got.every((l) => l.session === "s-1"));
+  // The completion drains now; the drain is still running, so the next event only queues one more.
+  assert.equal(calls.length, 1);
+  assert.deepEqual(calls[0].args.slice(-3), ["--project", root, "session-events"]);
+  handlers.session_shutdown({ type: "session_shutdown" }, ctx);
+  assert.equal(calls.length, 1);
+  finish();
+  await new Promise((r) => setTimeout(r, 30));
+  assert.equal(calls.length, 2);
+  assert.equal(lines(root).at(-1).event, "session_end");
+});
+
+test("inside a worker nothing is forwarded", () => {
+  const root = project();
+  const { pi, handlers } = eventPi();
+  register(pi, config, { env: { GSD_PARALLEL_WORKER: "1" } });
+  assert.deepEqual(Object.keys(handlers), []);
+  assert.ok(pi.commands.parallel);
+  assert.ok(!existsSync(spoolOf(root)));
+});
+
+test("GSD's built-in /gsd parallel start is pointed out once", async () => {
+  const root = project();
+  const notes = [];
+  const stop = watchBuiltin(join(root, ".gsd"), (text, level) => notes.push([level, text]));
+  const state = { active: true, workers: [{ milestoneId: "M001", pid: 1 }] };
+  writeFileSync(join(root, ".gsd", "orchestrator.json.tmp"), JSON.stringify(state));
+  writeFileSync(join(root, ".gsd", "orchestrator.json"), JSON.stringify(state));
+  await new Promise((r) => setTimeout(r, 300));
+  writeFileSync(join(root, ".gsd", "orchestrator.json"), JSON.stringify(state));
+  await new Promise((r) => setTimeout(r, 300));
+  stop();
+  assert.deepEqual(notes, [["warning", BUILTIN_STARTED]]);
 });
