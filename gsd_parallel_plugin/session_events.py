@@ -92,9 +92,12 @@ def _read_state(path: Path) -> dict[str, Any]:
         return {"offset": 0, "totals": {}}
     if not isinstance(data, dict):
         return {"offset": 0, "totals": {}}
-    totals = data.get("totals") if isinstance(data.get("totals"), dict) else {}
-    offset = data.get("offset") if isinstance(data.get("offset"), int) else 0
-    return {"offset": max(offset, 0), "totals": totals}
+    totals = data.get("totals")
+    offset = data.get("offset")
+    return {
+        "offset": max(offset, 0) if isinstance(offset, int) else 0,
+        "totals": totals if isinstance(totals, dict) else {},
+    }
 
 
 def _write_state(path: Path, state: dict[str, Any]) -> None:
