@@ -262,3 +262,113 @@ def _git_env() -> dict[str, str]:
     for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
         env.pop(name, None)
     return env
+
+
+class GsdRpcSession:
+    """A real GSD session driven like an editor drives it: ``gsd --mode rpc`` in *cwd*.
+
+    Prompts go in as ``{"type": "prompt", "message": ...}`` lines on stdin; every event
+    GSD prints on stdout is kept (``events``), so a test can wait for the notification or
+    session message a ``/parallel …`` command shows. ``close()`` ends the session the way
+    a user does (GSD's ``session_shutdown`` runs); ``kill()`` does not.
+    """
+
+    def __init__(self, gsd: Path | str, cwd: Path, env: Mapping[str, str]) -> None:
+        import threading
+
+        self.cwd = cwd
+        self.events: list[dict[str, object]] = []
+        self.stderr: list[str] = []
+        self._lock = threading.Lock()
+        self.proc = subprocess.Popen(
+            [str(gsd), "--mode", "rpc"], cwd=cwd, env=dict(env), text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        threading.Thread(target=self._read_stdout, daemon=True).start()
+        threading.Thread(target=self._read_stderr, daemon=True).start()
+
+    def _read_stdout(self) -> None:
+        import json
+
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict) and event.get("type") != "message_update":
+                with self._lock:
+                    self.events.append(event)
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            with self._lock:
+                self.stderr.append(line.rstrip("\n"))
+
+    def send(self, command: Mapping[str, object]) -> None:
+        import json
+
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(dict(command)) + "\n")
+        self.proc.stdin.flush()
+
+    def prompt(self, message: str) -> int:
+        """Type *message*; returns the index of the first event that can answer it."""
+        with self._lock:
+            mark = len(self.events)
+        self.send({"type": "prompt", "message": message})
+        return mark
+
+    def texts(self, since: int = 0) -> list[tuple[str, str]]:
+        """``(kind, text)`` shown to the user since event *since*: ``notify:<level>`` for a
+        notification, ``message:<customType>`` for a session message."""
+        shown: list[tuple[str, str]] = []
+        with self._lock:
+            events = self.events[since:]
+        for event in events:
+            if event.get("type") == "extension_ui_request" and event.get("method") == "notify":
+                shown.append((f"notify:{event.get('notifyType')}", str(event.get("message"))))
+            message = event.get("message")
+            custom = isinstance(message, dict) and message.get("role") == "custom"
+            if event.get("type") == "message_end" and custom and isinstance(message, dict):
+                shown.append((f"message:{message.get('customType')}", str(message.get("content"))))
+        return shown
+
+    def wait_for_text(self, needle: str, *, since: int = 0, timeout: float = 120) -> tuple[str, str]:
+        """The first ``(kind, text)`` since *since* that contains *needle*; raises on timeout."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [t for t in self.texts(since) if needle in t[1]]
+            if found:
+                return found[0]
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise RealGsdError(
+            f"GSD showed no text with {needle!r} (exit {self.proc.poll()}); it showed: "
+            f"{self.texts(since)}; stderr: {self.stderr[-10:]}"
+        )
+
+    def close(self, timeout: float = 60) -> int:
+        """End the session as a user does; GSD's exit code."""
+        if self.proc.poll() is None:
+            self.send({"type": "shutdown"})
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.proc.wait()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def __enter__(self) -> GsdRpcSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
