@@ -221,6 +221,7 @@ class RunView:
             "waiting": self.waiting(loaded) if self.active else [],
             "total_cost": round(self.total_cost, 9),
             "budget_ceiling": loaded.preferences.parallel.budget_ceiling,
+            "auto_merge": loaded.preferences.parallel.auto_merge,
             "budget": {**self.budget(loaded), "forecast": fc.to_json() if fc else None},
         }
 

@@ -1,7 +1,7 @@
 // /parallel inside GSD: runs the installed gsd-parallel (config.json, written by
 // `gsd-parallel gsd-extension install`) with pi.exec and shows what it says.
 // Plain ES module, no build step, no dependencies.
-import { appendFileSync, existsSync, mkdirSync, readFileSync, watch } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, watch } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -12,6 +12,7 @@ const TIMEOUT_MS = 120000;
 const INVOKED_AS = "--invoked-as=/parallel";
 const SPOOL = "session-events.jsonl";
 const DRAIN_DELAY_MS = 2000;
+const POLL_MS = 3000;
 const COMPLETE_TOOLS = new Set(["gsd_complete_milestone", "gsd_milestone_complete"]);
 // Subcommands the extension runs itself; /parallel does not offer them.
 const INTERNAL = new Set(["session-events"]);
@@ -83,6 +84,12 @@ export async function runCli(pi, ctx, config, args) {
   return pi.exec(cmd, [...pre, INVOKED_AS, ...args], { cwd: ctx.cwd, timeout: TIMEOUT_MS });
 }
 
+/** Whether nobody can answer a dialog: no UI, or `gsd headless`, which answers every
+ * confirm with yes (it sets GSD_HEADLESS=1), so a yes there is not the user's. */
+export function cannotAsk(ctx, env = process.env) {
+  return !ctx.hasUI || env.GSD_HEADLESS === "1";
+}
+
 /** `/parallel merge`: a real merge needs the user's yes (GSD's dialog), or --yes. */
 async function merge(pi, ctx, config, rest) {
   const yes = rest.includes("--yes") || rest.includes("-y");
@@ -105,7 +112,7 @@ async function merge(pi, ctx, config, rest) {
   }
   if (yes) return args;
   const question = `Merge ${ready.join(", ")} into the integration branch?`;
-  if (!ctx.hasUI) {
+  if (cannotAsk(ctx)) {
     // Headless GSD answers every confirm with yes: that is not the user's say-so.
     ctx.ui.notify(`${question} Not merging without you: run /parallel merge --yes`, "warning");
     return false;
@@ -313,6 +320,92 @@ export function watchBuiltin(gsdDir, notify) {
   return () => watcher.close();
 }
 
+/** Milestones whose status file (`.gsd/parallel/workers/<MID>.status.json`) says complete. */
+export function completeMilestones(parallelDir) {
+  const found = [];
+  let names = [];
+  try {
+    names = readdirSync(join(parallelDir, "workers"));
+  } catch {
+    return found;
+  }
+  for (const name of names) {
+    if (!name.endsWith(".status.json")) continue;
+    try {
+      const data = JSON.parse(readFileSync(join(parallelDir, "workers", name), "utf8"));
+      if (data && data.state === "complete" && typeof data.milestoneId === "string") found.push(data.milestoneId);
+    } catch {
+      // being rewritten: next look
+    }
+  }
+  return found.sort();
+}
+
+/**
+ * `auto_merge: confirm` inside GSD: the CLI's `start --wait` asks on its terminal when a
+ * milestone completes; a run started from GSD asks here, in GSD's own dialog. Without a
+ * user to answer (headless GSD says yes to everything) it only says what awaits a merge.
+ */
+export function mergeAsker(pi, config, { env = process.env, pollMs = POLL_MS } = {}) {
+  const asked = new Set();
+  let timer = null;
+  let busy = false;
+
+  async function look(ctx, root) {
+    const fresh = completeMilestones(join(root, ".gsd", "parallel")).filter((m) => !asked.has(m));
+    if (!fresh.length) return;
+    const status = await runCli(pi, { ...ctx, cwd: root }, config, ["--json", "status"]);
+    let data = {};
+    try {
+      data = JSON.parse(status.stdout);
+    } catch {
+      return;
+    }
+    const byId = new Map((data.workers || []).map((w) => [w.id, w]));
+    for (const mid of fresh) {
+      const w = byId.get(mid);
+      if (!w || w.state !== "complete") continue;
+      asked.add(mid);
+      if (w.merged || data.auto_merge !== "confirm") continue;
+      const what = `${mid}${w.title ? ` (${w.title})` : ""}`;
+      if (cannotAsk(ctx, env)) {
+        ctx.ui.notify(`${what} is complete — awaiting merge: /parallel merge ${mid} --yes`, "info");
+        continue;
+      }
+      const ok = await ctx.ui.confirm("gsd-parallel", `${what} is complete. Merge it into the integration branch?`);
+      if (!ok) {
+        ctx.ui.notify(`${mid} stays complete — awaiting merge: /parallel merge ${mid} when you are ready.`, "info");
+        continue;
+      }
+      const done = await runCli(pi, { ...ctx, cwd: root }, config, ["merge", mid]);
+      show(pi, ctx, `${done.stdout || ""}` || errorLine(done), done.code === 0 ? "info" : "warning");
+    }
+  }
+
+  return {
+    start(ctx, root) {
+      if (timer || env.GSD_PARALLEL_WORKER === "1") return;
+      // What was complete before this session is not news: `/parallel merge` handles it.
+      for (const mid of completeMilestones(join(root, ".gsd", "parallel"))) asked.add(mid);
+      timer = setInterval(() => {
+        if (busy) return;
+        busy = true;
+        look(ctx, root)
+          .catch(() => undefined)
+          .then(() => {
+            busy = false;
+          });
+      }, pollMs);
+      if (typeof timer.unref === "function") timer.unref();
+    },
+    stop() {
+      if (timer) clearInterval(timer);
+      timer = null;
+    },
+    look,
+  };
+}
+
 function guarded(fn) {
   return (event, ctx) => {
     try {
@@ -338,8 +431,22 @@ export default function gsdParallel(pi, config = loadConfig(), options = {}) {
   if (typeof pi.on !== "function") return;
   const forward = sessionForwarder(pi, config, options);
   if (!forward) return;
-  pi.on("session_start", guarded(forward.onSessionStart));
-  pi.on("session_shutdown", guarded(forward.onSessionShutdown));
+  const asker = mergeAsker(pi, config, options);
+  pi.on(
+    "session_start",
+    guarded((event, ctx) => {
+      forward.onSessionStart(event, ctx);
+      const place = findSpool(ctx && ctx.cwd, options.env || process.env);
+      if (place && ctx.ui) asker.start(ctx, place.root);
+    }),
+  );
+  pi.on(
+    "session_shutdown",
+    guarded((event, ctx) => {
+      asker.stop();
+      forward.onSessionShutdown(event, ctx);
+    }),
+  );
   pi.on("tool_execution_start", guarded(forward.onToolStart));
   pi.on("tool_execution_end", guarded(forward.onToolEnd));
   pi.on("message_end", guarded(forward.onMessageEnd));

@@ -182,3 +182,90 @@ test("GSD's built-in /gsd parallel start is pointed out once", async () => {
   stop();
   assert.deepEqual(notes, [["warning", BUILTIN_STARTED]]);
 });
+
+// ------------------------------------------------------------------ auto_merge: confirm
+import { mergeAsker, cannotAsk } from "../../gsd_parallel_plugin/gsd_extension/index.js";
+
+function withStatus(root, mid, state) {
+  mkdirSync(join(root, ".gsd", "parallel", "workers"), { recursive: true });
+  writeFileSync(join(root, ".gsd", "parallel", "workers", `${mid}.status.json`), JSON.stringify({ milestoneId: mid, state }));
+}
+
+function askerPi(status) {
+  const calls = [];
+  const pi = {
+    messages: [],
+    sendMessage(m) { this.messages.push(m); },
+    async exec(cmd, args) {
+      calls.push(args);
+      if (args.includes("status")) return { code: 0, stdout: JSON.stringify(status), stderr: "" };
+      return { code: 0, stdout: "# Merge Results\n\n- **M001** — merged successfully\n", stderr: "" };
+    },
+  };
+  return { pi, calls };
+}
+
+const completeRun = (autoMerge) => ({ auto_merge: autoMerge, workers: [{ id: "M001", title: "Core", state: "complete", merged: false }] });
+
+test("a milestone completing during the session is offered for merge in GSD's dialog", async () => {
+  const root = project();
+  withStatus(root, "M001", "running");
+  const { pi, calls } = askerPi(completeRun("confirm"));
+  const asked = [];
+  const ctx = { hasUI: true, cwd: root, ui: { notify: () => undefined, confirm: async (t, q) => { asked.push(q); return true; } } };
+  const asker = mergeAsker(pi, config, { env: {}, pollMs: 100000 });
+  asker.start(ctx, root);
+  await asker.look(ctx, root);
+  assert.equal(calls.length, 0); // still running: nothing to ask
+  withStatus(root, "M001", "complete");
+  await asker.look(ctx, root);
+  await asker.look(ctx, root); // asked once, never again
+  asker.stop();
+  assert.deepEqual(asked, ["M001 (Core) is complete. Merge it into the integration branch?"]);
+  assert.deepEqual(calls.map((a) => a.slice(1)), [["--json", "status"], ["merge", "M001"]]);
+  assert.match(pi.messages[0].content, /merged successfully/);
+});
+
+test("headless GSD (it says yes to every dialog) is never asked: it is told", async () => {
+  const root = project();
+  withStatus(root, "M001", "running");
+  const { pi, calls } = askerPi(completeRun("confirm"));
+  const notes = [];
+  const ctx = { hasUI: true, cwd: root, ui: { notify: (t) => notes.push(t), confirm: async () => assert.fail("asked") } };
+  assert.equal(cannotAsk(ctx, { GSD_HEADLESS: "1" }), true);
+  const asker = mergeAsker(pi, config, { env: { GSD_HEADLESS: "1" }, pollMs: 100000 });
+  asker.start(ctx, root);
+  withStatus(root, "M001", "complete");
+  await asker.look(ctx, root);
+  asker.stop();
+  assert.ok(!calls.some((a) => a.includes("merge")));
+  assert.deepEqual(notes, ["M001 (Core) is complete — awaiting merge: /parallel merge M001 --yes"]);
+});
+
+test("auto and manual merging, and milestones complete before the session, are left alone", async () => {
+  const root = project();
+  withStatus(root, "M002", "complete"); // complete before the session: /parallel merge is for it
+  const { pi, calls } = askerPi(completeRun("auto"));
+  const ctx = { hasUI: true, cwd: root, ui: { notify: () => assert.fail("told"), confirm: async () => assert.fail("asked") } };
+  const asker = mergeAsker(pi, config, { env: {}, pollMs: 100000 });
+  asker.start(ctx, root);
+  withStatus(root, "M001", "complete");
+  await asker.look(ctx, root);
+  asker.stop();
+  assert.deepEqual(calls.map((a) => a.slice(1)), [["--json", "status"]]);
+});
+
+test("/parallel merge under gsd headless (a UI that says yes to all) needs --yes", async () => {
+  const plan = { code: 0, stdout: JSON.stringify({ results: [{ id: "M001", outcome: "clean" }] }), stderr: "" };
+  const { pi, calls } = fakePi([plan]);
+  register(pi, config);
+  const ctx = fakeCtx(true, true);
+  process.env.GSD_HEADLESS = "1";
+  try {
+    await pi.commands.parallel.handler("merge", ctx);
+  } finally {
+    delete process.env.GSD_HEADLESS;
+  }
+  assert.equal(calls.length, 1);
+  assert.equal(ctx.notes.at(-1)[0], "warning");
+});
