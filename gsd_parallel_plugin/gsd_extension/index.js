@@ -38,9 +38,32 @@ export function splitArgs(line) {
   return words;
 }
 
-export function completions(config, prefix) {
+// Subcommands whose first argument is a milestone ID.
+const TAKES_MILESTONE = new Set(["status", "stop", "pause", "resume", "merge", "logs"]);
+
+/** Milestone IDs of the project *cwd* is in (its `.gsd/milestones/` folders). */
+export function milestoneIds(cwd = process.cwd(), env = process.env) {
+  const place = findSpool(cwd, env);
+  if (!place) return [];
+  try {
+    return readdirSync(join(place.root, ".gsd", "milestones"))
+      .filter((n) => /^M\d{3}(-[a-z0-9]{6})?$/.test(n))
+      .sort();
+  } catch {
+    return [];
+  }
+}
+
+export function completions(config, prefix, ids = milestoneIds) {
   const text = prefix || "";
-  if (/\s/.test(text)) return null; // only the subcommand is completed
+  const words = text.split(/\s+/);
+  if (words.length === 2 && TAKES_MILESTONE.has(words[0])) {
+    const items = ids()
+      .filter((m) => m.startsWith(words[1]))
+      .map((m) => ({ value: `${words[0]} ${m}`, label: m }));
+    return items.length ? items : null;
+  }
+  if (/\s/.test(text)) return null;
   const items = (config.subcommands || [])
     .filter((c) => !INTERNAL.has(c.name) && c.name.startsWith(text))
     .map((c) => ({ value: c.name, label: c.name, description: `${c.usage} — ${c.summary}`.trim() }));

@@ -269,3 +269,14 @@ test("/parallel merge under gsd headless (a UI that says yes to all) needs --yes
   assert.equal(calls.length, 1);
   assert.equal(ctx.notes.at(-1)[0], "warning");
 });
+
+test("milestone IDs complete after the subcommands that take one", () => {
+  const root = project();
+  for (const m of ["M001", "M002", "M010", "notes"]) mkdirSync(join(root, ".gsd", "milestones", m), { recursive: true });
+  const ids = () => milestoneIdsOf(root);
+  assert.deepEqual(completions(config, "merge M00", ids).map((c) => c.value), ["merge M001", "merge M002"]);
+  assert.equal(completions(config, "start M0", ids), null);
+  assert.deepEqual(completions(config, "stop ", ids).map((c) => c.label), ["M001", "M002", "M010"]);
+});
+import { milestoneIds } from "../../gsd_parallel_plugin/gsd_extension/index.js";
+const milestoneIdsOf = (root) => milestoneIds(join(root, "src"), { GSD_HOME: "/nowhere" });
