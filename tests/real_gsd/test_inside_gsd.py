@@ -197,3 +197,29 @@ def test_a_worker_forwards_nothing(real_project, cli, scripted_model) -> None:
     spools = list(project.root.rglob("session-events.jsonl"))
     assert spools == [], [p.read_text()[:500] for p in spools]
     assert usd_to_nanos(project.status()["total_cost"]) == scripted_model.billed_nanos()
+
+
+def test_gsds_built_in_parallel_commands_cannot_stop_our_workers(real_gsd, real_project, cli, scripted_model):
+    """GSD's /gsd parallel status|stop and the end of its session stop every worker whose
+    status file it finds in .gsd/parallel/: ours are one folder down, so they run on."""
+    project = real_project(["M001"], auto_merge="auto")
+    main_before = project.git("rev-parse", "main")
+    install(cli, project.root, "--project")
+    scripted_model.set_delay(1.5)  # the worker is mid-unit through the whole session
+    assert project.run("start", timeout=WAIT).code == 0
+    eventually(lambda: (project.worker("M001") or {}).get("state") == "running", project.diagnostics, timeout=120)
+    pid = project.worker("M001")["pid"]
+    assert pid and not list((project.root / ".gsd" / "parallel").glob("*.status.json"))
+    with session(real_gsd, project.root) as gsd:
+        mark = gsd.prompt("/gsd parallel status")
+        gsd.wait_for_text("No parallel orchestration is currently active.", since=mark)
+        mark = gsd.prompt("/gsd parallel stop")
+        gsd.wait_for_text("stopped", since=mark)
+        assert gsd.close() == 0
+    worker = project.worker("M001")
+    assert worker["pid"] == pid and worker["state"] == "running", project.diagnostics()
+    os.kill(pid, 0)  # alive
+    scripted_model.set_delay(0)
+    eventually(lambda: len(squash_commits(project.root, main_before)) == 1 and not supervisor_alive(project.root),
+               project.diagnostics)  # fmt: skip
+    assert project.worker("M001")["restarts"] == 0
