@@ -39,7 +39,14 @@ def test_install_status_uninstall_global(home, tmp_path, monkeypatch, capsys):
 
     assert main(["gsd-extension", "status", "--json"]) == 0
     places = json.loads(capsys.readouterr().out)["places"]
-    assert places[0]["installed"] and places[0]["command_exists"]
+    assert places[0]["installed"] and places[0]["command_exists"] and places[0]["current"]
+    (target / "index.js").write_text("// an older extension\n")
+    assert main(["gsd-extension", "status"]) == 0
+    assert "older than this gsd-parallel's extension" in capsys.readouterr().out
+    config = json.loads((target / "config.json").read_text())
+    (target / "config.json").write_text(json.dumps({**config, "command": ["/gone/gsd-parallel"]}))
+    assert main(["gsd-extension", "status"]) == 0
+    assert "MISSING: run `gsd-parallel gsd-extension install` again" in capsys.readouterr().out
 
     assert main(["gsd-extension", "uninstall"]) == 0
     assert "Removed" in capsys.readouterr().out

@@ -77,6 +77,9 @@ def _describe(scope: str, target: Path) -> dict[str, Any]:
     installed = (target / "index.js").is_file() and config is not None
     command = list(config.get("command") or []) if config else []
     exists = bool(command) and Path(command[0]).exists()
+    current = installed and all(
+        (target / name).read_bytes() == (source_dir() / name).read_bytes() for name in SHIPPED
+    )
     return {
         "scope": scope,
         "path": str(target),
@@ -84,6 +87,7 @@ def _describe(scope: str, target: Path) -> dict[str, Any]:
         "command": command,
         "command_exists": exists,
         "version": config.get("version") if config else None,
+        "current": current,
     }
 
 
@@ -127,11 +131,14 @@ def status(ctx: CommandContext) -> CommandResult:
         if not p["installed"]:
             lines.append(f"{p['scope']}: not installed ({p['path']})")
             continue
-        state = "exists" if p["command_exists"] else "MISSING: run `gsd-parallel gsd-extension install` again"
+        again = "gsd-parallel gsd-extension install" + (" --project" if p["scope"] == "project" else "")
+        state = "exists" if p["command_exists"] else f"MISSING: run `{again}` again"
         lines.append(
             f"{p['scope']}: installed in {p['path']} (version {p['version']}); "
             f"runs {' '.join(p['command'])} ({state})"
         )
+        if not p["current"]:
+            lines.append(f"  older than this gsd-parallel's extension: run `{again}` to update it")
     return CommandResult("\n".join(lines) + "\n", {"places": places})
 
 
