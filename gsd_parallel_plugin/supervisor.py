@@ -852,10 +852,17 @@ class Supervisor:
         """Close the run when nothing in it is left undone; keep it open otherwise."""
         if self._stop_requested:
             return
-        unfinished = [w for w in self.store.workers(self.run_id) if w.state not in {"complete"}]
-        if not unfinished and not self.plan():
+        rows = self.store.workers(self.run_id)
+        unfinished = [w for w in rows if w.state not in {"complete"}]
+        # A milestone complete but not merged keeps the run open: what waits for its merge
+        # stays listed as waiting, `start` continues this run (its cost stays in `status`).
+        unmerged = sorted(self.awaiting_merge() & {w.milestone_id for w in rows})
+        if not unfinished and not unmerged and not self.plan():
             self.store.finish_run(self.run_id)
-        self.store.add_event("supervisor", "supervisor exited: nothing left to run", run_id=self.run_id)
+        why = (
+            f"waiting for {', '.join(unmerged)} to be merged" if unmerged else "nothing left to run"
+        )
+        self.store.add_event("supervisor", f"supervisor exited: {why}", run_id=self.run_id)
 
 
 def _first_line(text: str | None) -> str | None:

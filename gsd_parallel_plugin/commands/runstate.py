@@ -13,6 +13,7 @@ from ..store import NANOS_PER_USD, RunRow, Store, WorkerRow, usd_to_nanos
 from .common import Loaded
 
 NO_RUN = "No parallel orchestration is currently active."
+READY_NO_SUPERVISOR = "can start now; no supervisor is running to start it (run `start`)"
 __all__ = ["NO_RUN", "RunView", "budget_message", "open_store", "refuse_if_budget_exhausted"]
 LIVE_STATES = {"starting", "running", "pausing", "stopping"}
 HELD_STATES = {"paused", "stopped", "failed", "blocked", "complete"}
@@ -178,8 +179,13 @@ class RunView:
             held=self.held,
         )
         waiting = [{"id": w.id, "reason": w.reason} for w in report.plan.waiting]
+        if self.active and self.supervisor is None:
+            # Nothing starts these by itself (a merge just unblocked them): say so.
+            waiting = [
+                {"id": mid, "reason": READY_NO_SUPERVISOR} for mid in report.plan.start
+            ] + waiting
         if self.budget(loaded)["state"] == "exceeded":
-            queued = [*report.plan.start, *(w["id"] for w in waiting)]
+            queued = list(dict.fromkeys([*report.plan.start, *(w["id"] for w in waiting)]))
             reason = "not started: budget ceiling reached"
             waiting = [{"id": m, "reason": reason} for m in queued if self.worker(m) is None]
         blocked = ("Blocked by", "Waiting for", "Dependency cycle")

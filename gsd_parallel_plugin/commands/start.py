@@ -25,7 +25,7 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
     loaded = load(ctx)
     require_enabled(loaded)
     prefs = loaded.preferences.parallel
-    view = RunView.read(loaded) if not args.dry_run else None
+    view = RunView.read(loaded)
     report = analyse(
         loaded.project,
         max_workers=prefs.max_workers,
