@@ -162,7 +162,7 @@ def _hints(
         return
     from ..supervisor import supervisor_running
 
-    after = _after_merge(ctx)
+    after = _after_merge(ctx, loaded)
     supervised = supervisor_running(loaded.parallel_dir)
     if not supervised:
         after.close_run_if_done()
@@ -208,10 +208,20 @@ class _AfterMerge:
                 store.finish_run(run.id)
 
 
-def _after_merge(ctx: CommandContext) -> _AfterMerge:
-    from ..eligibility import analyse
+def _after_merge(ctx: CommandContext, before: Loaded) -> _AfterMerge:
+    from dataclasses import replace
 
-    loaded = load(ctx, warn=False)
+    from ..eligibility import analyse
+    from ..project import read_project
+
+    # The project read again from its root (the command may have run inside the checkout
+    # the merge just removed).
+    project = read_project(
+        before.root,
+        default_branch=before.project.integration_branch,
+        git_main_branch=before.preferences.git_main_branch,
+    )
+    loaded = replace(before, project=project)
     view = RunView.read(loaded)
     prefs = loaded.preferences.parallel
     report = analyse(
