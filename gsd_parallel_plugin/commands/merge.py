@@ -116,14 +116,18 @@ def _dry_run(env: MergeEnv, order: list[str]) -> CommandResult:
         if r.outcome == "conflict":
             lines.append(f"- **{r.id}** — CONFLICT ({len(r.files)} file(s)):")
             lines += [f"  - `{f}`" for f in r.files]
+        elif r.outcome == "refused":
+            lines.append(f"- **{r.id}** — would be refused: {r.error}")
         elif r.outcome == "clean":
             extra = f" ({len(r.resolved)} .gsd/junk conflict(s) resolve themselves)"
-            lines.append(f"- **{r.id}** — clean" + (extra if r.resolved else ""))
+            check = env.preferences.merge_check
+            gate = f"; `{' '.join(check)}` (merge_check) runs before it lands" if check else ""
+            lines.append(f"- **{r.id}** — clean" + (extra if r.resolved else "") + gate)
         else:
             lines.append(f"- **{r.id}** — skipped: {r.error}")
     text = "\n".join(["# Merge Dry Run\n", *lines]) + "\n"
     data = {"dry_run": True, "results": [r.to_json() for r in results]}
-    code = 1 if any(r.outcome == "conflict" for r in results) else 0
+    code = 1 if any(r.outcome in {"conflict", "refused"} for r in results) else 0
     return CommandResult(text, data, exit_code=code)
 
 
