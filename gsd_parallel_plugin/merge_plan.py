@@ -17,7 +17,13 @@ from typing import Any
 from .git import MILESTONE_ID_RE, Git, GitCommandError
 from .layout import BRANCH_PREFIX, branch_name, branch_ref, checkout_display
 from .merge import MergeEnv, SliceMerge
-from .merge_steps import SLICE_REF_PREFIX, auto_resolvable, slice_point, split_z
+from .merge_steps import (
+    SLICE_REF_PREFIX,
+    auto_resolvable,
+    slice_point,
+    split_z,
+    unfinished_checkout_merge,
+)
 
 DRY_RUN_IDENT = {
     "GIT_AUTHOR_NAME": "gsd-parallel",
@@ -128,6 +134,10 @@ def dry_run(env: MergeEnv, order: list[str]) -> list[DryRunResult]:
         tip = g.branch_sha(branch_name(mid))
         if tip is None:
             results.append(DryRunResult(mid, "skipped", error=f"no branch {branch_name(mid)}"))
+            continue
+        unfinished = unfinished_checkout_merge(env.root, mid)
+        if unfinished is not None:
+            results.append(DryRunResult(mid, "refused", error=unfinished))
             continue
         if g.is_ancestor(tip, tips[integ]):
             dirty = _dirty_checkout(env, mid)

@@ -84,7 +84,7 @@ def test_a_stopped_milestone_can_be_continued(gsd_project, cli, fake_worker):
 
     again = cli("--project", project.root, "start")
     assert again.code == 0, again.err
-    assert "M001 (stopped)" in again.out and "/gsd parallel resume M001" in again.out
+    assert "M001 (stopped)" in again.out and "resume M001`" in again.out
     held = cli("--project", project.root, "start", "--json").json()["held"]
     assert held == [{"id": "M001", "state": "stopped"}]
 
