@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..budget import BUDGET_REASON, WARN_PERCENT, budget_message, envelope_of
 from ..errors import UserError
 from ..forecast import Forecast, forecast, worker_milestones
 from ..store import NANOS_PER_USD, MergeRow, RunRow, Store, WorkerRow, usd_to_nanos
 from .common import Loaded
+
+if TYPE_CHECKING:
+    from ..eligibility import Veto
+    from ..models import Milestone
 
 NO_RUN = "No parallel orchestration is currently active."
 READY_NO_SUPERVISOR = "can start now; no supervisor is running to start it (run `start`)"
@@ -39,6 +44,26 @@ def refuse_if_budget_exhausted(loaded: Loaded) -> None:
         spent = store.run_total_nanos(run.id)
     if spent >= usd_to_nanos(ceiling):
         raise UserError(budget_message(ceiling, spent / NANOS_PER_USD))
+
+
+def with_plan_check(
+    loaded: Loaded, veto: Veto | None, *, started: Collection[str] = ()
+) -> Veto:
+    """``veto`` plus: a milestone whose planning files are not committed is held back (its
+    checkout would start without them). Milestones this run started keep their checkout."""
+    from ..worktrees import uncommitted_plans
+
+    held = {
+        mid: why
+        for mid, why in uncommitted_plans(loaded.root, loaded.project).items()
+        if mid not in started
+    }
+
+    def combined(milestone: Milestone) -> Sequence[str]:
+        own = [held[milestone.id]] if milestone.id in held else []
+        return [*own, *(veto(milestone) if veto is not None else ())]
+
+    return combined
 
 
 def _ago(ts: float | None) -> str:
@@ -190,6 +215,7 @@ class RunView:
             project,
             max_workers=prefs.max_workers,
             overlap_policy=prefs.overlap,
+            veto=with_plan_check(loaded, None, started=[w.milestone_id for w in self.workers]),
             running=self.live,
             awaiting_merge=self.awaiting_merge,
             held=self.held,

@@ -8,7 +8,7 @@ from ..eligibility import analyse, render_report, report_json
 from ..errors import GitError
 from ..models import CommandContext, CommandResult, EligibilityReport
 from .common import ArgParser, Loaded, load, parse, require_enabled, veto_for
-from .runstate import RunView, open_store, refuse_if_budget_exhausted
+from .runstate import RunView, open_store, refuse_if_budget_exhausted, with_plan_check
 
 STARTED = "Parallel orchestration started."
 ALREADY = "Parallel orchestration is already running; its supervisor fills free slots itself."
@@ -30,7 +30,7 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
         loaded.project,
         max_workers=prefs.max_workers,
         overlap_policy=prefs.overlap,
-        veto=veto_for(ctx, loaded),
+        veto=with_plan_check(loaded, veto_for(ctx, loaded), started=[w.milestone_id for w in view.workers]),
         running=view.live if view else (),
         awaiting_merge=view.awaiting_merge if view else (),
         held=view.held if view else (),
