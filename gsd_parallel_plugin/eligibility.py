@@ -23,6 +23,7 @@ from .models import (
 
 ALL_SATISFIED = "All dependencies satisfied."
 ALREADY_COMPLETE = "Already complete."
+AWAITING_MERGE = "Already complete (awaiting merge)."
 PARKED = "Milestone is parked."
 GHOST = "Milestone has no planning data — cannot determine eligibility."
 OVERLAP_WARNING = " WARNING: has file overlap with another eligible milestone."
@@ -100,6 +101,10 @@ def rule_reason(
         return GHOST
     if milestone.complete:
         return ALREADY_COMPLETE
+    if milestone.id in awaiting_merge:
+        # Complete in its checkout, not yet on the integration branch (which is what the
+        # root's .gsd shows): never started again, only merged.
+        return AWAITING_MERGE
     if milestone.status == "parked":
         return PARKED
     if milestone.id in cycle_of:
@@ -113,7 +118,7 @@ def rule_reason(
         if target is None:
             unmet.append(dep)
             notes.append(f"unknown milestone {dep}")
-        elif not target.complete:
+        elif not target.complete and dep not in awaiting_merge:
             unmet.append(dep)
         elif dep in awaiting_merge:
             unmerged.append(dep)

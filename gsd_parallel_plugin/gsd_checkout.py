@@ -258,24 +258,53 @@ def _update_db(checkout: Path, sql: str, mid: str, *, missing_table_ok: bool = F
 
 
 def finish_checkout(checkout: Path, mid: str, branch: str) -> str | None:
-    """After GSD completed ``mid``: commit what GSD wrote after its last commit (the SUMMARY),
-    and take our worker settings back out of the branch. Returns the new commit or None."""
+    """After GSD completed ``mid``: commit everything GSD left uncommitted in the checkout,
+    and take our worker settings back out of the branch. Returns the new commit or None.
+
+    GSD writes ``<MID>-SUMMARY.md`` after its last commit, and a worker killed after a unit
+    wrote its files (and billed for them) but before a commit leaves that work behind too:
+    without this the checkout stays dirty and the integration branch misses it. Staged as
+    GSD's own pre-completion commit does: everything but GSD's runtime files (ignored through
+    ``info/exclude``) and the other milestones' directories.
+    """
     g = Git(checkout)
     try:
         if g.current_branch() != branch:
             return None  # never commit on a branch that is not the milestone's
         restore_preferences(checkout)
-        if (checkout / ".gsd" / "milestones").is_dir() and g.tracked_files(".gsd"):
-            g.run("add", "--", f".gsd/milestones/{mid}")
+        try:
+            g.run("add", "-A", "--", ".", *_RUNTIME_PATHSPECS, *_other_milestones(checkout, mid))
+        except GitCommandError as exc:
+            # git exits 1 when an exclusion names an ignored path; the staging still happened.
+            if "ignored by one of your .gitignore files" not in exc.stderr:
+                raise
         if not g.run("diff", "--cached", "--name-only", "HEAD"):
             return None
         g.run(
             "commit", "--quiet", "--no-verify", "-m",
-            f"chore: {mid} summary written after GSD's last commit\n\nGSD-Unit: {mid}",
+            f"chore: {mid} work left uncommitted after GSD's last commit\n\nGSD-Unit: {mid}",
         )  # fmt: skip
         return g.rev_parse("HEAD")
     except GitCommandError:
         return None
+
+
+_RUNTIME_PATHSPECS = tuple(
+    f":(exclude,glob){p.lstrip('/')}" + ("**" if p.endswith("/") else "") for p in RUNTIME_EXCLUDES
+)
+"""GSD's runtime files, never staged (also where ``info/exclude`` does not list them yet)."""
+
+
+def _other_milestones(checkout: Path, mid: str) -> list[str]:
+    """Pathspecs excluding every other milestone's planning directory (never this one's)."""
+    base = checkout / ".gsd" / "milestones"
+    if not base.is_dir() or base.is_symlink():
+        return []
+    return [
+        f":(exclude).gsd/milestones/{d.name}/"
+        for d in sorted(base.iterdir())
+        if d.is_dir() and d.name != mid and not d.name.startswith(mid + "-")
+    ]
 
 
 def _committed_overlay(g: Git) -> bool:

@@ -52,6 +52,7 @@ from .merge_steps import (
     slice_point,
     split_z,
     take_milestone_side,
+    unfinished_checkout_merge,
     unmerged_paths,
 )
 from .models import MergeResult, Milestone, Project
@@ -202,6 +203,9 @@ class _Merge:
                 )
 
     def _attempt(self) -> MergeResult:
+        unfinished = unfinished_checkout_merge(self.env.root, self.mid)
+        if unfinished is not None:
+            return self._finish("failed", error=unfinished)
         if self.g.is_ancestor(self.target, self.base):
             return self._nothing_ahead()
         tmp = self._make_tmp()

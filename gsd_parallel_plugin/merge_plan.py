@@ -15,9 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from .git import MILESTONE_ID_RE, Git, GitCommandError
-from .layout import BRANCH_PREFIX, branch_name, branch_ref
+from .layout import BRANCH_PREFIX, branch_name, branch_ref, checkout_display
 from .merge import MergeEnv, SliceMerge
-from .merge_steps import SLICE_REF_PREFIX, auto_resolvable, slice_point, split_z
+from .merge_steps import (
+    SLICE_REF_PREFIX,
+    auto_resolvable,
+    slice_point,
+    split_z,
+    unfinished_checkout_merge,
+)
 
 DRY_RUN_IDENT = {
     "GIT_AUTHOR_NAME": "gsd-parallel",
@@ -94,7 +100,8 @@ def merge_candidates(env: MergeEnv) -> tuple[list[str], list[str]]:
 class DryRunResult:
     id: str
     outcome: str
-    """``clean``, ``conflict`` or ``skipped``."""
+    """``clean``, ``conflict``, ``refused`` (``merge`` would not land it: ``error`` says
+    why) or ``skipped``."""
     files: tuple[str, ...] = ()
     """Conflicting files that would stop the merge."""
     resolved: tuple[str, ...] = field(default=())
@@ -128,8 +135,20 @@ def dry_run(env: MergeEnv, order: list[str]) -> list[DryRunResult]:
         if tip is None:
             results.append(DryRunResult(mid, "skipped", error=f"no branch {branch_name(mid)}"))
             continue
+        unfinished = unfinished_checkout_merge(env.root, mid)
+        if unfinished is not None:
+            results.append(DryRunResult(mid, "refused", error=unfinished))
+            continue
         if g.is_ancestor(tip, tips[integ]):
-            results.append(DryRunResult(mid, "skipped", error="nothing to merge"))
+            dirty = _dirty_checkout(env, mid)
+            error = (
+                f"{branch_name(mid)} has no commits beyond {integ}, but its checkout has "
+                f"uncommitted changes in {len(dirty)} file(s) ({', '.join(dirty[:5])}): "
+                f"commit them in {checkout_display(mid)} first"
+                if dirty
+                else "nothing to merge"
+            )
+            results.append(DryRunResult(mid, "refused" if dirty else "skipped", error=error))
             continue
         ours = tips[integ]
         point = slice_point(g, mid, tip)
@@ -143,11 +162,64 @@ def dry_run(env: MergeEnv, order: list[str]) -> list[DryRunResult]:
             continue  # the real merge stops here; the rest is predicted without it
         if auto:
             tree = _take_theirs(g, tree, tip, auto)
-        tips[integ] = g.run(
-            "commit-tree", tree, "-p", tips[integ], "-m", f"gsd-parallel dry run: {mid}"
-        )
+        landed = g.run("commit-tree", tree, "-p", tips[integ], "-m", f"gsd-parallel dry run: {mid}")
+        blocked, refusal = _landing_refusal(env, g, integ, tips[integ], landed)
+        if refusal is not None:
+            results.append(DryRunResult(mid, "refused", blocked, auto, error=refusal))
+            continue  # the real merge does not land: the rest is predicted without it
+        tips[integ] = landed
         results.append(DryRunResult(mid, "clean", (), auto))
     return results
+
+
+def _dirty_checkout(env: MergeEnv, mid: str) -> list[str]:
+    """The checkout's uncommitted files, as ``merge`` counts them (``.gsd`` copies aside)."""
+    from .errors import GsdParallelError
+    from .worktrees import worktree_path
+
+    wt = worktree_path(env.root, mid)
+    if not wt.is_dir():
+        return []
+    try:
+        return [
+            p
+            for xy, p in Git(wt).status_porcelain(untracked="all")
+            if not (xy == "??" and (p == ".gsd" or p.startswith(".gsd/")))
+        ]
+    except GsdParallelError:
+        return []
+
+
+def _landing_refusal(
+    env: MergeEnv, g: Git, integ: str, base: str, landed: str
+) -> tuple[tuple[str, ...], str | None]:
+    """What would stop the merge from moving ``integ`` to ``landed`` (``merge`` checks the
+    same things in the same order): the blocking files and the reason, or no reason."""
+    from .merge_steps import paths_in_the_way, unmerged_paths
+    from .worktrees import planning_mode
+
+    where = g.branch_checked_out_at(integ)
+    if where is None:
+        return (), None  # the ref moves by update-ref: nothing in the way
+    wg = Git(where)
+    theirs = unmerged_paths(wg)
+    if theirs or wg.ok("rev-parse", "-q", "--verify", "MERGE_HEAD"):
+        shown = ", ".join(theirs[:10]) or "no conflicts left"
+        return tuple(theirs), (
+            f"{where} is in the middle of a merge of its own (unmerged: {shown}): finish it, "
+            "or run `git merge --abort` there"
+        )
+    changed = split_z(g.run("diff", "--name-only", "--no-renames", "-z", base, landed))
+    if planning_mode(env.root) in {"untracked", "symlink"}:
+        changed = [p for p in changed if p != ".gsd" and not p.startswith(".gsd/")]
+    blocked = paths_in_the_way(wg, changed)
+    if blocked:
+        shown = ", ".join(blocked[:10]) + (f" (+{len(blocked) - 10} more)" if len(blocked) > 10 else "")
+        return tuple(blocked), (
+            f"uncommitted changes in {where} would be overwritten by the merge: {shown}; "
+            "commit or move them first"
+        )
+    return (), None
 
 
 def _merge_tree(g: Git, ours: str, theirs: str) -> tuple[str, list[str]]:

@@ -77,6 +77,31 @@ def unmerged_paths(g: Git) -> list[str]:
     return list(dict.fromkeys(e.split("\t", 1)[1] for e in entries if "\t" in e))
 
 
+def unfinished_checkout_merge(root: Path, mid: str) -> str | None:
+    """Why the milestone's checkout cannot merge now: it is in the middle of a ``git merge``
+    (the user resolving a conflict there), or None. Merging its branch would only report the
+    old conflict again: the user has to finish (or abort) that merge first."""
+    from .worktrees import worktree_path
+
+    wt = worktree_path(root, mid)
+    if not wt.is_dir():
+        return None
+    wg = Git(wt)
+    try:
+        left = unmerged_paths(wg)
+        in_merge = bool(left) or wg.ok("rev-parse", "-q", "--verify", "MERGE_HEAD")
+    except GsdParallelError:
+        return None
+    if not in_merge:
+        return None
+    shown = ", ".join(left[:10]) + (f" (+{len(left) - 10} more)" if len(left) > 10 else "")
+    still = f"still unmerged: {shown}; resolve them, `git add` them, then " if left else ""
+    return (
+        f"{checkout_display(mid)} is in the middle of a merge: finish the merge in the "
+        f"checkout ({still}`git commit` there), then merge {mid} again"
+    )
+
+
 def take_milestone_side(g: Git, paths: Sequence[str]) -> None:
     """Resolve ``paths`` to the milestone's version (its deletion when it deleted them)."""
     if not paths:

@@ -28,7 +28,7 @@ from .eligibility import analyse
 from .errors import GsdParallelError, PluginError, WorkerLaunchError
 from .layout import branch_name
 from .locks import PidLock, read_holder
-from .models import Project, WorkerHandle, WorkerSpec, WorkerState
+from .models import Milestone, Project, WorkerHandle, WorkerSpec, WorkerState
 from .plugins import Hooks, create_plugin_manager
 from .preferences import ParallelPreferences, Preferences, load_preferences
 from .store import NANOS_PER_USD, Store, WorkerRow, to_ms
@@ -184,6 +184,8 @@ class Supervisor:
         self._replan = True
         self._default_branch: str | None = None
         self._status_written: dict[str, tuple[Any, ...]] = {}
+        self.unplanned: dict[str, str] = {}
+        """Milestones the last plan held back: their planning files are not committed."""
         self._stop_requested = False
         self.run_id = 0
         from .automerge import AutoMerger
@@ -712,12 +714,24 @@ class Supervisor:
         project = self.project()
         prefs_json = self.prefs.to_json()
         held = self.held()
+        from .worktrees import uncommitted_plans
+
+        started = {w.milestone_id for w in self.store.workers(self.run_id)}
+        unplanned = {
+            mid: why for mid, why in uncommitted_plans(self.root, project).items() if mid not in started
+        }  # a checkout started from the integration branch would lack these plans
+        self.unplanned = unplanned
+
+        def veto(m: Milestone) -> list[str]:
+            own = [unplanned[m.id]] if m.id in unplanned else []
+            return [*own, *self.hooks.check_eligibility(m, project, prefs_json)]  # type: ignore[union-attr]
+
         try:
             report = analyse(
                 project,
                 max_workers=self.prefs.max_workers,
                 overlap_policy=self.prefs.overlap,
-                veto=lambda m: self.hooks.check_eligibility(m, project, prefs_json),  # type: ignore[union-attr]
+                veto=veto,
                 running=[*self.tracked, *self.restart_at],
                 awaiting_merge=self.awaiting_merge(),
                 held=held,
@@ -869,10 +883,24 @@ class Supervisor:
         """Close the run when nothing in it is left undone; keep it open otherwise."""
         if self._stop_requested:
             return
-        unfinished = [w for w in self.store.workers(self.run_id) if w.state not in {"complete"}]
-        if not unfinished and not self.plan():
+        rows = self.store.workers(self.run_id)
+        unfinished = [w for w in rows if w.state not in {"complete"}]
+        # A milestone complete but not merged keeps the run open: what waits for its merge
+        # stays listed as waiting, `start` continues this run (its cost stays in `status`).
+        unmerged = sorted(self.awaiting_merge() & {w.milestone_id for w in rows})
+        startable = self.plan()
+        # So does a milestone held back until its plan is committed (then `start` runs it).
+        uncommitted = sorted(self.unplanned)
+        if not unfinished and not unmerged and not uncommitted and not startable:
             self.store.finish_run(self.run_id)
-        self.store.add_event("supervisor", "supervisor exited: nothing left to run", run_id=self.run_id)
+        why = (
+            f"waiting for {', '.join(unmerged)} to be merged"
+            if unmerged
+            else f"waiting for the plans of {', '.join(uncommitted)} to be committed"
+            if uncommitted
+            else "nothing left to run"
+        )
+        self.store.add_event("supervisor", f"supervisor exited: {why}", run_id=self.run_id)
 
 
 def _first_line(text: str | None) -> str | None:

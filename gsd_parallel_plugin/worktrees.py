@@ -31,9 +31,9 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from .errors import GitError, OperationFailed, ProjectError
+from .errors import GitError, GsdParallelError, OperationFailed, ProjectError
 from .git import (
     Git,
     GitCommandError,
@@ -44,6 +44,9 @@ from .git import (
     validate_milestone_id,
 )
 from .layout import BRANCH_PREFIX, CHECKOUTS_DIRNAME, branch_name, checkout_path, checkouts_dir
+
+if TYPE_CHECKING:
+    from .models import Project
 
 EXCLUDE_PATTERNS = (".gsd/worktrees/", ".gsd/parallel/")
 """Added to ``<common git dir>/info/exclude`` by :func:`ensure_excludes`."""
@@ -485,3 +488,55 @@ def list_milestone_worktrees(project_root: Path | str) -> list[MilestoneWorktree
             )
         )
     return result
+
+
+# --------------------------------------------------------------------------- planning files
+
+
+def uncommitted_plans(project_root: Path | str, project: Project) -> dict[str, str]:
+    """Milestones whose planning files in the root checkout are not on the integration branch
+    their checkout starts from (a new milestone, an edited plan, not committed yet).
+
+    A worker started there would run without them (or on the old plan), fail and be restarted
+    for nothing: such a milestone is held back with what to commit. Only when ``.gsd`` is
+    tracked: an untracked or symlinked ``.gsd`` is copied into the checkout, plans included.
+    """
+    root = Path(project_root)
+    try:
+        if planning_mode(root) != "tracked":
+            return {}
+        g = Git(root)
+        changed = [p for _xy, p in g.status_porcelain([".gsd/milestones"], untracked="all")]
+        here = g.current_branch()
+        targets = {m.integration_branch or project.integration_branch for m in project.milestones}
+        against: dict[str, list[str]] = {}
+        for target in targets:
+            if target == here or g.branch_sha(target) is None:
+                against[target] = changed
+                continue
+            diff = g.run("diff", "--name-only", "-z", "--no-renames", target, "--", ".gsd/milestones")
+            against[target] = [*changed, *(p for p in diff.split("\0") if p)]
+    except GsdParallelError:
+        return {}
+    held: dict[str, str] = {}
+    for m in project.milestones:
+        if m.complete:
+            continue
+        target = m.integration_branch or project.integration_branch
+        rel = f".gsd/milestones/{m.path.name}"
+        files = sorted(
+            {
+                p
+                for p in against.get(target, [])
+                if (p == rel or p.startswith(rel + "/"))
+                and not p.lower().endswith(("-continue.md", "/continue.md"))
+            }
+        )
+        if files:
+            shown = ", ".join(f.removeprefix(rel + "/") for f in files[:3])
+            more = f" and {len(files) - 3} more" if len(files) > 3 else ""
+            held[m.id] = (
+                f"Blocked by uncommitted plan files ({shown}{more}): its checkout starts from "
+                f"{target}, which lacks them. Commit {rel} first."
+            )
+    return held

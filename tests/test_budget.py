@@ -195,6 +195,9 @@ def test_ceiling_stops_every_worker_and_nothing_starts_again(tmp_path, cli, fake
         ("M001", "M002", "M003"), "complete"
     )
     assert Decimal(str(done["total_cost"])) == 12 * unit_cost == logged_cost(project)
+    # One run throughout; it stays open until its milestones are merged (auto_merge: confirm).
+    assert db(project, "SELECT id, state FROM runs") == [(1, "active")]
+    assert cli("--project", project.root, "merge").code == 0
     assert db(project, "SELECT id, state FROM runs") == [(1, "finished")]
     assert len(hook_calls(recorder, "exceeded")) == 1
 

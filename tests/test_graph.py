@@ -253,3 +253,30 @@ def test_graph_on_a_project_without_dependencies(tmp_path: Path) -> None:
 def test_bad_format_is_a_one_line_error(dag: BuiltProject) -> None:
     done = cli("--project", dag.root, "graph", "--format", "png")
     assert done.returncode == 2 and "invalid choice" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_critical_path_counts_the_tasks_its_nodes_show_during_a_run(tmp_path: Path) -> None:
+    """Issue 13, item 6: a worker's checkout plans more tasks than the root shows; the
+    critical path is weighed with the nodes' (fresh) task counts, and its count is theirs."""
+    root = build_project(
+        tmp_path / "root",
+        {
+            "M001": {"slices": {"S01": {"T01": [], "T02": []}}},
+            "M002": {"slices": {"S01": {"T01": []}}},
+            "M003": {"depends_on": ["M002"], "slices": {"S01": {"T01": []}}},
+        },
+        git_init=False,
+    )
+    checkout = build_project(  # M002 as its checkout sees it after planning one more slice
+        tmp_path / "checkout",
+        {"M002": {"slices": {"S01": {"T01": []}, "S02": {"T01": [], "T02": []}}}},
+        git_init=False,
+    )
+    project = read_project(root.root)
+    fresh = read_project(checkout.root).get("M002")
+    assert fresh is not None and len(fresh.tasks) == 3
+    graph = build_graph(project, plans={"M002": fresh})
+    nodes = {n.id: n for n in graph.nodes}
+    assert graph.critical_path == ("M002", "M003")
+    assert graph.critical_tasks == sum(nodes[m].tasks_total for m in graph.critical_path) == 4
+    assert [n.id for n in graph.nodes if n.critical] == ["M002", "M003"]

@@ -109,17 +109,20 @@ def test_an_untracked_gsd_gets_the_users_file_back_with_its_time(tmp_path: Path)
     assert copied.read_text() == USER_PREFS and copied.stat().st_mtime == mtime
 
 
-def test_finish_commits_the_summary_only_on_the_milestone_branch(tmp_path: Path) -> None:
+def test_finish_commits_what_gsd_left_only_on_the_milestone_branch(tmp_path: Path) -> None:
     root = make_repo(tmp_path / "p")
     checkout = wtm.ensure_worktree(root, "M001", "main").path
     gc.prepare_checkout(checkout, "M001", FAKE, LOCK)
     (checkout / ".gsd/milestones/M001/M001-SUMMARY.md").write_text("---\nstatus: complete\n---\n")
-    (checkout / "stray.txt").write_text("not GSD's bookkeeping\n")
+    (checkout / "stray.txt").write_text("a unit's file, written before the worker was killed\n")
+    (checkout / ".gsd/milestones/M002").mkdir()
+    (checkout / ".gsd/milestones/M002/M002-CONTEXT.md").write_text("another milestone's\n")
+    (checkout / ".gsd/STATE.md").write_text("GSD runtime\n")
     assert gc.finish_checkout(checkout, "M001", "somewhere-else") is None  # wrong branch: nothing
     sha = gc.finish_checkout(checkout, "M001", "gsd-parallel/M001")
     assert sha == sh(root, "rev-parse", "gsd-parallel/M001")
     changed = sh(checkout, "show", "--name-only", "--format=", "HEAD").splitlines()
-    assert changed == [".gsd/milestones/M001/M001-SUMMARY.md"]
+    assert changed == [".gsd/milestones/M001/M001-SUMMARY.md", "stray.txt"]
     assert gc.finish_checkout(checkout, "M001", "gsd-parallel/M001") is None  # nothing left
 
 

@@ -61,7 +61,7 @@ def test_three_milestones_two_workers_backfill_exact_cost(tmp_path, cli, fake_wo
     for mid in ("M001", "M002", "M003"):
         log = project.git("log", "--format=%s", f"main..gsd-parallel/{mid}").splitlines()
         # GSD commits once, before completing; the SUMMARY it writes after that is ours to commit.
-        assert log == [f"chore: {mid} summary written after GSD's last commit",
+        assert log == [f"chore: {mid} work left uncommitted after GSD's last commit",
                        "chore: auto-commit after complete-milestone-preflight"]  # fmt: skip
     # The third started only when a slot freed: its start is after one of the first two completed.
     events = db_rows(

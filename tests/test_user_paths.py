@@ -84,7 +84,7 @@ def test_a_stopped_milestone_can_be_continued(gsd_project, cli, fake_worker):
 
     again = cli("--project", project.root, "start")
     assert again.code == 0, again.err
-    assert "M001 (stopped)" in again.out and "/gsd parallel resume M001" in again.out
+    assert "M001 (stopped)" in again.out and "resume M001`" in again.out
     held = cli("--project", project.root, "start", "--json").json()["held"]
     assert held == [{"id": "M001", "state": "stopped"}]
 
@@ -329,7 +329,7 @@ def test_start_wait_fails_when_an_automatic_merge_did_not_land(gsd_project, cli,
     assert result.code == 1, (result.out, result.err)
     assert "merge CONFLICT in 1 file(s): src/app.py" in result.err
     assert result.out.count("complete — merged") == 1
-    assert result.out.count("complete — awaiting merge") == 1
+    assert result.out.count("complete — merge CONFLICT (1 file(s): src/app.py)") == 1
 
 
 def test_commands_run_inside_a_milestone_worktree_act_on_the_project(gsd_project, cli, fake_worker):

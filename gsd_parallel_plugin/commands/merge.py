@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import ProjectError, UserError
 from ..layout import branch_name, checkout_display
 from ..models import CommandContext, CommandResult, MergeResult
 from .common import MILESTONE_ID, ArgParser, Loaded, load, parse
+from .runstate import RunView, open_store
 
 NO_CANDIDATES = "No completed milestones to merge."
 IN_WORKER = "Cannot merge from within a parallel worker"
@@ -57,10 +59,11 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
             return CommandResult(NO_CANDIDATES, {"results": []})
         if args.dry_run:
             return _dry_run(env, order)
+        waiting_before = _waiting_ids(loaded)
         results = _merge(ctx, env, order)
         landed = set(store.merged_milestones())
     text = render_results(results)
-    _hints(ctx, loaded, results, landed)
+    _hints(ctx, loaded, results, waiting_before)
     code = 1 if any(r.id not in landed for r in results) else 0
     return CommandResult(text, {"results": [r.to_json() for r in results]}, exit_code=code)
 
@@ -113,14 +116,18 @@ def _dry_run(env: MergeEnv, order: list[str]) -> CommandResult:
         if r.outcome == "conflict":
             lines.append(f"- **{r.id}** — CONFLICT ({len(r.files)} file(s)):")
             lines += [f"  - `{f}`" for f in r.files]
+        elif r.outcome == "refused":
+            lines.append(f"- **{r.id}** — would be refused: {r.error}")
         elif r.outcome == "clean":
             extra = f" ({len(r.resolved)} .gsd/junk conflict(s) resolve themselves)"
-            lines.append(f"- **{r.id}** — clean" + (extra if r.resolved else ""))
+            check = env.preferences.merge_check
+            gate = f"; `{' '.join(check)}` (merge_check) runs before it lands" if check else ""
+            lines.append(f"- **{r.id}** — clean" + (extra if r.resolved else "") + gate)
         else:
             lines.append(f"- **{r.id}** — skipped: {r.error}")
     text = "\n".join(["# Merge Dry Run\n", *lines]) + "\n"
     data = {"dry_run": True, "results": [r.to_json() for r in results]}
-    code = 1 if any(r.outcome == "conflict" for r in results) else 0
+    code = 1 if any(r.outcome in {"conflict", "refused"} for r in results) else 0
     return CommandResult(text, data, exit_code=code)
 
 
@@ -144,7 +151,7 @@ def render_results(results: Sequence[MergeResult]) -> str:
 
 
 def _hints(
-    ctx: CommandContext, loaded: Loaded, results: Sequence[MergeResult], landed: set[str]
+    ctx: CommandContext, loaded: Loaded, results: Sequence[MergeResult], waiting_before: set[str]
 ) -> None:
     """Say how to resolve a conflict, and what the merges let start."""
     for r in results:
@@ -155,24 +162,86 @@ def _hints(
                 f"{', '.join(r.files[:3])}{' …' if len(r.files) > 3 else ''}, commit, then "
                 f"`/gsd parallel merge {r.id}`."
             )
-    merged_now = {r.id for r in results if r.outcome == "merged"}
+    if not any(r.outcome == "merged" for r in results):
+        return
+    from ..supervisor import supervisor_running
 
-    def done(dep: str) -> bool:
-        target = loaded.project.get(dep)
-        return dep in landed or (target is not None and target.complete)
-
-    waiting = [
-        m.id
-        for m in loaded.project.milestones
-        if not m.complete and merged_now & set(m.depends_on) and all(map(done, m.depends_on))
-    ]
-    if waiting and not ctx.json:
-        from ..supervisor import supervisor_running
-
-        if not supervisor_running(loaded.parallel_dir):
+    after = _after_merge(ctx, loaded)
+    supervised = supervisor_running(loaded.parallel_dir)
+    if not supervised:
+        after.close_run_if_done()
+    unblocked = [mid for mid in after.startable if mid in waiting_before]
+    if unblocked and not ctx.json:
+        if supervised:
+            ctx.host.notify(f"{', '.join(unblocked)} can start now: the supervisor starts it.")
+        else:
             ctx.host.notify(
-                f"{', '.join(waiting)} can start now: run `/gsd parallel start`."
+                f"{', '.join(unblocked)} can start now: run `{ctx.host.invoked_as} start`."
             )
+
+
+def _waiting_ids(loaded: Loaded) -> set[str]:
+    """What waits before the merge (for a dependency's or an overlapping milestone's merge)."""
+    return {w["id"] for w in RunView.read(loaded).waiting(loaded)}
+
+
+@dataclass
+class _AfterMerge:
+    """The run as the merge left it (the project read again: the merge changed the
+    integration branch's .gsd)."""
+
+    loaded: Loaded
+    view: RunView
+    startable: list[str]
+    waiting: list[str]
+
+    def close_run_if_done(self) -> None:
+        """The last merge of a run whose supervisor has exited ends the run: every worker
+        complete and merged, nothing startable, nothing waiting."""
+        run = self.view.run
+        if run is None or not self.view.active or self.startable or self.waiting:
+            return
+        if any(
+            w.state != "complete" or w.milestone_id not in self.view.merged
+            for w in self.view.workers
+        ):
+            return
+        store = open_store(self.loaded)
+        if store is not None:
+            with store:
+                store.finish_run(run.id)
+
+
+def _after_merge(ctx: CommandContext, before: Loaded) -> _AfterMerge:
+    from dataclasses import replace
+
+    from ..eligibility import analyse
+    from ..project import read_project
+
+    # The project read again from its root (the command may have run inside the checkout
+    # the merge just removed).
+    project = read_project(
+        before.root,
+        default_branch=before.project.integration_branch,
+        git_main_branch=before.preferences.git_main_branch,
+    )
+    loaded = replace(before, project=project)
+    view = RunView.read(loaded)
+    prefs = loaded.preferences.parallel
+    report = analyse(
+        loaded.project,
+        max_workers=prefs.max_workers,
+        overlap_policy=prefs.overlap,
+        running=view.live,
+        awaiting_merge=view.awaiting_merge,
+        held=view.held,
+    )
+    slot = "waiting for a free worker slot"
+    startable = [
+        *report.plan.start, *(w.id for w in report.plan.waiting if w.reason.startswith(slot))
+    ]
+    waiting = [w["id"] for w in view.waiting(loaded) if w["id"] not in startable]
+    return _AfterMerge(loaded, view, startable, waiting)
 
 
 def _integration(loaded: Loaded, mid: str) -> str:

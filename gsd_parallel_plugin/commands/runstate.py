@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..budget import BUDGET_REASON, WARN_PERCENT, budget_message, envelope_of
 from ..errors import UserError
 from ..forecast import Forecast, forecast, worker_milestones
-from ..store import NANOS_PER_USD, RunRow, Store, WorkerRow, usd_to_nanos
+from ..store import NANOS_PER_USD, MergeRow, RunRow, Store, WorkerRow, usd_to_nanos
 from .common import Loaded
 
+if TYPE_CHECKING:
+    from ..eligibility import Veto
+    from ..models import Milestone
+
 NO_RUN = "No parallel orchestration is currently active."
+READY_NO_SUPERVISOR = "can start now; no supervisor is running to start it (run `start`)"
 __all__ = ["NO_RUN", "RunView", "budget_message", "open_store", "refuse_if_budget_exhausted"]
 LIVE_STATES = {"starting", "running", "pausing", "stopping"}
 HELD_STATES = {"paused", "stopped", "failed", "blocked", "complete"}
@@ -40,6 +46,26 @@ def refuse_if_budget_exhausted(loaded: Loaded) -> None:
         raise UserError(budget_message(ceiling, spent / NANOS_PER_USD))
 
 
+def with_plan_check(
+    loaded: Loaded, veto: Veto | None, *, started: Collection[str] = ()
+) -> Veto:
+    """``veto`` plus: a milestone whose planning files are not committed is held back (its
+    checkout would start without them). Milestones this run started keep their checkout."""
+    from ..worktrees import uncommitted_plans
+
+    held = {
+        mid: why
+        for mid, why in uncommitted_plans(loaded.root, loaded.project).items()
+        if mid not in started
+    }
+
+    def combined(milestone: Milestone) -> Sequence[str]:
+        own = [held[milestone.id]] if milestone.id in held else []
+        return [*own, *(veto(milestone) if veto is not None else ())]
+
+    return combined
+
+
 def _ago(ts: float | None) -> str:
     if ts is None:
         return "never"
@@ -59,6 +85,8 @@ class RunView:
     merged: dict[str, str] = field(default_factory=dict)
     completed: dict[str, float] = field(default_factory=dict)
     supervisor: dict[str, Any] | None = None
+    last_merge: dict[str, MergeRow] = field(default_factory=dict)
+    """Each milestone's latest finished merge attempt (a conflict or a failed check shows)."""
     _forecast: tuple[Forecast | None] | None = field(default=None, init=False, repr=False)
 
     @classmethod
@@ -74,8 +102,10 @@ class RunView:
             total = store.run_total_cost(run.id) if run else 0.0
             merged = store.merged_milestones()
             completed = store.completed_milestones()
+            last_merge = {m.milestone_id: m for m in store.merges() if m.outcome is not None}
         return cls(
-            run, workers, total, merged, completed, SupervisorLock.holder(loaded.parallel_dir)
+            run, workers, total, merged, completed, SupervisorLock.holder(loaded.parallel_dir),
+            last_merge,
         )
 
     @property
@@ -145,13 +175,25 @@ class RunView:
     def worker(self, mid: str) -> WorkerRow | None:
         return next((w for w in self.workers if w.milestone_id == mid), None)
 
+    def merge_problem(self, mid: str) -> MergeRow | None:
+        """The last merge attempt of an unmerged milestone when it did not land."""
+        row = self.last_merge.get(mid)
+        if mid in self.merged or row is None or row.outcome not in {"conflict", "failed"}:
+            return None
+        return row
+
     def state_label(self, w: WorkerRow) -> str:
         if w.state == "complete":
-            return (
-                "complete — merged"
-                if w.milestone_id in self.merged
-                else "complete — awaiting merge"
-            )
+            if w.milestone_id in self.merged:
+                return "complete — merged"
+            problem = self.merge_problem(w.milestone_id)
+            if problem is not None and problem.outcome == "conflict":
+                files = ", ".join(problem.files[:3]) + (" …" if len(problem.files) > 3 else "")
+                return f"complete — merge CONFLICT ({len(problem.files)} file(s): {files})"
+            if problem is not None:
+                first = (problem.error or "").splitlines()[0] if problem.error else "unknown"
+                return f"complete — merge failed: {first}"
+            return "complete — awaiting merge"
         if w.state in {"paused", "stopped", "blocked"} and w.state_reason:
             return f"{w.state} — {w.state_reason}"
         return w.state
@@ -173,13 +215,19 @@ class RunView:
             project,
             max_workers=prefs.max_workers,
             overlap_policy=prefs.overlap,
+            veto=with_plan_check(loaded, None, started=[w.milestone_id for w in self.workers]),
             running=self.live,
             awaiting_merge=self.awaiting_merge,
             held=self.held,
         )
         waiting = [{"id": w.id, "reason": w.reason} for w in report.plan.waiting]
+        if self.active and self.supervisor is None:
+            # Nothing starts these by itself (a merge just unblocked them): say so.
+            waiting = [
+                {"id": mid, "reason": READY_NO_SUPERVISOR} for mid in report.plan.start
+            ] + waiting
         if self.budget(loaded)["state"] == "exceeded":
-            queued = [*report.plan.start, *(w["id"] for w in waiting)]
+            queued = list(dict.fromkeys([*report.plan.start, *(w["id"] for w in waiting)]))
             reason = "not started: budget ceiling reached"
             waiting = [{"id": m, "reason": reason} for m in queued if self.worker(m) is None]
         blocked = ("Blocked by", "Waiting for", "Dependency cycle")
@@ -214,6 +262,7 @@ class RunView:
                     "last_activity": w.last_activity_at,
                     "last_progress": w.last_progress_at,
                     "merged": w.milestone_id in self.merged,
+                    "merge": self._merge_json(w.milestone_id),
                     **self._worker_budget_json(loaded, w),
                 }
                 for w in self.workers
@@ -224,6 +273,12 @@ class RunView:
             "auto_merge": loaded.preferences.parallel.auto_merge,
             "budget": {**self.budget(loaded), "forecast": fc.to_json() if fc else None},
         }
+
+    def _merge_json(self, mid: str) -> dict[str, Any] | None:
+        row = self.merge_problem(mid)
+        if row is None:
+            return None
+        return {"outcome": row.outcome, "files": list(row.files), "error": row.error}
 
     def _worker_budget_json(self, loaded: Loaded, w: WorkerRow) -> dict[str, Any]:
         envelope = envelope_of(w, loaded.preferences.parallel.milestone_budget)
@@ -266,6 +321,12 @@ class RunView:
                 ]
                 if extra:
                     lines += ["  last error:"] + [f"    {line}" for line in extra[-5:]]
+            problem = self.merge_problem(w.milestone_id) if w.state == "complete" else None
+            if problem is not None and problem.error:
+                # What the merge said: where to resolve the conflict, what the check printed.
+                lines += ["  last merge attempt:"] + [
+                    f"    {line}" for line in problem.error.splitlines()[-5:] if line.strip()
+                ]
             if self.active and w.state in {"failed", "stopped", "blocked"} and (
                 w.state_reason != BUDGET_REASON
             ):

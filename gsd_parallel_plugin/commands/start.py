@@ -8,7 +8,7 @@ from ..eligibility import analyse, render_report, report_json
 from ..errors import GitError
 from ..models import CommandContext, CommandResult, EligibilityReport
 from .common import ArgParser, Loaded, load, parse, require_enabled, veto_for
-from .runstate import RunView, open_store, refuse_if_budget_exhausted
+from .runstate import RunView, open_store, refuse_if_budget_exhausted, with_plan_check
 
 STARTED = "Parallel orchestration started."
 ALREADY = "Parallel orchestration is already running; its supervisor fills free slots itself."
@@ -25,12 +25,12 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
     loaded = load(ctx)
     require_enabled(loaded)
     prefs = loaded.preferences.parallel
-    view = RunView.read(loaded) if not args.dry_run else None
+    view = RunView.read(loaded)
     report = analyse(
         loaded.project,
         max_workers=prefs.max_workers,
         overlap_policy=prefs.overlap,
-        veto=veto_for(ctx, loaded),
+        veto=with_plan_check(loaded, veto_for(ctx, loaded), started=[w.milestone_id for w in view.workers]),
         running=view.live if view else (),
         awaiting_merge=view.awaiting_merge if view else (),
         held=view.held if view else (),
@@ -44,7 +44,14 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
     held = _held_eligible(report, view)
     data["held"] = [{"id": mid, "state": state} for mid, state in held]
     if held:
-        text += _held_text(held)
+        text += _held_text(held, ctx.host.invoked_as)
+    unmerged = [mid for mid in view.awaiting_merge if loaded.project.get(mid) is not None]
+    data["awaiting_merge"] = unmerged
+    if unmerged:
+        text += (
+            f"\nComplete, awaiting merge (never started again): {', '.join(unmerged)}. "
+            f"Merge with `{ctx.host.invoked_as} merge`.\n"
+        )
 
     refuse_if_budget_exhausted(loaded)
     check_repository(loaded)
@@ -87,14 +94,24 @@ def _held_eligible(report: EligibilityReport, view: RunView | None) -> list[tupl
     ]
 
 
-def _held_text(held: list[tuple[str, str]]) -> str:
+def _held_text(held: list[tuple[str, str]], prog: str) -> str:
+    """Held milestones and how to continue each: a complete one merges, the others resume."""
     names = ", ".join(f"{mid} ({state})" for mid, state in held)
-    how = (
-        f"`/gsd parallel resume {held[0][0]}`"
-        if len(held) == 1
-        else "`/gsd parallel resume` (all) or `/gsd parallel resume <MID>`"
+    done = [mid for mid, state in held if state == "complete"]
+    rest = [mid for mid, state in held if state != "complete"]
+    how = []
+    if rest:
+        how.append(
+            f"`{prog} resume {rest[0]}`"
+            if len(rest) == 1
+            else f"`{prog} resume` (all) or `{prog} resume <MID>`"
+        )
+    if done:
+        how.append(f"`{prog} merge {done[0]}`" if len(done) == 1 else f"`{prog} merge`")
+    return (
+        f"\nHeld in the current run, not started again by `start`: {names}. "
+        f"Continue with {' and '.join(how)}.\n"
     )
-    return f"\nHeld in the current run, not started again by `start`: {names}. Continue with {how}.\n"
 
 
 def check_repository(loaded: Loaded) -> None:

@@ -132,13 +132,20 @@ def milestone_states(
     return states
 
 
-def critical_path(project: Project) -> tuple[tuple[str, ...], int]:
-    """The dependency chain with the most planned tasks, and that number of tasks."""
+def critical_path(
+    project: Project, task_counts: Mapping[str, int] | None = None
+) -> tuple[tuple[str, ...], int]:
+    """The dependency chain with the most planned tasks, and that number of tasks.
+
+    ``task_counts`` overrides a milestone's planned tasks (its worktree has planned more
+    than the root shows during a run): the path is weighed with what the nodes show.
+    """
     in_cycle = {mid for cycle in find_cycles(project) for mid in cycle}
     nodes = [m for m in project.milestones if m.id not in in_cycle]
     ids = {m.id for m in nodes}
     deps = {m.id: [d for d in m.depends_on if d in ids and d != m.id] for m in nodes}
-    weight = {m.id: len(m.tasks) for m in nodes}
+    counts = task_counts or {}
+    weight = {m.id: counts.get(m.id, len(m.tasks)) for m in nodes}
     # Kahn's algorithm in queue order: dependencies before dependents.
     dependents: dict[str, list[str]] = defaultdict(list)
     indegree = {mid: len(set(ds)) for mid, ds in deps.items()}
@@ -179,7 +186,9 @@ def build_graph(
     the task counts; a complete or merged milestone counts all its tasks done.
     """
     states = states if states is not None else milestone_states(project)
-    path, tasks = critical_path(project)
+    fresh_plans = plans or {}
+    totals = {m.id: len((fresh_plans.get(m.id) or m).tasks) for m in project.milestones}
+    path, tasks = critical_path(project, totals)
     on_path = set(path)
     known = set(project.ids)
     nodes = []
@@ -188,8 +197,8 @@ def build_graph(
         deps = tuple(dict.fromkeys(d for d in m.depends_on if d in known))
         unknown = tuple(dict.fromkeys(d for d in m.depends_on if d not in known))
         state = states.get(m.id, "?")
-        fresh = (plans or {}).get(m.id) or m
-        total = len(fresh.tasks)
+        fresh = fresh_plans.get(m.id) or m
+        total = totals[m.id]
         finished = m.complete or state in ("complete", "merged")
         done = total if finished else sum(1 for t in fresh.tasks if t.done)
         nodes.append(GraphNode(m.id, m.title, state, done, total, deps, unknown, m.id in on_path))

@@ -334,3 +334,34 @@ def test_the_main_checkout_on_another_branch_is_left_alone(real_project, scripte
     assert not (project.root / "src" / "m001.txt").exists()  # dev's working tree did not change
     assert leftover_branches(project.root) == [] and worktrees(project.root) == [str(project.root)]
     assert_cost_exact(project, scripted_model.billed_nanos())
+
+
+def test_a_worker_killed_after_a_units_writes_before_any_commit_finishes_clean(
+    real_project, scripted_model
+) -> None:
+    """Issue 13, item 21: kill -9 once the task's file is written (and billed) but not yet
+    committed; the restarted worker and the checkout's finish leave nothing behind: main has
+    the code, the roadmap tick and the slice summary, the checkout is clean and removed."""
+    project = real_project(["M001"], max_workers=1, auto_merge="auto", max_restarts=2)
+    main_before = project.git("rev-parse", "main")
+    checkout = project.root / ".gsd-parallel" / "M001"
+    started = project.run("start")
+    assert started.code == 0, started.out + started.err + project.diagnostics()
+    wait_until(lambda: (checkout / "src/m001.txt").is_file(), timeout=120, interval=0.05)
+    scripted_model.set_delay(0.5)  # hold the next unit, so the kill lands before any commit
+    assert project.git("-C", str(checkout), "log", "--format=%s", "main..HEAD") == ""
+    pid = project.worker("M001")["pid"]
+    os.killpg(pid, signal.SIGKILL)
+    scripted_model.set_delay(0)
+
+    wait_run_over(project, main_before, 1)
+    (worker,) = project.status()["workers"]
+    assert (worker["state"], worker["merged"]) == ("complete", True), worker
+    assert project.git("show", "main:src/m001.txt") == "M001/S01/T01: Write greeting"
+    roadmap = project.git("show", "main:.gsd/milestones/M001/M001-ROADMAP.md")
+    assert "- [x] **S01" in roadmap, roadmap
+    files = project.git("ls-tree", "-r", "--name-only", "main", ".gsd/milestones/M001").splitlines()
+    assert ".gsd/milestones/M001/slices/S01/S01-SUMMARY.md" in files, files
+    assert ".gsd/milestones/M001/M001-SUMMARY.md" in files, files
+    assert project.git("status", "--porcelain", "--untracked-files=all") == ""
+    assert leftover_branches(project.root) == [] and worktrees(project.root) == [str(project.root)]
