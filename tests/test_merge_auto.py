@@ -153,8 +153,12 @@ def test_confirm_asks_the_host_in_the_foreground(tmp_path, monkeypatch, fake_wor
 def test_per_slice_with_a_worker_that_commits_once_lands_at_completion(tmp_path, cli, fake_worker):
     """GSD 3.0.0 (``git.isolation: none``) commits nothing until its pre-completion commit, so
     no slice is on the branch before then: per-slice merging lands all the slices together
-    once that commit is there, never one alone (README, "With GSD")."""
-    fake_worker(unit_seconds=0.3)
+    once that commit is there, never one alone (README, "With GSD").
+
+    The units are long enough (1.5 s) that the slice check (every 0.5 s) sees the
+    pre-completion commit before the milestone completes; at 0.3 s a loaded machine missed
+    that window and M002 merged whole at completion (correct, but not what this tests)."""
+    fake_worker(unit_seconds=1.5)
     project = build_project(
         tmp_path / "proj",
         {
