@@ -84,7 +84,7 @@ def test_a_stopped_milestone_can_be_continued(gsd_project, cli, fake_worker):
 
     again = cli("--project", project.root, "start")
     assert again.code == 0, again.err
-    assert "M001 (stopped)" in again.out and "/gsd parallel resume M001" in again.out
+    assert "M001 (stopped)" in again.out and "gsd-parallel resume M001" in again.out
     held = cli("--project", project.root, "start", "--json").json()["held"]
     assert held == [{"id": "M001", "state": "stopped"}]
 
@@ -100,7 +100,7 @@ def test_a_failed_milestone_can_be_retried_with_resume(gsd_project, cli, fake_wo
     project = gsd_project(ONE, preferences={"enabled": True, "max_restarts": 0})
     result = cli("--project", project.root, "start", "--wait")
     assert worker_states(cli, project.root) == {"M001": "failed"}, result.err
-    assert "retry with `/gsd parallel resume M001`" in cli("--project", project.root, "status").out
+    assert "retry with `gsd-parallel resume M001`" in cli("--project", project.root, "status").out
     resumed = cli("--project", project.root, "resume")
     assert resumed.code == 0, resumed.err
     assert resumed.out.startswith("All parallel workers resumed.")

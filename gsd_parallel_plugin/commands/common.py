@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
+from .. import hints
 from ..errors import ProjectError, UserError
 from ..models import CommandContext, Project
 from ..preferences import Preferences, load_preferences
@@ -23,7 +24,7 @@ class ArgParser(argparse.ArgumentParser):
     """argparse that reports problems as a UserError (exit 2) instead of exiting."""
 
     def __init__(self, name: str, **kwargs: object) -> None:
-        super().__init__(prog=f"/gsd parallel {name}", add_help=False, **kwargs)  # type: ignore[arg-type]
+        super().__init__(prog=hints.bare(name), add_help=False, **kwargs)  # type: ignore[arg-type]
 
     def error(self, message: str) -> NoReturn:
         raise UserError(f"{self.prog}: {message}")
@@ -101,4 +102,4 @@ def veto_for(ctx: CommandContext, loaded: Loaded):  # type: ignore[no-untyped-de
 
 
 def not_implemented(name: str) -> NoReturn:
-    raise UserError(f"/gsd parallel {name} is not implemented yet")
+    raise UserError(f"{hints.bare(name)} is not implemented yet")

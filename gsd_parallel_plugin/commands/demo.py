@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import hints
 from ..errors import UserError
 from ..models import CommandContext, CommandResult
 from .common import ArgParser, parse
@@ -122,7 +123,7 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
             *[f"    {line}" for line in log.splitlines()],
             "",
             f"Finished in {elapsed:.1f}s. The project is kept at {project}",
-            f"Try: gsd-parallel --project {shlex.quote(str(project))} status",
+            f"Try: {hints.bare('--project ' + shlex.quote(str(project)) + ' status')}",
         ]
     )
     data = {
@@ -278,7 +279,7 @@ def _run_real(ctx: CommandContext, target: Path, gsd: Path, version: str | None)
             f"at its pretend prices (${billed / NANOS_PER_USD:.2f}).",
             f"GSD's own state is in {gsd_home} (HOME {home}): your ~/.gsd and ~/.pi were not used.",
             f"Finished in {elapsed:.1f}s. The project is kept at {project}",
-            f"Try: gsd-parallel --project {shlex.quote(str(project))} status",
+            f"Try: {hints.bare('--project ' + shlex.quote(str(project)) + ' status')}",
         ]
     )
     data = {

@@ -1,4 +1,4 @@
-"""``/gsd parallel doctor [--fix]``: find what a crash left behind, and clean what is provably dead.
+"""``gsd-parallel doctor [--fix]``: find what a crash left behind, and clean what is provably dead.
 
 Checks: a stale supervisor lock; workers recorded as live whose process is gone; stale
 status and signal files; orphan worktrees and ``milestone/*`` branches; merges
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import hints
 from ..errors import GsdParallelError
 from ..layout import branch_name
 from ..models import CommandContext, CommandResult, WorkerHandle
@@ -66,7 +67,7 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
         mark = "fixed" if f.fixed else ("fixable" if f.fixable and f.fix else "needs you")
         lines.append(f"- [{mark}] {f.message}")
     if remaining and not args.fix and any(f.fix and f.fixable for f in remaining):
-        lines += ["", "Run `/gsd parallel doctor --fix` to clean what is marked fixable."]
+        lines += ["", f"Run {hints.cmd('doctor --fix')} to clean what is marked fixable."]
     data = {"problems": [f.to_json() for f in findings], "fixed": args.fix}
     return CommandResult("\n".join(lines) + "\n", data, exit_code=1 if remaining else 0)
 

@@ -1,4 +1,4 @@
-"""``/gsd parallel merge [MID] [--dry-run]``: land completed milestones on the integration branch.
+"""``gsd-parallel merge [MID] [--dry-run]``: land completed milestones on the integration branch.
 
 Text output is GSD's ``# Merge Results`` list; ``--json`` prints
 ``{"results": [{"id", "outcome", "files", "commit", "error"}]}``. Exit 1 when any merge did
@@ -11,6 +11,7 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from .. import hints
 from ..errors import ProjectError, UserError
 from ..layout import branch_name, checkout_display
 from ..models import CommandContext, CommandResult, MergeResult
@@ -134,7 +135,7 @@ def render_results(results: Sequence[MergeResult]) -> str:
             lines.append(f"- **{r.id}** — CONFLICT ({len(r.files)} file(s)):")
             lines += [f"  - `{f}`" for f in r.files]
             lines.append(
-                f"  Resolve conflicts manually and run `/gsd parallel merge {r.id}` to retry."
+                f"  Resolve conflicts manually and run {hints.cmd(f'merge {r.id}')} to retry."
             )
         else:
             first, *rest = (r.error or r.outcome).splitlines() or [r.outcome]
@@ -153,7 +154,7 @@ def _hints(
             ctx.host.notify(
                 f"To resolve {r.id}: in {checkout_display(r.id)} run `git merge {integ}`, fix "
                 f"{', '.join(r.files[:3])}{' …' if len(r.files) > 3 else ''}, commit, then "
-                f"`/gsd parallel merge {r.id}`."
+                f"{hints.cmd(f'merge {r.id}')}."
             )
     merged_now = {r.id for r in results if r.outcome == "merged"}
 
@@ -171,7 +172,7 @@ def _hints(
 
         if not supervisor_running(loaded.parallel_dir):
             ctx.host.notify(
-                f"{', '.join(waiting)} can start now: run `/gsd parallel start`."
+                f"{', '.join(waiting)} can start now: run {hints.cmd('start')}."
             )
 
 

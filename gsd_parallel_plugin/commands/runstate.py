@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .. import hints
 from ..budget import BUDGET_REASON, WARN_PERCENT, budget_message, envelope_of
 from ..errors import UserError
 from ..forecast import Forecast, forecast, worker_milestones
@@ -269,7 +270,7 @@ class RunView:
                 w.state_reason != BUDGET_REASON
             ):
                 verb = "retry" if w.state == "failed" else "continue"
-                lines.append(f"  {verb} with `/gsd parallel resume {w.milestone_id}`")
+                lines.append(f"  {verb} with {hints.cmd(f'resume {w.milestone_id}')}")
         waiting = self.waiting(loaded) if self.active else []
         if waiting:
             lines.append("\n## Waiting\n")

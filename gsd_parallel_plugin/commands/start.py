@@ -1,9 +1,10 @@
-"""``/gsd parallel start``: the eligibility report, the plan, and (unless --dry-run) workers."""
+"""``gsd-parallel start``: the eligibility report, the plan, and (unless --dry-run) workers."""
 
 from __future__ import annotations
 
 import time
 
+from .. import hints
 from ..eligibility import analyse, render_report, report_json
 from ..errors import GitError
 from ..models import CommandContext, CommandResult, EligibilityReport
@@ -62,9 +63,10 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
             who = f"a background supervisor (pid {pid})" if pid else "the background supervisor"
             text = (
                 f"Interrupted. The workers keep running ({', '.join(final.live)}) under {who}: "
-                "`gsd-parallel status` to follow, `gsd-parallel stop` to stop them.\n"
+                f"{hints.cmd('status')} to follow, {hints.cmd('stop')} to stop them.\n"
                 if final.live
-                else "Interrupted. No worker is running; `gsd-parallel status` shows where the run stands.\n"
+                else f"Interrupted. No worker is running; {hints.cmd('status')} shows where the run"
+                " stands.\n"
             )
             result = {**data, **final.status_json(loaded), "interrupted": True}
             return CommandResult(final.render_status(loaded) + "\n" + text, result, exit_code=code)
@@ -90,9 +92,9 @@ def _held_eligible(report: EligibilityReport, view: RunView | None) -> list[tupl
 def _held_text(held: list[tuple[str, str]]) -> str:
     names = ", ".join(f"{mid} ({state})" for mid, state in held)
     how = (
-        f"`/gsd parallel resume {held[0][0]}`"
+        f"{hints.cmd(f'resume {held[0][0]}')}"
         if len(held) == 1
-        else "`/gsd parallel resume` (all) or `/gsd parallel resume <MID>`"
+        else f"{hints.cmd('resume')} (all) or {hints.cmd('resume <MID>')}"
     )
     return f"\nHeld in the current run, not started again by `start`: {names}. Continue with {how}.\n"
 

@@ -13,6 +13,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from .. import hints
 from .eta import format_duration
 from .snapshot import Snapshot, WorkerView
 
@@ -174,7 +175,7 @@ def render(snap: Snapshot, width: int = 80, *, footer: bool = True) -> Renderabl
         parts.append(
             _line(
                 "",
-                "Workers keep running; `gsd-parallel status` starts a supervisor.",
+                f"Workers keep running; {hints.cmd('status')} starts a supervisor.",
                 width,
                 "yellow",
             )

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import hints
 from ..errors import GsdParallelError
 from ..models import Milestone, Project
 from ..preferences import Preferences
@@ -38,7 +39,14 @@ PROJECT_REFRESH_SECONDS = 10.0
 EVENT_PAGE = 500
 EVENT_WINDOW = 100
 KEPT_FAILURES = 3
-NO_STORE = "No run yet (no coordination store). Start one with `gsd-parallel start`."
+
+
+def no_store_notice() -> str:
+    """What watch says before any run, naming ``start`` the way the user calls us."""
+    return f"No run yet (no coordination store). Start one with {hints.cmd('start')}."
+
+
+NO_STORE = no_store_notice()
 
 
 def supervisor_status(parallel_dir: Path) -> dict[str, Any] | None:
@@ -261,7 +269,7 @@ class SnapshotReader:
         ceiling = self.preferences.parallel.budget_ceiling
         store = self._open()
         if store is None:
-            return Snapshot(taken_at=now, notice=NO_STORE, supervisor=supervisor, ceiling=ceiling)
+            return Snapshot(taken_at=now, notice=no_store_notice(), supervisor=supervisor, ceiling=ceiling)
         run = store.active_run() or store.latest_run()
         events = _pick_events(store.events(limit=EVENT_WINDOW), self.event_count)
         project = self.project(events[-1].id if events else 0, now)
