@@ -155,7 +155,10 @@ def _worker_findings(loaded: Loaded) -> list[Finding]:
         state = (data or {}).get("state")
         if mid in live_pids or (mid in known and state == known[mid].state):
             continue
-        if state in LIVE_STATES or data is None or mid not in known:
+        # Stale means it claims a worker that is not there (or cannot be read). A finished
+        # milestone's file (complete, stopped, failed, from this run or an earlier one) is
+        # how it ended, which status and GSD read: ordinary, not a problem.
+        if data is None or (state in LIVE_STATES and not _file_pid_alive(data)):
 
             def remove(path: Path = status_file) -> None:
                 path.unlink(missing_ok=True)
@@ -179,6 +182,23 @@ def _worker_findings(loaded: Loaded) -> list[Finding]:
             )
         )
     return findings
+
+
+def _file_pid_alive(data: dict[str, Any]) -> bool:
+    """The status file's own worker still runs (a run being adopted has no row for it yet)."""
+    import psutil
+
+    pid = data.get("pid")
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        started_ms = data.get("startedAt")
+        if isinstance(started_ms, (int, float)) and proc.create_time() * 1000 > started_ms + 5000:
+            return False  # the pid was reused by a process born after the worker started
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _valid(mid: str) -> bool:
