@@ -173,6 +173,7 @@ class Supervisor:
         self.gsd_dir = (self.root / ".gsd").resolve()
         self.parallel_dir = self.gsd_dir / "parallel"
         self.preferences: Preferences = load_preferences(self.root / ".gsd")
+        self.preferences.require_worker_command()  # it launches workers: a bad one stops it here
         if self.hooks is None:
             self.hooks = Hooks(create_plugin_manager(self.root).pm)
         self.store = Store(self.parallel_dir / "coordinator.db")

@@ -60,8 +60,12 @@ def test_unusable_numbers_in_preferences_are_refused(tmp_path, cli, key, value):
     (project.gsd / "PREFERENCES.md").write_text(
         f"---\nparallel:\n  enabled: true\n  {key}: {value}\n---\n"
     )
-    for command in (("start", "--dry-run"), ("start",), ("status",)):
+    for command in (("start", "--dry-run"), ("start",)):
         one_line_error(cli("--project", project.root, *command), f"parallel.{key}", "invalid")
+    # status only inspects: it warns, naming the file and key, and answers
+    status = cli("--project", project.root, "status")
+    assert status.code == 0, status.err
+    assert f"PREFERENCES.md: parallel.{key}" in status.err and "invalid" in status.err
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-1", "1e300"])
@@ -461,3 +465,40 @@ def _read_or_eof(fd: int) -> bytes:
         return os.read(fd, 4096)
     except OSError:
         return b""
+
+
+def test_typo_in_preferences_during_a_run_blocks_no_stop_or_inspection(gsd_project, cli, fake_worker):
+    """Workers spend while PREFERENCES.md is broken: stop, pause, status, watch, doctor still
+    work (a warning names the file); start refuses with one line."""
+    fake_worker(unit_seconds=10.0)  # every unit outlasts the commands below
+    project = gsd_project(
+        {**ONE, "M002": {"title": "Two", "slices": {"S01": {"T01": ["c.txt"], "T02": ["d.txt"]}}}},
+        preferences={"enabled": True, "max_workers": 2},
+    )
+    root = project.root
+    assert cli("--project", root, "start").code == 0
+    wait_until(lambda: worker_states(cli, root).get("M001") == "running", timeout=30)
+    prefs = project.gsd / "PREFERENCES.md"
+    prefs.write_text("---\nparallel:\n  enabled: true\n  max_workers: two\n---\n")
+    for command in (("status",), ("status", "--json"), ("watch", "--once"), ("doctor",), ("logs", "M001")):
+        result = cli("--project", root, *command)
+        assert result.code == 0, (command, result.out, result.err)
+        assert "Traceback" not in result.err
+        assert f"{prefs}: parallel.max_workers = 'two' is invalid" in result.err, (command, result.err)
+    one_line_error(cli("--project", root, "start"), str(prefs), "parallel.max_workers")
+    paused = cli("--project", root, "pause", "M001", "--now")
+    assert paused.code == 0, paused.err
+    stopped = cli("--project", root, "stop")
+    assert stopped.code == 0, stopped.err
+    assert str(prefs) in stopped.err
+    states = worker_states(cli, root)
+    assert set(states.values()) <= {"stopped", "complete"}, states
+
+
+def test_empty_worker_command_variable_blocks_only_what_launches_workers(gsd_project, cli):
+    project = gsd_project(ONE, preferences={"enabled": True})
+    env = {"GSD_PARALLEL_WORKER_COMMAND": ""}
+    status = cli("--project", project.root, "status", env=env)
+    assert status.code == 0 and status.err == "", status.err
+    assert cli("--project", project.root, "doctor", env=env).code == 0
+    one_line_error(cli("--project", project.root, "start", env=env), "GSD_PARALLEL_WORKER_COMMAND")

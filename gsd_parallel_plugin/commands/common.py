@@ -45,14 +45,20 @@ class Loaded:
         return self.project.gsd_dir / "parallel"
 
 
-def load(ctx: CommandContext, *, warn: bool = True) -> Loaded:
-    """Find the project, read preferences (strictly) and the plan files (tolerantly)."""
+def load(ctx: CommandContext, *, warn: bool = True, strict: bool = True) -> Loaded:
+    """Find the project, read preferences and the plan files (tolerantly).
+
+    ``strict=False`` is for commands that stop or inspect a run: a broken preference is a
+    warning naming the file there, not a refusal (the workers keep spending meanwhile).
+    Its warnings are shown even with ``warn=False``: they say why a setting is not applied.
+    """
+    from ..preferences import LENIENT_SUFFIX
     from ..project import find_project_root, read_project
 
     root = find_project_root(ctx.host.project_dir)
-    preferences = load_preferences(root / ".gsd")
-    if warn:
-        for warning in preferences.warnings:
+    preferences = load_preferences(root / ".gsd", strict=strict)
+    for warning in preferences.warnings:
+        if warn or warning.endswith(LENIENT_SUFFIX):
             ctx.host.notify(warning, "warning")
     project = read_project(
         root, default_branch=_default_branch(root), git_main_branch=preferences.git_main_branch

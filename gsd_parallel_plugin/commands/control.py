@@ -46,11 +46,13 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
             usd_amount(args.budget)
         except ValueError as exc:
             raise UserError(f"--budget {args.budget:g} is invalid: expected {exc}") from None
-    loaded = load(ctx)
+    # stop and pause must work while PREFERENCES.md has a typo: the workers keep spending
+    loaded = load(ctx, strict=name == "resume")
     view = RunView.read(loaded)
     if not view.active:
         raise UserError(NO_RUN)
     if name == "resume":
+        loaded.preferences.require_worker_command()  # resume launches workers
         refuse_if_budget_exhausted(loaded)
     targets = _targets(name, loaded, view, args.milestone)
     if name == "resume":

@@ -45,7 +45,7 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
     parser = ArgParser(name)
     parser.add_argument("--fix", action="store_true")
     args = parse(parser, ctx)
-    loaded = load(ctx)
+    loaded = load(ctx, strict=False)  # doctor is where you go when things are broken
     findings = diagnose(loaded)
     if args.fix:
         for f in findings:

@@ -122,9 +122,10 @@ def check_worker_command(ctx: CommandContext, loaded: Loaded) -> None:
 
     from ..workers import resolve_program
 
+    command = loaded.preferences.require_worker_command()
     if any(not name.startswith("gsd_parallel.") for name in ctx.host.hooks.implementers("spawn_worker")):
         return
-    resolve_program(loaded.preferences.parallel.worker_command[0], os.environ, loaded.root)
+    resolve_program(command[0], os.environ, loaded.root)
 
 
 def start_background(

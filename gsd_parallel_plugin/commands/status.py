@@ -14,7 +14,7 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
     parser = ArgParser(name)
     parser.add_argument("milestone", nargs="?")
     args = parse(parser, ctx)
-    loaded = load(ctx)
+    loaded = load(ctx, strict=False)  # a typo in PREFERENCES.md must not hide a spending run
     mid = milestone_arg(loaded, args.milestone) if args.milestone else None
     view = RunView.read(loaded)
     if view.run is None:
