@@ -186,6 +186,8 @@ class Supervisor:
         self._default_branch: str | None = None
         self._status_written: dict[str, tuple[Any, ...]] = {}
         self._stop_requested = False
+        self._halted = False
+        """``stop`` (all) came: nothing new starts in this session (``start`` or ``resume`` go on)."""
         self.run_id = 0
         from .automerge import AutoMerger
         from .budget import BudgetGuard
@@ -605,6 +607,11 @@ class Supervisor:
         if not self.store.pending_commands():
             return  # a read: no write transaction on idle ticks
         for command in self.store.claim_commands():
+            if command.command == "stop" and not command.milestone_id:
+                self._halted = True  # stop all: the freed slots must not start the next one
+                self.restart_at.clear()
+            elif command.command == "resume" and not command.milestone_id:
+                self._halted = False  # resume all: the run goes on, the next ones too
             targets = (
                 [command.milestone_id]
                 if command.milestone_id
@@ -732,7 +739,7 @@ class Supervisor:
         return list(report.plan.start)
 
     def backfill(self) -> None:
-        if self.budget.blocks_new_work():
+        if self.budget.blocks_new_work() or self._halted:
             return
         now = time.time()
         for mid, when in sorted(self.restart_at.items(), key=lambda kv: kv[1]):

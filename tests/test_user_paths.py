@@ -502,3 +502,32 @@ def test_empty_worker_command_variable_blocks_only_what_launches_workers(gsd_pro
     assert status.code == 0 and status.err == "", status.err
     assert cli("--project", project.root, "doctor", env=env).code == 0
     one_line_error(cli("--project", project.root, "start", env=env), "GSD_PARALLEL_WORKER_COMMAND")
+
+
+def test_after_stop_all_the_run_says_stopped_and_starts_nothing(gsd_project, cli, fake_worker):
+    """stop (all) frees both slots: the third milestone must not start in them, and status
+    and watch say the run is stopped instead of promising "starting next" and an ETA."""
+    fake_worker(unit_seconds=5.0)
+    three = {
+        **ONE,
+        "M002": {"title": "Two", "slices": {"S01": {"T01": ["c.txt"]}}},
+        "M003": {"title": "Three", "slices": {"S01": {"T01": ["d.txt"]}}},
+    }
+    project = gsd_project(three, preferences={"enabled": True, "max_workers": 2})
+    root = project.root
+    assert cli("--project", root, "start").code == 0
+    stopped = cli("--project", root, "stop")
+    assert stopped.code == 0, stopped.err
+    wait_until(lambda: cli("--project", root, "status", "--json").json()["supervisor"] is None, timeout=30)
+    status = cli("--project", root, "status", "--json").json()
+    assert status["active"] is False and status["stopped"] is True
+    assert {w["id"] for w in status["workers"]} == {"M001", "M002"}  # M003 never started
+    assert {w["state"] for w in status["workers"]} <= {"stopped", "complete"}
+    text = cli("--project", root, "status").out
+    assert "Run stopped" in text and "resume" in text
+    frame = cli("--project", root, "watch", "--once", "--width", "100")
+    assert frame.code == 0
+    assert "starting next" not in frame.out and "run ETA" not in frame.out, frame.out
+    assert "stopped" in frame.out.splitlines()[0] and "Run stopped" in frame.out
+    shot = cli("--project", root, "watch", "--once", "--json").json()
+    assert shot["active"] is False and shot["stopped"] is True and shot["run_eta_seconds"] is None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,18 @@ from .eta import (
 )
 
 HELD_STATES = frozenset({"paused", "stopped", "failed", "blocked", "complete"})
+STOPPED_NOT_STARTED = "not started: the run is stopped"
+
+
+def run_is_stopped(run_state: str | None, supervisor: object, worker_states: Iterable[str]) -> bool:
+    """An open run where nothing runs and nothing starts by itself (after ``stop``, all).
+
+    No supervisor and no worker that is live, or crashed (the next command restarts those):
+    ``status`` and ``watch`` say "stopped" instead of promising work that will not start.
+    """
+    if run_state != "active" or supervisor is not None:
+        return False
+    return not any(s in LIVE_STATES or s == "crashed" for s in worker_states)
 PROJECT_REFRESH_SECONDS = 10.0
 EVENT_PAGE = 500
 EVENT_WINDOW = 100
@@ -126,12 +138,20 @@ class Snapshot:
     def active(self) -> bool:
         return self.run is not None and self.run.state == "active"
 
+    @property
+    def stopped(self) -> bool:
+        """Open, but nothing runs and nothing starts by itself (see :func:`run_is_stopped`)."""
+        return run_is_stopped(
+            self.run.state if self.run else None, self.supervisor, (w.state for w in self.workers)
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "taken_at": self.taken_at,
             "notice": self.notice,
             "run": self.run.to_json() if self.run else None,
-            "active": self.active,
+            "active": self.active and not self.stopped,
+            "stopped": self.stopped,
             "supervisor": self.supervisor,
             "workers": [w.to_json() for w in self.workers],
             "total_cost": round(self.total_cost, 9),
@@ -295,7 +315,11 @@ class SnapshotReader:
         eta = None
         if run.state == "active" and project is not None:
             waiting = self._waiting(project, rows, completed_all - merged_all)
-            eta = self._run_eta(views, rows, active, project, waiting)
+            if run_is_stopped(run.state, supervisor, (w.state for w in rows)):
+                # nothing starts by itself: no "starting next", no ETA for work that won't run
+                waiting = [(m, STOPPED_NOT_STARTED if r == "starting next" else r) for m, r in waiting]
+            else:
+                eta = self._run_eta(views, rows, active, project, waiting)
         return Snapshot(
             taken_at=now,
             run=run,
