@@ -626,7 +626,12 @@ class Supervisor:
         if row is None:
             return
         interrupt = bool(args.get("interrupt"))  # budget guard: do not wait for the unit to end
-        pausable = {"running", "starting", "pausing"} if interrupt else {"running", "starting"}
+        # --now escalates a graceful pause still waiting for its unit (freezes it at once)
+        pausable = (
+            {"running", "starting", "pausing"}
+            if interrupt or args.get("now")
+            else {"running", "starting"}
+        )
         if command == "pause" and tracked is not None and row.state in pausable:
             if args.get("now"):
                 if procs.send_signal_group(tracked.handle, signal.SIGSTOP):

@@ -531,3 +531,35 @@ def test_after_stop_all_the_run_says_stopped_and_starts_nothing(gsd_project, cli
     assert "stopped" in frame.out.splitlines()[0] and "Run stopped" in frame.out
     shot = cli("--project", root, "watch", "--once", "--json").json()
     assert shot["active"] is False and shot["stopped"] is True and shot["run_eta_seconds"] is None
+
+
+def test_dry_run_on_a_detached_head_says_start_would_refuse(gsd_project, cli, fake_worker):
+    fake_worker()
+    project = gsd_project(ONE)
+    project.git("checkout", "-q", "--detach")
+    dry = cli("--project", project.root, "start", "--dry-run")
+    assert dry.code == 0, dry.err
+    assert "`start` would refuse: the main checkout is on a detached HEAD" in dry.out
+    data = cli("--project", project.root, "start", "--dry-run", "--json").json()
+    assert "detached HEAD" in data["would_refuse"]
+    one_line_error(cli("--project", project.root, "start"), "detached HEAD")
+    project.git("checkout", "-q", "main")
+    assert cli("--project", project.root, "start", "--dry-run", "--json").json()["would_refuse"] is None
+
+
+def test_pause_now_escalates_a_pause_still_waiting_for_its_unit(gsd_project, cli, fake_worker):
+    fake_worker(unit_seconds=20.0)  # the graceful pause waits for this unit to end
+    project = gsd_project(ONE)
+    root = project.root
+    assert cli("--project", root, "start").code == 0
+    wait_until(lambda: worker_states(cli, root).get("M001") == "running", timeout=30)
+    assert cli("--project", root, "pause", "M001").code == 0
+    assert worker_states(cli, root)["M001"] == "pausing"
+    now = cli("--project", root, "pause", "M001", "--now")
+    assert now.code == 0, now.err
+    status = cli("--project", root, "status", "--json").json()
+    w = next(w for w in status["workers"] if w["id"] == "M001")
+    assert w["state"] == "paused"
+    assert psutil.Process(w["pid"]).status() == psutil.STATUS_STOPPED
+    one_line_error(cli("--project", root, "pause", "M001", "--now"), "M001 is already paused")
+    assert cli("--project", root, "stop").code == 0

@@ -41,6 +41,10 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
     data["preferences"] = prefs.to_json()
     data["project_problems"] = list(loaded.project.problems)
     if args.dry_run:
+        refusal = _would_refuse(ctx, loaded)
+        data["would_refuse"] = refusal
+        if refusal:
+            text += f"\n`start` would refuse: {refusal}\n"
         return CommandResult(text, data)
     held = _held_eligible(report, view)
     data["held"] = [{"id": mid, "state": state} for mid, state in held]
@@ -75,6 +79,19 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
             final.render_status(loaded), {**data, **final.status_json(loaded)}, exit_code=code
         )
     return start_background(ctx, loaded, report, text, data)
+
+
+def _would_refuse(ctx: CommandContext, loaded: Loaded) -> str | None:
+    """What a real ``start`` would refuse with (repository, worker, budget), said by the dry run."""
+    from ..errors import GsdParallelError
+
+    try:
+        refuse_if_budget_exhausted(loaded)
+        check_repository(loaded)
+        check_worker_command(ctx, loaded)
+    except GsdParallelError as exc:
+        return str(exc)
+    return None
 
 
 def _held_eligible(report: EligibilityReport, view: RunView | None) -> list[tuple[str, str]]:
