@@ -563,3 +563,44 @@ def test_pause_now_escalates_a_pause_still_waiting_for_its_unit(gsd_project, cli
     assert psutil.Process(w["pid"]).status() == psutil.STATUS_STOPPED
     one_line_error(cli("--project", root, "pause", "M001", "--now"), "M001 is already paused")
     assert cli("--project", root, "stop").code == 0
+
+
+def test_start_wait_prints_the_report_and_plan_then_the_run(gsd_project, cli, fake_worker):
+    fake_worker(unit_seconds=0.0)
+    project = gsd_project(ONE)
+    result = cli("--project", project.root, "start", "--wait")
+    assert result.code == 0, result.err
+    report_at = result.out.index("# Parallel Eligibility Report")
+    assert "Start plan" in result.out or "start" in result.out[report_at:].lower()
+    assert "# Parallel Workers" in result.out[report_at:], result.out
+    dry = cli("--project", project.root, "merge", "--dry-run", "--json")
+    merged = cli("--project", project.root, "merge")
+    assert merged.code == 0, merged.err
+    nothing = cli("--project", project.root, "merge", "--dry-run", "--json").json()
+    assert nothing["dry_run"] is True and nothing["results"] == []
+    assert dry.json()["dry_run"] is True
+    again = cli("--project", project.root, "merge", "M001", "--dry-run", "--json").json()
+    assert again["dry_run"] is True
+
+
+def test_ctrl_c_in_demo_does_not_say_finished(tmp_path, cli):
+    target = tmp_path / "demo"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gsd_parallel_plugin", "demo", str(target), "--unit-seconds", "3"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        shop = target / "shop"
+        wait_until(lambda: "running" in set(worker_states(cli, shop).values()), timeout=60)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        cli("--project", target / "shop", "stop", env={"GSD_HOME": str(target / "gsd-home")})
+    assert proc.returncode == 130, (out, err)
+    assert "Traceback" not in err
+    assert "Finished" not in out, out
+    assert "Interrupted after" in out, out

@@ -48,14 +48,14 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
         if args.milestone:
             mid = _explicit(loaded, store, args.milestone, candidates)
             if isinstance(mid, CommandResult):
-                return mid
+                return _mark_dry(mid, args.dry_run)
             order = [mid]
         else:
             for note in notes:
                 ctx.host.notify(note, "warning")
             order = ctx.host.hooks.choose_merge_order(candidates, loaded.project, prefs.to_json())
         if not order:
-            return CommandResult(NO_CANDIDATES, {"results": []})
+            return _mark_dry(CommandResult(NO_CANDIDATES, {"results": []}), args.dry_run)
         if args.dry_run:
             return _dry_run(env, order)
         results = _merge(ctx, env, order)
@@ -64,6 +64,13 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
     _hints(ctx, loaded, results, landed)
     code = 1 if any(r.id not in landed for r in results) else 0
     return CommandResult(text, {"results": [r.to_json() for r in results]}, exit_code=code)
+
+
+def _mark_dry(result: CommandResult, dry: bool) -> CommandResult:
+    """Every ``merge --dry-run --json`` answer has its ``dry_run`` key, nothing to merge too."""
+    if dry and isinstance(result.data, dict):
+        result.data["dry_run"] = True
+    return result
 
 
 def _explicit(

@@ -60,6 +60,8 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
     if args.wait:
         from .foreground import INTERRUPTED, hand_over, run_foreground
 
+        if not ctx.json:  # the report and plan first, as `start` prints them, then the run
+            print(text.rstrip("\n") + "\n", file=ctx.host.out, flush=True)
         code = run_foreground(ctx, loaded)
         if code == INTERRUPTED:
             pid = hand_over(loaded)
