@@ -604,3 +604,21 @@ def test_ctrl_c_in_demo_does_not_say_finished(tmp_path, cli):
     assert "Traceback" not in err
     assert "Finished" not in out, out
     assert "Interrupted after" in out, out
+
+
+def test_concurrent_starts_only_one_says_started(gsd_project, cli, fake_worker):
+    fake_worker(unit_seconds=3.0)
+    project = gsd_project(ONE)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "gsd_parallel_plugin", "--project", str(project.root), "start"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        for _ in range(3)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    said = [out for out, _err in outs]
+    assert sum("Parallel orchestration started." in out for out in said) == 1, said
+    assert sum("already running" in out for out in said) == 2, said
+    assert cli("--project", project.root, "stop").code == 0

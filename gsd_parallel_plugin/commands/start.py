@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 from .. import hints
 from ..eligibility import analyse, render_report, report_json
@@ -147,6 +150,20 @@ def check_worker_command(ctx: CommandContext, loaded: Loaded) -> None:
     resolve_program(command[0], os.environ, loaded.root)
 
 
+@contextlib.contextmanager
+def _start_lock(parallel_dir: Path) -> Iterator[None]:
+    """``.gsd/parallel/start.lock`` (flock): one ``start`` at a time decides whether to spawn."""
+    import fcntl
+
+    parallel_dir.mkdir(parents=True, exist_ok=True)
+    with open(parallel_dir / "start.lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # the holder releases within seconds (or dies)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def start_background(
     ctx: CommandContext,
     loaded: Loaded,
@@ -155,12 +172,16 @@ def start_background(
     data: dict[str, object],
 ) -> CommandResult:
     from ..supervisor import spawn_background, supervisor_running
+    from .supervise import wait_until_supervising
 
     parallel_dir = loaded.parallel_dir
-    already = supervisor_running(parallel_dir)
     spawned_at = time.time()
-    if not already:
-        spawn_background(loaded.root, parallel_dir)
+    # Two starts at once: each would see no supervisor, spawn one and say "started". Under
+    # this lock the second waits until the first one's supervisor holds its lock, then sees it.
+    with _start_lock(parallel_dir):
+        already = supervisor_running(parallel_dir)
+        if not already:
+            wait_until_supervising(loaded, spawn_background(loaded.root, parallel_dir))
     wanted = set(report.plan.start)
     deadline = time.time() + START_WAIT_SECONDS
     view = RunView.read(loaded)
