@@ -39,14 +39,16 @@ STOPPED_NOT_STARTED = "not started: the run is stopped"
 
 
 def run_is_stopped(run_state: str | None, supervisor: object, worker_states: Iterable[str]) -> bool:
-    """An open run where nothing runs and nothing starts by itself (after ``stop``, all).
+    """An open run the user stopped: nothing runs and nothing starts by itself (``stop``, all).
 
-    No supervisor and no worker that is live, or crashed (the next command restarts those):
-    ``status`` and ``watch`` say "stopped" instead of promising work that will not start.
+    No supervisor, no worker that is live or crashed (the next command restarts those), and
+    at least one the user stopped (a run only waiting for a merge is not "stopped"):
+    ``status`` and ``watch`` say so instead of promising work that will not start.
     """
     if run_state != "active" or supervisor is not None:
         return False
-    return not any(s in LIVE_STATES or s == "crashed" for s in worker_states)
+    states = set(worker_states)
+    return "stopped" in states and not states & (LIVE_STATES | {"crashed"})
 PROJECT_REFRESH_SECONDS = 10.0
 EVENT_PAGE = 500
 EVENT_WINDOW = 100
