@@ -609,11 +609,15 @@ def test_ctrl_c_in_demo_does_not_say_finished(tmp_path, cli):
 def test_concurrent_starts_only_one_says_started(gsd_project, cli, fake_worker):
     fake_worker(unit_seconds=3.0)
     project = gsd_project(ONE)
+    command = [sys.executable, "-m", "gsd_parallel_plugin", "--project", str(project.root), "start"]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "gsd_parallel_plugin", "--project", str(project.root), "start"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(3)
     ]
     outs = [p.communicate(timeout=120) for p in procs]
