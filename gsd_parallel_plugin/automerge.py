@@ -9,7 +9,7 @@
   now holds their dependencies' code; so does a merge the user ran with ``merge``.
 
 A merge that does not land is reported once and not retried in a loop: the user fixes it
-and runs ``/gsd parallel merge <MID>``. Merges run inside the tick (workers keep running;
+and runs ``gsd-parallel merge <MID>``. Merges run inside the tick (workers keep running;
 their output is read on the next tick, nothing is lost).
 """
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from . import hints
 from .layout import branch_name, checkout_display
 from .models import MergeResult
 
@@ -96,7 +97,7 @@ class AutoMerger:
     def _awaiting(self, mid: str, why: str) -> None:
         self.sup.notify(
             f"{mid} complete — awaiting merge ({why}). "
-            f"Run `/gsd parallel merge {mid}` to merge it.",
+            f"Run {hints.cmd(f'merge {mid}')} to merge it.",
             "info",
         )
 
@@ -121,7 +122,7 @@ class AutoMerger:
             self.sup.notify(
                 f"{label}: merge CONFLICT in {len(result.files)} file(s): "
                 f"{', '.join(result.files)}. Resolve in {checkout_display(mid)} (merge "
-                f"{self.env().integration_branch(mid)} there) and run `/gsd parallel merge {mid}`.",
+                f"{self.env().integration_branch(mid)} there) and run {hints.cmd(f'merge {mid}')}.",
                 "warning",
             )
         elif result.outcome == "failed":

@@ -20,13 +20,15 @@ PROG = "gsd-parallel"
 OWN_PROJECT_OPTION = frozenset({"gsd-extension"})
 
 
-def help_text() -> str:
+def help_text(invoked_as: str = PROG) -> str:
+    """The top-level help; its usage line names the command the way the user called it."""
     width = max(len(name) for name in SUBCOMMANDS)
     lines = [
-        f"usage: {PROG} [--project DIR] [--json] <subcommand> [args]",
+        f"usage: {invoked_as} [--project DIR] [--json] <subcommand> [args]",
         "",
         "Run several GSD milestones at once, each in its own worktree and worker.",
-        "The same commands work inside GSD as /gsd parallel <subcommand>.",
+        "The same commands work inside GSD as /parallel <subcommand> once the extension is",
+        f"installed: `{PROG} gsd-extension install`.",
         "",
         "subcommands:",
     ]
@@ -38,7 +40,7 @@ def help_text() -> str:
         "  --json         print one JSON document instead of text",
         "  --version      print the version",
         "",
-        f"Plugins can add subcommands: run `{PROG} plugins` to see what is loaded.",
+        f"Plugins can add subcommands: run `{invoked_as} plugins` to see what is loaded.",
     ]
     return "\n".join(lines)
 
@@ -85,15 +87,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not rest and as_json:
         return _fail(f"no subcommand given; see `{PROG} --help`", 2, as_json)
     if not rest or rest[0] in {"-h", "--help", "help"}:
-        print(help_text())
+        print(help_text(invoked_as))
         return 0 if rest else 2
     if rest[0] == "--version":
-        print(f"{PROG} {__version__}")
+        print(json.dumps({"version": __version__}) if as_json else f"{PROG} {__version__}")
         return 0
     name = rest[0]
     if name in SUBCOMMANDS and ("-h" in rest[1:] or "--help" in rest[1:]):
         _module, usage, summary = SUBCOMMANDS[name]
-        print(f"usage: {PROG} {name} {usage}\n\n{summary}")
+        print(f"usage: {invoked_as} {name} {usage}\n\n{summary}")
         return 0
     if name.startswith("-"):
         return _fail(f"unknown option {name}; see `{PROG} --help`", 2, as_json)
@@ -106,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = host.dispatch(["parallel", *rest], json=as_json)
     except GsdParallelError as exc:
         return _fail(str(exc), exc.exit_code, as_json)
+    except BrokenPipeError:  # the reader went away (`| head`): not a bug, see run()
+        raise
     except KeyboardInterrupt:  # still one line, or one JSON document for a script
         return _fail("interrupted", 130, as_json)
     except Exception as exc:  # a traceback is a bug: say so in one line, keep it for reports
@@ -128,5 +132,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run() -> None:
-    """Console-script entry point."""
-    sys.exit(main())
+    """Console-script entry point.
+
+    Output into a closed pipe (``gsd-parallel --json status | head -1``) ends quietly, as
+    ``cat`` or ``git log`` do: exit 141 (128 + SIGPIPE), no traceback. Flushing here, inside
+    the ``try``, is what catches a pipe closed after the last ``print``.
+    """
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python would flush stdout again at exit and complain: point it at /dev/null first.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        code = 141
+    sys.exit(code)

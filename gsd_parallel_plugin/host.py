@@ -13,11 +13,17 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
+from . import hints
 from .errors import GsdParallelError, UserError
 from .models import CommandContext, CommandResult, SlashCommand
 from .plugins import Hooks, LoadedPlugins, create_plugin_manager
 
-USAGE = "Usage: /gsd parallel [start|status|stop|pause|resume|merge|watch]"
+USAGE_SUBCOMMANDS = "[start|status|stop|pause|resume|merge|watch]"
+
+
+def usage() -> str:
+    """GSD's usage line, naming the command the way the user typed it."""
+    return f"Usage: {hints.bare(USAGE_SUBCOMMANDS)}"
 
 
 class DuplicateCommandError(UserError):
@@ -117,8 +123,8 @@ class HostSession:
         close = difflib.get_close_matches(name, known, n=1)
         if close:
             message += f' Did you mean "{close[0]}"?'
-        message += f" {USAGE}"
-        listed = USAGE.split("[", 1)[1].rstrip("]").split("|")
+        message += f" {usage()}"
+        listed = USAGE_SUBCOMMANDS.strip("[]").split("|")
         extra = [n for n in known if n not in listed]
         if extra:
             message += f" (also: {', '.join(extra)})"
@@ -128,8 +134,12 @@ class HostSession:
         """Run ``/gsd parallel status M002`` (a line or its words) and return the result.
 
         User errors come back as a result with exit code 2 and the one-line message,
-        never as an exception.
+        never as an exception. Hints inside name the command as :attr:`invoked_as`.
         """
+        with hints.invoked_as(self.invoked_as):
+            return self._dispatch(line, json=json)
+
+    def _dispatch(self, line: str | Sequence[str], *, json: bool) -> CommandResult:
         words = shlex.split(line) if isinstance(line, str) else list(line)
         if words and words[0] in {"/gsd", "gsd"}:
             words = words[1:]
@@ -139,7 +149,7 @@ class HostSession:
         group = words[0] if words else "parallel"
         rest = words[1:]
         if not rest:
-            return CommandResult(USAGE, {"error": USAGE}, exit_code=2)
+            return CommandResult(usage(), {"error": usage()}, exit_code=2)
         name, args = rest[0], tuple(rest[1:])
         try:
             entry = self.commands.get((group, name))

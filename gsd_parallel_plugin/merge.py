@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import hints
 from .errors import GsdParallelError
 from .git import Git, GitCommandError, validate_milestone_id
 from .layout import branch_name, checkout_display
@@ -219,7 +220,7 @@ class _Merge:
                 error=(
                     f"{len(unresolved)} conflicting file(s); merge {self.integ} into "
                     f"{self.branch} in {checkout_display(self.mid)}, resolve and commit there, "
-                    f"then run `/gsd parallel merge {self.mid}`"
+                    f"then run {hints.cmd(f'merge {self.mid}')}"
                 ),
             )
         from .worktrees import planning_mode
@@ -302,7 +303,7 @@ class _Merge:
                     f"{self.branch} has no commits beyond {self.integ}, but its worktree has "
                     f"uncommitted changes in {len(dirty)} file(s) ({', '.join(dirty[:5])}): "
                     f"commit them in {checkout_display(self.mid)}, then run "
-                    f"`/gsd parallel merge {self.mid}`"
+                    f"{hints.cmd(f'merge {self.mid}')}"
                 ),
             )
         return self._landed_already(f"{self.branch} has no commits beyond {self.integ}")
@@ -400,7 +401,7 @@ class _Merge:
         if now != self.base:
             return [], (
                 f"{self.integ} moved while the merge was being built (now {short(now)}); "
-                f"run `/gsd parallel merge {self.mid}` again"
+                f"run {hints.cmd(f'merge {self.mid}')} again"
             )
         where = self.g.branch_checked_out_at(self.integ)
         if where is None:
@@ -416,14 +417,14 @@ class _Merge:
             shown = ", ".join(theirs[:10]) or "no conflicts left"
             return theirs, (
                 f"{where} is in the middle of a merge of its own (unmerged: {shown}): finish it, or "
-                f"run `git merge --abort` there, then run `/gsd parallel merge {self.mid}` again"
+                f"run `git merge --abort` there, then run {hints.cmd(f'merge {self.mid}')} again"
             )
         blocked = paths_in_the_way(wg, changed)
         if blocked:
             shown = ", ".join(blocked[:10]) + (f" (+{len(blocked) - 10} more)" if len(blocked) > 10 else "")
             return blocked, (
                 f"uncommitted changes in {where} would be overwritten by the merge: {shown}; "
-                f"commit or move them, then run `/gsd parallel merge {self.mid}` again"
+                f"commit or move them, then run {hints.cmd(f'merge {self.mid}')} again"
             )
         try:
             wg.run("merge", "--ff-only", "--quiet", commit)

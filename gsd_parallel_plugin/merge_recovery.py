@@ -13,6 +13,7 @@ import os
 from contextlib import suppress
 from pathlib import Path
 
+from . import hints
 from .git import Git, GitCommandError
 from .merge_steps import (
     MERGING_DIR,
@@ -85,7 +86,7 @@ def _recover_row(
             store.finish_merge(
                 row.id, "aborted", error=f"interrupted at step '{row.step}'; cleaned by doctor"
             )
-            line += f"; retry with `/gsd parallel merge {mid}`"
+            line += f"; retry with {hints.cmd(f'merge {mid}')}"
     if row.worktree:
         path = Path(row.worktree)
         present = os.path.lexists(path) or g.find_worktree(path) is not None

@@ -4,6 +4,11 @@ Both are YAML frontmatter. Top-level keys belong to GSD and are kept untouched; 
 ``parallel:`` block is ours, merged key by key (project wins) and validated strictly:
 an invalid value stops the command with one line naming file, key, value and what is
 allowed, never a silent fallback (DESIGN.md §7).
+
+Commands that stop or inspect a run (``stop``, ``pause``, ``status``, ``watch``,
+``doctor``) read them with ``strict=False``: a typo made during a run must not keep
+anyone from stopping workers that spend money. There each bad value (or unreadable
+file) is left out, the rest still applies, and a warning names the file.
 """
 
 from __future__ import annotations
@@ -62,6 +67,15 @@ class Preferences:
     """The merged top-level mapping, GSD's keys included, for plugins that want them."""
     warnings: tuple[str, ...] = ()
     sources: tuple[Path, ...] = ()
+    worker_command_error: str | None = None
+    """A bad ``GSD_PARALLEL_WORKER_COMMAND``: raised by :meth:`require_worker_command` only
+    where a worker is launched, so it cannot block ``status`` or ``stop``."""
+
+    def require_worker_command(self) -> tuple[str, ...]:
+        """The worker command, or the one-line error when the environment variable is bad."""
+        if self.worker_command_error is not None:
+            raise PreferencesError(self.worker_command_error)
+        return self.parallel.worker_command
 
 
 # --------------------------------------------------------------------------- validators
@@ -204,27 +218,50 @@ def _format_value(value: Any) -> str:
     return str(value)
 
 
+LENIENT_SUFFIX = "; ignored by this command (fix it before the next start)"
+
+
 def load_preferences(
-    project_gsd_dir: Path | None, *, environ: Mapping[str, str] | None = None
+    project_gsd_dir: Path | None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    strict: bool = True,
 ) -> Preferences:
-    """Read, merge and validate preferences; raise PreferencesError on the first bad value."""
+    """Read, merge and validate preferences; raise PreferencesError on the first bad value.
+
+    ``strict=False`` (commands that stop or inspect a run) turns each error into a warning
+    and leaves the bad value (or the unreadable file) out instead.
+    """
     env = os.environ if environ is None else environ
     layers: list[tuple[Path, dict[str, Any], bool]] = []
+    warnings: list[str] = []
+
+    def fail(message: str) -> None:
+        if strict:
+            raise PreferencesError(message)
+        warnings.append(message + LENIENT_SUFFIX)
+
+    def read(path: Path) -> dict[str, Any]:
+        try:
+            return _read_frontmatter(path)
+        except PreferencesError as exc:
+            fail(str(exc))
+            return {}
+
     home = Path(env["GSD_HOME"]).expanduser() if env.get("GSD_HOME") else global_gsd_home()
     global_file = home / PREFERENCES_FILE
     if global_file.is_file():
-        layers.append((global_file, _read_frontmatter(global_file), True))
+        layers.append((global_file, read(global_file), True))
     if project_gsd_dir is not None:
         project_file = project_gsd_dir / PREFERENCES_FILE
         if project_file.is_file() and (
             not global_file.is_file() or not project_file.samefile(global_file)
         ):
-            layers.append((project_file, _read_frontmatter(project_file), False))
+            layers.append((project_file, read(project_file), False))
 
     raw: dict[str, Any] = {}
     parallel: dict[str, Any] = {}
     origin: dict[str, Path] = {}
-    warnings: list[str] = []
     for path, data, is_global in layers:
         for key, value in data.items():
             if key != "parallel":
@@ -233,36 +270,39 @@ def load_preferences(
         if block is None:
             continue
         if not isinstance(block, dict):
-            raise PreferencesError(
+            fail(
                 f"{path}: parallel = {_format_value(block)} is invalid: expected a mapping of "
                 "parallel settings (e.g. `parallel: {enabled: true}`)"
             )
+            continue
         for key, value in block.items():
             name = f"parallel.{key}"
             if key not in VALIDATORS:
                 warnings.append(f"{path}: unknown preference {name} (ignored)")
                 continue
             if key in GLOBAL_ONLY and not is_global:
-                raise PreferencesError(
+                fail(
                     f"{path}: {name} cannot be set in a project's preferences; set it in "
                     f"{global_file} or with {WORKER_COMMAND_ENV}"
                 )
+                continue
             try:
                 parallel[key] = VALIDATORS[key](value)
             except ValueError as exc:
-                raise PreferencesError(
-                    f"{path}: {name} = {_format_value(value)} is invalid: expected {exc}"
-                ) from None
+                fail(f"{path}: {name} = {_format_value(value)} is invalid: expected {exc}")
+                continue
             origin[key] = path
 
     override = env.get(WORKER_COMMAND_ENV)
+    worker_command_error = None
     if override is not None:
         try:
             parallel["worker_command"] = _command(override)
         except ValueError as exc:
-            raise PreferencesError(
-                f"{WORKER_COMMAND_ENV} = {override!r} is invalid: expected {exc}"
-            ) from None
+            worker_command_error = (
+                f"{WORKER_COMMAND_ENV} = {override!r} is invalid: expected {exc}; set it to a "
+                "command or unset it"
+            )
     raw["parallel"] = dict(parallel)
 
     git_block = raw.get("git")
@@ -273,4 +313,5 @@ def load_preferences(
         raw=raw,
         warnings=tuple(warnings),
         sources=tuple(path for path, _data, _g in layers),
+        worker_command_error=worker_command_error,
     )

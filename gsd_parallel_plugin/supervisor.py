@@ -173,6 +173,7 @@ class Supervisor:
         self.gsd_dir = (self.root / ".gsd").resolve()
         self.parallel_dir = self.gsd_dir / "parallel"
         self.preferences: Preferences = load_preferences(self.root / ".gsd")
+        self.preferences.require_worker_command()  # it launches workers: a bad one stops it here
         if self.hooks is None:
             self.hooks = Hooks(create_plugin_manager(self.root).pm)
         self.store = Store(self.parallel_dir / "coordinator.db")
@@ -187,6 +188,8 @@ class Supervisor:
         self.unplanned: dict[str, str] = {}
         """Milestones the last plan held back: their planning files are not committed."""
         self._stop_requested = False
+        self._halted = False
+        """``stop`` (all) came: nothing new starts in this session (``start`` or ``resume`` go on)."""
         self.run_id = 0
         from .automerge import AutoMerger
         from .budget import BudgetGuard
@@ -606,6 +609,11 @@ class Supervisor:
         if not self.store.pending_commands():
             return  # a read: no write transaction on idle ticks
         for command in self.store.claim_commands():
+            if command.command == "stop" and not command.milestone_id:
+                self._halted = True  # stop all: the freed slots must not start the next one
+                self.restart_at.clear()
+            elif command.command == "resume" and not command.milestone_id:
+                self._halted = False  # resume all: the run goes on, the next ones too
             targets = (
                 [command.milestone_id]
                 if command.milestone_id
@@ -620,7 +628,12 @@ class Supervisor:
         if row is None:
             return
         interrupt = bool(args.get("interrupt"))  # budget guard: do not wait for the unit to end
-        pausable = {"running", "starting", "pausing"} if interrupt else {"running", "starting"}
+        # --now escalates a graceful pause still waiting for its unit (freezes it at once)
+        pausable = (
+            {"running", "starting", "pausing"}
+            if interrupt or args.get("now")
+            else {"running", "starting"}
+        )
         if command == "pause" and tracked is not None and row.state in pausable:
             if args.get("now"):
                 if procs.send_signal_group(tracked.handle, signal.SIGSTOP):
@@ -745,7 +758,7 @@ class Supervisor:
         return list(report.plan.start)
 
     def backfill(self) -> None:
-        if self.budget.blocks_new_work():
+        if self.budget.blocks_new_work() or self._halted:
             return
         now = time.time()
         for mid, when in sorted(self.restart_at.items(), key=lambda kv: kv[1]):

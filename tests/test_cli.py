@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -113,7 +114,7 @@ def test_unknown_subcommand(tmp_path, cli):
     result = cli("frobnicate")
     assert result.code == 2
     assert (
-        'Unknown parallel subcommand "frobnicate". Usage: /gsd parallel [start|status|stop|pause|resume|merge|watch]'
+        'Unknown parallel subcommand "frobnicate". Usage: gsd-parallel [start|status|stop|pause|resume|merge|watch]'
         in result.err
     )
 
@@ -129,3 +130,63 @@ def test_unknown_and_invalid_milestone_ids(tmp_path, cli):
     assert bad.err.strip() == "gsd-parallel: unknown milestone M009 (known: M001)"
     worse = cli("--project", project.root, "logs", "../etc")
     assert worse.code == 2
+
+
+def _into_closed_pipe(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the CLI with its stdout a pipe whose reading end is already closed (`| head` gone)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "gsd_parallel_plugin", *args],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+
+
+def test_json_into_a_closed_pipe_ends_quietly(tmp_path):
+    """`gsd-parallel --json status | head` must not end in a BrokenPipe traceback."""
+    project = build_project(
+        tmp_path / "p",
+        {"M001": {"title": "A", "slices": {"S01": {"T01": ["a"]}}}},
+        preferences={"enabled": True},
+    )
+    for args in (["--project", str(project.root), "--json", "status"], ["--help"]):
+        done = _into_closed_pipe(*args)
+        assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+        assert done.stderr == ""
+        assert done.returncode == 141
+
+
+def test_json_version_is_json(cli):
+    result = cli("--json", "--version")
+    assert result.code == 0
+    assert json.loads(result.out)["version"] == cli("--version").out.split()[1]
+
+
+def test_hints_and_usage_name_the_command_as_invoked(tmp_path, cli):
+    """In a terminal hints say `gsd-parallel …`; called by the GSD extension, `/parallel …`."""
+    project = build_project(
+        tmp_path / "p",
+        {"M001": {"title": "A", "slices": {"S01": {"T01": ["a"]}}}},
+        preferences={"enabled": True},
+    )
+    root = str(project.root)
+    for invoked, prefix in (([], "gsd-parallel"), (["--invoked-as=/parallel"], "/parallel")):
+        bad_flag = cli(*invoked, "--project", root, "status", "--bogus")
+        assert bad_flag.code == 2
+        assert f"{prefix} status: unrecognized arguments: --bogus" in bad_flag.err
+        unknown = cli(*invoked, "--project", root, "frobnicate")
+        assert f"Usage: {prefix} [start|status" in unknown.err
+        sub_help = cli(*invoked, "start", "--help")
+        assert sub_help.out.startswith(f"usage: {prefix} start ")
+        for result in (bad_flag, unknown, sub_help, cli(*invoked, "--help")):
+            assert "/gsd parallel" not in result.out + result.err
+    top = cli("--help").out
+    assert "inside GSD as /parallel <subcommand>" in top and "gsd-parallel gsd-extension install" in top

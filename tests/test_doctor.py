@@ -127,3 +127,30 @@ def test_deleted_worktree_directory_is_pruned(tmp_path, cli):
     assert "is missing" in found.out
     cli("--project", project.root, "doctor", "--fix")
     assert str(path) not in project.git("worktree", "list")
+
+
+def test_doctor_is_clean_after_ordinary_use(tmp_path, cli, fake_worker):
+    """A finished run, its merge, a later milestone's run: status files of finished milestones
+    are a record of how they ended, not stale; doctor exits 0 throughout."""
+    fake_worker(unit_seconds=0.0)
+    project = one(tmp_path)
+    root = project.root
+    run = cli("--project", root, "start", "--wait")
+    assert run.code == 0, run.err
+    checked = cli("--project", root, "doctor")
+    assert checked.code == 0, checked.out
+    merged = cli("--project", root, "merge")
+    assert merged.code == 0, merged.out + merged.err
+    checked = cli("--project", root, "doctor")
+    assert checked.code == 0, checked.out
+    # A new milestone planned and committed afterwards gets its own run.
+    (project.gsd / "milestones" / "M003").mkdir()
+    from gsd_parallel_plugin.testing.builder import write_milestone
+
+    write_milestone(project.gsd, "M003", {"title": "Three", "slices": {"S01": {"T01": ["d.txt"]}}})
+    project.commit_all("plan M003")
+    again = cli("--project", root, "start", "--wait")
+    assert again.code == 0, again.out + again.err
+    checked = cli("--project", root, "doctor")
+    assert checked.code == 0, checked.out
+    assert "No problems found." in checked.out

@@ -48,6 +48,25 @@ class Venv:
         return self.run(self.path / "bin" / "gsd-parallel", *args, env=env)
 
 
+def see_outer_packages(env: Venv) -> None:
+    """Let the nested venv see the packages of the environment running these tests.
+
+    ``--system-site-packages`` means the *base* interpreter's packages: run from a virtual
+    environment (as most people run the README's command) the nested one would not see
+    pip, hatchling or pytest installed there. A ``.pth`` file adds the outer environment's
+    site-packages after the nested one's own, so what is installed into it still wins.
+    """
+    import site
+    import sysconfig
+
+    if sys.prefix == sys.base_prefix:
+        return  # not in a venv: the system site-packages are the outer ones
+    outer = dict.fromkeys([*site.getsitepackages(), sysconfig.get_paths()["purelib"]])
+    inner = env.run(env.python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+    assert inner.returncode == 0, inner.stderr
+    Path(inner.stdout.strip(), "_outer_environment.pth").write_text("\n".join(outer) + "\n")
+
+
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory: pytest.TempPathFactory) -> Venv:
     env = Venv(tmp_path_factory.mktemp("examples") / "venv")
@@ -55,12 +74,24 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Venv:
         [sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(env.path)],
         check=True,
     )
+    see_outer_packages(env)
     done = env.run(
         env.python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
         "--no-index", REPO, *EXAMPLES.values(),
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     return env
+
+
+def test_nested_venv_sees_the_outer_environment(venv):
+    """Run from a venv, the nested one finds what the outer one has (pip, hatchling, pytest)."""
+    import site
+
+    done = venv.run(venv.python, "-c", "import sys; print('\\n'.join(sys.path))", cwd=venv.path)
+    assert done.returncode == 0, done.stderr
+    paths = done.stdout.split("\n")
+    for outer in site.getsitepackages():
+        assert outer in paths, (outer, paths)
 
 
 def test_installed_copies_are_the_ones_imported(venv):

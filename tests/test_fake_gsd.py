@@ -916,3 +916,19 @@ def test_format_helpers_follow_gsd() -> None:
         "$0.0050", "$0.070", "$0.743", "$12.50"]
     assert [fake.format_tokens(n) for n in (999, 246000, 2_500_000)] == ["999", "246.0k",
                                                                            "2.50M"]
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_says_how_to_run_it_anywhere(tmp_path: Path, flag: str) -> None:
+    """``fake_gsd --help`` answers (exit 0) even outside a GSD project, and says how to use it."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "gsd_parallel_plugin.testing.fake_gsd", flag],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert done.stdout.startswith("usage: python -m gsd_parallel_plugin.testing.fake_gsd")
+    assert "GSD_PARALLEL_WORKER_COMMAND" in done.stdout and "GSD_FAKE_UNIT_SECONDS" in done.stdout

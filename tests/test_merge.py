@@ -81,7 +81,7 @@ def test_conflict_changes_nothing_then_resolved_retry_lands(tmp_path, cli):
         "# Merge Results\n\n"
         "- **M003** — CONFLICT (1 file(s)):\n"
         "  - `src/shared.py`\n"
-        "  Resolve conflicts manually and run `/gsd parallel merge M003` to retry.\n"
+        "  Resolve conflicts manually and run `gsd-parallel merge M003` to retry.\n"
     )
     assert "git merge main" in result.err
     after = snapshot(project.root)

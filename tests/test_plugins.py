@@ -247,7 +247,7 @@ def test_plugin_adds_a_command_and_unknown_subcommand(tmp_path):
     bad = host.dispatch("/gsd parallel frobnicate")
     assert bad.exit_code == 2
     assert bad.text.startswith(
-        'Unknown parallel subcommand "frobnicate". Usage: /gsd parallel [start|status|stop|pause|resume|merge|watch]'
+        'Unknown parallel subcommand "frobnicate". Usage: gsd-parallel [start|status|stop|pause|resume|merge|watch]'
     )
     assert "hello" in bad.text  # plugin subcommands are listed too
 

@@ -60,8 +60,12 @@ def test_unusable_numbers_in_preferences_are_refused(tmp_path, cli, key, value):
     (project.gsd / "PREFERENCES.md").write_text(
         f"---\nparallel:\n  enabled: true\n  {key}: {value}\n---\n"
     )
-    for command in (("start", "--dry-run"), ("start",), ("status",)):
+    for command in (("start", "--dry-run"), ("start",)):
         one_line_error(cli("--project", project.root, *command), f"parallel.{key}", "invalid")
+    # status only inspects: it warns, naming the file and key, and answers
+    status = cli("--project", project.root, "status")
+    assert status.code == 0, status.err
+    assert f"PREFERENCES.md: parallel.{key}" in status.err and "invalid" in status.err
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-1", "1e300"])
@@ -84,7 +88,7 @@ def test_a_stopped_milestone_can_be_continued(gsd_project, cli, fake_worker):
 
     again = cli("--project", project.root, "start")
     assert again.code == 0, again.err
-    assert "M001 (stopped)" in again.out and "resume M001`" in again.out
+    assert "M001 (stopped)" in again.out and "`gsd-parallel resume M001`" in again.out
     held = cli("--project", project.root, "start", "--json").json()["held"]
     assert held == [{"id": "M001", "state": "stopped"}]
 
@@ -100,7 +104,7 @@ def test_a_failed_milestone_can_be_retried_with_resume(gsd_project, cli, fake_wo
     project = gsd_project(ONE, preferences={"enabled": True, "max_restarts": 0})
     result = cli("--project", project.root, "start", "--wait")
     assert worker_states(cli, project.root) == {"M001": "failed"}, result.err
-    assert "retry with `/gsd parallel resume M001`" in cli("--project", project.root, "status").out
+    assert "retry with `gsd-parallel resume M001`" in cli("--project", project.root, "status").out
     resumed = cli("--project", project.root, "resume")
     assert resumed.code == 0, resumed.err
     assert resumed.out.startswith("All parallel workers resumed.")
@@ -461,3 +465,164 @@ def _read_or_eof(fd: int) -> bytes:
         return os.read(fd, 4096)
     except OSError:
         return b""
+
+
+def test_typo_in_preferences_during_a_run_blocks_no_stop_or_inspection(gsd_project, cli, fake_worker):
+    """Workers spend while PREFERENCES.md is broken: stop, pause, status, watch, doctor still
+    work (a warning names the file); start refuses with one line."""
+    fake_worker(unit_seconds=10.0)  # every unit outlasts the commands below
+    project = gsd_project(
+        {**ONE, "M002": {"title": "Two", "slices": {"S01": {"T01": ["c.txt"], "T02": ["d.txt"]}}}},
+        preferences={"enabled": True, "max_workers": 2},
+    )
+    root = project.root
+    assert cli("--project", root, "start").code == 0
+    wait_until(lambda: worker_states(cli, root).get("M001") == "running", timeout=30)
+    prefs = project.gsd / "PREFERENCES.md"
+    prefs.write_text("---\nparallel:\n  enabled: true\n  max_workers: two\n---\n")
+    for command in (("status",), ("status", "--json"), ("watch", "--once"), ("doctor",), ("logs", "M001")):
+        result = cli("--project", root, *command)
+        assert result.code == 0, (command, result.out, result.err)
+        assert "Traceback" not in result.err
+        assert f"{prefs}: parallel.max_workers = 'two' is invalid" in result.err, (command, result.err)
+    one_line_error(cli("--project", root, "start"), str(prefs), "parallel.max_workers")
+    paused = cli("--project", root, "pause", "M001", "--now")
+    assert paused.code == 0, paused.err
+    stopped = cli("--project", root, "stop")
+    assert stopped.code == 0, stopped.err
+    assert str(prefs) in stopped.err
+    states = worker_states(cli, root)
+    assert set(states.values()) <= {"stopped", "complete"}, states
+
+
+def test_empty_worker_command_variable_blocks_only_what_launches_workers(gsd_project, cli):
+    project = gsd_project(ONE, preferences={"enabled": True})
+    env = {"GSD_PARALLEL_WORKER_COMMAND": ""}
+    status = cli("--project", project.root, "status", env=env)
+    assert status.code == 0 and status.err == "", status.err
+    assert cli("--project", project.root, "doctor", env=env).code == 0
+    one_line_error(cli("--project", project.root, "start", env=env), "GSD_PARALLEL_WORKER_COMMAND")
+
+
+def test_after_stop_all_the_run_says_stopped_and_starts_nothing(gsd_project, cli, fake_worker):
+    """stop (all) frees both slots: the third milestone must not start in them, and status
+    and watch say the run is stopped instead of promising "starting next" and an ETA."""
+    fake_worker(unit_seconds=5.0)
+    three = {
+        **ONE,
+        "M002": {"title": "Two", "slices": {"S01": {"T01": ["c.txt"]}}},
+        "M003": {"title": "Three", "slices": {"S01": {"T01": ["d.txt"]}}},
+    }
+    project = gsd_project(three, preferences={"enabled": True, "max_workers": 2})
+    root = project.root
+    assert cli("--project", root, "start").code == 0
+    stopped = cli("--project", root, "stop")
+    assert stopped.code == 0, stopped.err
+    wait_until(lambda: cli("--project", root, "status", "--json").json()["supervisor"] is None, timeout=30)
+    status = cli("--project", root, "status", "--json").json()
+    assert status["active"] is False and status["stopped"] is True
+    assert {w["id"] for w in status["workers"]} == {"M001", "M002"}  # M003 never started
+    assert {w["state"] for w in status["workers"]} <= {"stopped", "complete"}
+    text = cli("--project", root, "status").out
+    assert "Run stopped" in text and "resume" in text
+    frame = cli("--project", root, "watch", "--once", "--width", "100")
+    assert frame.code == 0
+    assert "starting next" not in frame.out and "run ETA" not in frame.out, frame.out
+    assert "stopped" in frame.out.splitlines()[0] and "Run stopped" in frame.out
+    shot = cli("--project", root, "watch", "--once", "--json").json()
+    assert shot["active"] is False and shot["stopped"] is True and shot["run_eta_seconds"] is None
+
+
+def test_dry_run_on_a_detached_head_says_start_would_refuse(gsd_project, cli, fake_worker):
+    fake_worker()
+    project = gsd_project(ONE)
+    project.git("checkout", "-q", "--detach")
+    dry = cli("--project", project.root, "start", "--dry-run")
+    assert dry.code == 0, dry.err
+    assert "`start` would refuse: the main checkout is on a detached HEAD" in dry.out
+    data = cli("--project", project.root, "start", "--dry-run", "--json").json()
+    assert "detached HEAD" in data["would_refuse"]
+    one_line_error(cli("--project", project.root, "start"), "detached HEAD")
+    project.git("checkout", "-q", "main")
+    assert cli("--project", project.root, "start", "--dry-run", "--json").json()["would_refuse"] is None
+
+
+def test_pause_now_escalates_a_pause_still_waiting_for_its_unit(gsd_project, cli, fake_worker):
+    fake_worker(unit_seconds=20.0)  # the graceful pause waits for this unit to end
+    project = gsd_project(ONE)
+    root = project.root
+    assert cli("--project", root, "start").code == 0
+    wait_until(lambda: worker_states(cli, root).get("M001") == "running", timeout=30)
+    assert cli("--project", root, "pause", "M001").code == 0
+    assert worker_states(cli, root)["M001"] == "pausing"
+    now = cli("--project", root, "pause", "M001", "--now")
+    assert now.code == 0, now.err
+    status = cli("--project", root, "status", "--json").json()
+    w = next(w for w in status["workers"] if w["id"] == "M001")
+    assert w["state"] == "paused"
+    assert psutil.Process(w["pid"]).status() == psutil.STATUS_STOPPED
+    one_line_error(cli("--project", root, "pause", "M001", "--now"), "M001 is already paused")
+    assert cli("--project", root, "stop").code == 0
+
+
+def test_start_wait_prints_the_report_and_plan_then_the_run(gsd_project, cli, fake_worker):
+    fake_worker(unit_seconds=0.0)
+    project = gsd_project(ONE)
+    result = cli("--project", project.root, "start", "--wait")
+    assert result.code == 0, result.err
+    report_at = result.out.index("# Parallel Eligibility Report")
+    assert "Start plan" in result.out or "start" in result.out[report_at:].lower()
+    assert "# Parallel Workers" in result.out[report_at:], result.out
+    dry = cli("--project", project.root, "merge", "--dry-run", "--json")
+    merged = cli("--project", project.root, "merge")
+    assert merged.code == 0, merged.err
+    nothing = cli("--project", project.root, "merge", "--dry-run", "--json").json()
+    assert nothing["dry_run"] is True and nothing["results"] == []
+    assert dry.json()["dry_run"] is True
+    again = cli("--project", project.root, "merge", "M001", "--dry-run", "--json").json()
+    assert again["dry_run"] is True
+
+
+def test_ctrl_c_in_demo_does_not_say_finished(tmp_path, cli):
+    target = tmp_path / "demo"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gsd_parallel_plugin", "demo", str(target), "--unit-seconds", "3"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        shop = target / "shop"
+        wait_until(lambda: "running" in set(worker_states(cli, shop).values()), timeout=60)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        cli("--project", target / "shop", "stop", env={"GSD_HOME": str(target / "gsd-home")})
+    assert proc.returncode == 130, (out, err)
+    assert "Traceback" not in err
+    assert "Finished" not in out, out
+    assert "Interrupted after" in out, out
+
+
+def test_concurrent_starts_only_one_says_started(gsd_project, cli, fake_worker):
+    fake_worker(unit_seconds=3.0)
+    project = gsd_project(ONE)
+    command = [sys.executable, "-m", "gsd_parallel_plugin", "--project", str(project.root), "start"]
+    procs = [
+        subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    said = [out for out, _err in outs]
+    assert sum("Parallel orchestration started." in out for out in said) == 1, said
+    assert sum("already running" in out for out in said) == 2, said
+    assert cli("--project", project.root, "stop").code == 0

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
+from .. import hints
 from ..errors import ProjectError, UserError
 from ..models import CommandContext, Project
 from ..preferences import Preferences, load_preferences
@@ -23,7 +24,7 @@ class ArgParser(argparse.ArgumentParser):
     """argparse that reports problems as a UserError (exit 2) instead of exiting."""
 
     def __init__(self, name: str, **kwargs: object) -> None:
-        super().__init__(prog=f"/gsd parallel {name}", add_help=False, **kwargs)  # type: ignore[arg-type]
+        super().__init__(prog=hints.bare(name), add_help=False, **kwargs)  # type: ignore[arg-type]
 
     def error(self, message: str) -> NoReturn:
         raise UserError(f"{self.prog}: {message}")
@@ -44,14 +45,20 @@ class Loaded:
         return self.project.gsd_dir / "parallel"
 
 
-def load(ctx: CommandContext, *, warn: bool = True) -> Loaded:
-    """Find the project, read preferences (strictly) and the plan files (tolerantly)."""
+def load(ctx: CommandContext, *, warn: bool = True, strict: bool = True) -> Loaded:
+    """Find the project, read preferences and the plan files (tolerantly).
+
+    ``strict=False`` is for commands that stop or inspect a run: a broken preference is a
+    warning naming the file there, not a refusal (the workers keep spending meanwhile).
+    Its warnings are shown even with ``warn=False``: they say why a setting is not applied.
+    """
+    from ..preferences import LENIENT_SUFFIX
     from ..project import find_project_root, read_project
 
     root = find_project_root(ctx.host.project_dir)
-    preferences = load_preferences(root / ".gsd")
-    if warn:
-        for warning in preferences.warnings:
+    preferences = load_preferences(root / ".gsd", strict=strict)
+    for warning in preferences.warnings:
+        if warn or warning.endswith(LENIENT_SUFFIX):
             ctx.host.notify(warning, "warning")
     project = read_project(
         root, default_branch=_default_branch(root), git_main_branch=preferences.git_main_branch
@@ -101,4 +108,4 @@ def veto_for(ctx: CommandContext, loaded: Loaded):  # type: ignore[no-untyped-de
 
 
 def not_implemented(name: str) -> NoReturn:
-    raise UserError(f"/gsd parallel {name} is not implemented yet")
+    raise UserError(f"{hints.bare(name)} is not implemented yet")

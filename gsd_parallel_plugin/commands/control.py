@@ -46,13 +46,16 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
             usd_amount(args.budget)
         except ValueError as exc:
             raise UserError(f"--budget {args.budget:g} is invalid: expected {exc}") from None
-    loaded = load(ctx)
+    # stop and pause must work while PREFERENCES.md has a typo: the workers keep spending
+    loaded = load(ctx, strict=name == "resume")
     view = RunView.read(loaded)
     if not view.active:
         raise UserError(NO_RUN)
     if name == "resume":
+        loaded.preferences.require_worker_command()  # resume launches workers
         refuse_if_budget_exhausted(loaded)
-    targets = _targets(name, loaded, view, args.milestone)
+    now = name == "pause" and bool(args.now)
+    targets = _targets(name, loaded, view, args.milestone, now=now)
     if name == "resume":
         _check_envelopes(loaded, view, targets, args.budget)
     command_args: dict[str, object] = {}
@@ -65,7 +68,7 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
     with store:
         store.enqueue(name, args.milestone, command_args)
     ensure_supervisor(ctx, loaded, view, force=True)
-    view = _wait_for(name, loaded, targets, loaded.preferences.parallel.stop_grace_seconds)
+    view = _wait_for(name, loaded, targets, loaded.preferences.parallel.stop_grace_seconds, now=now)
     single, every = MESSAGES[name]
     text = single.format(mid=args.milestone) if args.milestone else every
     states = {mid: (w.state if (w := view.worker(mid)) else None) for mid in targets}
@@ -74,25 +77,29 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
     return CommandResult(text, {"command": name, "milestones": targets, "states": states})
 
 
-def _accepts(name: str, w: WorkerRow) -> bool:
-    return w.state in ACCEPTS[name]
+NOW_ACCEPTS = ACCEPTS["pause"] | {"pausing"}
+"""``pause --now`` escalates a graceful pause still waiting for its unit to end: it freezes it."""
 
 
-def _targets(name: str, loaded, view: RunView, mid: str | None) -> list[str]:  # type: ignore[no-untyped-def]
-    accepts = ACCEPTS[name]
+def _accepts(name: str, w: WorkerRow, *, now: bool = False) -> bool:
+    return w.state in (NOW_ACCEPTS if now else ACCEPTS[name])
+
+
+def _targets(name: str, loaded, view: RunView, mid: str | None, *, now: bool = False) -> list[str]:  # type: ignore[no-untyped-def]
+    accepts = NOW_ACCEPTS if now else ACCEPTS[name]
     if mid is not None:
         mid = milestone_arg(loaded, mid)
         w = view.worker(mid)
         if w is None:
             raise UserError(f"{mid} has no worker in the current run; nothing to {name}")
-        if not _accepts(name, w) and w.state in DONE[name]:
+        if not _accepts(name, w, now=now) and w.state in DONE[name]:
             raise UserError(f"{mid} is already {w.state}: nothing to {name}")
-        if not _accepts(name, w):
+        if not _accepts(name, w, now=now):
             raise UserError(
                 f"{mid} is {w.state}; only a worker that is {_either(accepts)} can be {_past(name)}"
             )
         return [mid]
-    targets = [w.milestone_id for w in view.workers if _accepts(name, w)]
+    targets = [w.milestone_id for w in view.workers if _accepts(name, w, now=now)]
     if not targets:
         raise UserError(f"no worker to {name}: none is {_either(accepts)}")
     return targets
@@ -132,12 +139,13 @@ def _past(name: str) -> str:
     return {"stop": "stopped", "pause": "paused", "resume": "resumed"}[name]
 
 
-def _wait_for(name: str, loaded, targets: list[str], grace: float) -> RunView:  # type: ignore[no-untyped-def]
+def _wait_for(name: str, loaded, targets: list[str], grace: float, *, now: bool = False) -> RunView:  # type: ignore[no-untyped-def]
+    done = {"paused", "complete"} if now else DONE[name]  # --now: frozen, not just asked
     deadline = time.time() + (2 * grace + 5.0 if name == "stop" else 5.0)  # signal, TERM, KILL
     view = RunView.read(loaded)
     while time.time() < deadline:
         view = RunView.read(loaded)
-        if all((w := view.worker(mid)) is not None and w.state in DONE[name] for mid in targets):
+        if all((w := view.worker(mid)) is not None and w.state in done for mid in targets):
             break
         time.sleep(0.1)
     return view

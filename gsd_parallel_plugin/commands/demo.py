@@ -16,6 +16,7 @@ directory: your own ``~/.gsd``, ``~/.pi`` and model credentials play no part.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shlex
 import shutil
@@ -25,6 +26,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import hints
 from ..errors import UserError
 from ..models import CommandContext, CommandResult
 from .common import ArgParser, parse
@@ -102,7 +104,9 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
     from ..host import HostSession
 
     ctx.host.notify(f"demo project: {project}")
-    host = HostSession(project, plugins=ctx.host.plugins, interactive=ctx.host.interactive)
+    host = HostSession(
+        project, plugins=ctx.host.plugins, interactive=ctx.host.interactive, out=io.StringIO()
+    )  # its output is part of the demo's own text below
     started = time.monotonic()
     report = host.dispatch(["parallel", "start", "--dry-run"], json=False)
     run_result = host.dispatch(["parallel", "start", "--wait"], json=ctx.json)
@@ -121,8 +125,8 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
             "",
             *[f"    {line}" for line in log.splitlines()],
             "",
-            f"Finished in {elapsed:.1f}s. The project is kept at {project}",
-            f"Try: gsd-parallel --project {shlex.quote(str(project))} status",
+            _ending(run_result.exit_code, elapsed, project),
+            f"Try: {hints.bare('--project ' + shlex.quote(str(project)) + ' status')}",
         ]
     )
     data = {
@@ -132,6 +136,15 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
         "main_log": log.splitlines(),
     }
     return CommandResult(text + "\n", data, exit_code=run_result.exit_code)
+
+
+def _ending(exit_code: int, elapsed: float, project: Path) -> str:
+    """The demo's last line: "Finished" only when the run was not interrupted (Ctrl-C)."""
+    from .foreground import INTERRUPTED
+
+    if exit_code == INTERRUPTED:
+        return f"Interrupted after {elapsed:.1f}s. The project is kept at {project}"
+    return f"Finished in {elapsed:.1f}s. The project is kept at {project}"
 
 
 def _target(directory: str | None) -> Path:
@@ -238,7 +251,9 @@ def _run_real(ctx: CommandContext, target: Path, gsd: Path, version: str | None)
     gsd_home, home = _use_real_worker(target, gsd)
     ctx.host.notify(f"demo project: {project}")
     ctx.host.notify(f"workers: real GSD {version or '(version unknown)'} at {gsd}")
-    host = HostSession(project, plugins=ctx.host.plugins, interactive=ctx.host.interactive)
+    host = HostSession(
+        project, plugins=ctx.host.plugins, interactive=ctx.host.interactive, out=io.StringIO()
+    )  # its output is part of the demo's own text below
     run_result: CommandResult | None = None
     # The model lives in this process: it must outlive every worker, so the supervisor runs
     # here in the foreground (``start --wait``) and nothing is left running when it ends.
@@ -277,8 +292,8 @@ def _run_real(ctx: CommandContext, target: Path, gsd: Path, version: str | None)
             f"auto` per milestone; model: the scripted model on {model.host}, {requests} answers "
             f"at its pretend prices (${billed / NANOS_PER_USD:.2f}).",
             f"GSD's own state is in {gsd_home} (HOME {home}): your ~/.gsd and ~/.pi were not used.",
-            f"Finished in {elapsed:.1f}s. The project is kept at {project}",
-            f"Try: gsd-parallel --project {shlex.quote(str(project))} status",
+            _ending(run_result.exit_code, elapsed, project),
+            f"Try: {hints.bare('--project ' + shlex.quote(str(project)) + ' status')}",
         ]
     )
     data = {

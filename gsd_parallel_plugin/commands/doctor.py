@@ -1,4 +1,4 @@
-"""``/gsd parallel doctor [--fix]``: find what a crash left behind, and clean what is provably dead.
+"""``gsd-parallel doctor [--fix]``: find what a crash left behind, and clean what is provably dead.
 
 Checks: a stale supervisor lock; workers recorded as live whose process is gone; stale
 status and signal files; orphan worktrees and ``milestone/*`` branches; merges
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import hints
 from ..errors import GsdParallelError
 from ..layout import branch_name
 from ..models import CommandContext, CommandResult, WorkerHandle
@@ -44,7 +45,7 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
     parser = ArgParser(name)
     parser.add_argument("--fix", action="store_true")
     args = parse(parser, ctx)
-    loaded = load(ctx)
+    loaded = load(ctx, strict=False)  # doctor is where you go when things are broken
     findings = diagnose(loaded)
     if args.fix:
         for f in findings:
@@ -66,7 +67,7 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
         mark = "fixed" if f.fixed else ("fixable" if f.fixable and f.fix else "needs you")
         lines.append(f"- [{mark}] {f.message}")
     if remaining and not args.fix and any(f.fix and f.fixable for f in remaining):
-        lines += ["", "Run `/gsd parallel doctor --fix` to clean what is marked fixable."]
+        lines += ["", f"Run {hints.cmd('doctor --fix')} to clean what is marked fixable."]
     data = {"problems": [f.to_json() for f in findings], "fixed": args.fix}
     return CommandResult("\n".join(lines) + "\n", data, exit_code=1 if remaining else 0)
 
@@ -154,7 +155,10 @@ def _worker_findings(loaded: Loaded) -> list[Finding]:
         state = (data or {}).get("state")
         if mid in live_pids or (mid in known and state == known[mid].state):
             continue
-        if state in LIVE_STATES or data is None or mid not in known:
+        # Stale means it claims a worker that is not there (or cannot be read). A finished
+        # milestone's file (complete, stopped, failed, from this run or an earlier one) is
+        # how it ended, which status and GSD read: ordinary, not a problem.
+        if data is None or (state in LIVE_STATES and not _file_pid_alive(data)):
 
             def remove(path: Path = status_file) -> None:
                 path.unlink(missing_ok=True)
@@ -178,6 +182,23 @@ def _worker_findings(loaded: Loaded) -> list[Finding]:
             )
         )
     return findings
+
+
+def _file_pid_alive(data: dict[str, Any]) -> bool:
+    """The status file's own worker still runs (a run being adopted has no row for it yet)."""
+    import psutil
+
+    pid = data.get("pid")
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        started_ms = data.get("startedAt")
+        if isinstance(started_ms, (int, float)) and proc.create_time() * 1000 > started_ms + 5000:
+            return False  # the pid was reused by a process born after the worker started
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _valid(mid: str) -> bool:

@@ -21,7 +21,7 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
     parser.add_argument("--format", choices=FORMATS, default="tree")
     parser.add_argument("--direction", choices=("TD", "LR"), default="TD")
     args = parse(parser, ctx)
-    loaded = load(ctx, warn=False)
+    loaded = load(ctx, warn=False, strict=False)
     workers, worktrees, merged, completed = _run_facts(loaded)
     states = milestone_states(loaded.project, workers=workers, merged=merged, completed=completed)
     graph = build_graph(loaded.project, states, _worktree_plans(loaded, worktrees))

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from .. import __version__, hints
 from ..errors import UserError
 from ..models import CommandContext, CommandResult
 from .common import ArgParser, parse
@@ -131,8 +131,8 @@ def status(ctx: CommandContext) -> CommandResult:
         if not p["installed"]:
             lines.append(f"{p['scope']}: not installed ({p['path']})")
             continue
-        again = "gsd-parallel gsd-extension install" + (" --project" if p["scope"] == "project" else "")
-        state = "exists" if p["command_exists"] else f"MISSING: run `{again}` again"
+        again = hints.cmd("gsd-extension install" + (" --project" if p["scope"] == "project" else ""))
+        state = "exists" if p["command_exists"] else f"MISSING: run {again} again"
         lines.append(
             f"{p['scope']}: installed in {p['path']} (version {p['version']}); "
             f"runs {' '.join(p['command'])} ({state})"

@@ -32,7 +32,7 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
         raise UserError("--lines must be 0 (everything) or more")
     if args.follow and ctx.json:
         raise UserError("logs -f does not combine with --json; read the NDJSON log itself instead")
-    loaded = load(ctx, warn=False)
+    loaded = load(ctx, warn=False, strict=False)
     mid = milestone_arg(loaded, args.milestone)
     stdout_log = loaded.parallel_dir / f"{mid}.stdout.log"
     stderr_log = loaded.parallel_dir / f"{mid}.stderr.log"

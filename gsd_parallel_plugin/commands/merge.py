@@ -1,4 +1,4 @@
-"""``/gsd parallel merge [MID] [--dry-run]``: land completed milestones on the integration branch.
+"""``gsd-parallel merge [MID] [--dry-run]``: land completed milestones on the integration branch.
 
 Text output is GSD's ``# Merge Results`` list; ``--json`` prints
 ``{"results": [{"id", "outcome", "files", "commit", "error"}]}``. Exit 1 when any merge did
@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .. import hints
 from ..errors import ProjectError, UserError
 from ..layout import branch_name, checkout_display
 from ..models import CommandContext, CommandResult, MergeResult
@@ -49,14 +50,14 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
         if args.milestone:
             mid = _explicit(loaded, store, args.milestone, candidates)
             if isinstance(mid, CommandResult):
-                return mid
+                return _mark_dry(mid, args.dry_run)
             order = [mid]
         else:
             for note in notes:
                 ctx.host.notify(note, "warning")
             order = ctx.host.hooks.choose_merge_order(candidates, loaded.project, prefs.to_json())
         if not order:
-            return CommandResult(NO_CANDIDATES, {"results": []})
+            return _mark_dry(CommandResult(NO_CANDIDATES, {"results": []}), args.dry_run)
         if args.dry_run:
             return _dry_run(env, order)
         waiting_before = _waiting_ids(loaded)
@@ -66,6 +67,13 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
     _hints(ctx, loaded, results, waiting_before)
     code = 1 if any(r.id not in landed for r in results) else 0
     return CommandResult(text, {"results": [r.to_json() for r in results]}, exit_code=code)
+
+
+def _mark_dry(result: CommandResult, dry: bool) -> CommandResult:
+    """Every ``merge --dry-run --json`` answer has its ``dry_run`` key, nothing to merge too."""
+    if dry and isinstance(result.data, dict):
+        result.data["dry_run"] = True
+    return result
 
 
 def _explicit(
@@ -141,7 +149,7 @@ def render_results(results: Sequence[MergeResult]) -> str:
             lines.append(f"- **{r.id}** — CONFLICT ({len(r.files)} file(s)):")
             lines += [f"  - `{f}`" for f in r.files]
             lines.append(
-                f"  Resolve conflicts manually and run `/gsd parallel merge {r.id}` to retry."
+                f"  Resolve conflicts manually and run {hints.cmd(f'merge {r.id}')} to retry."
             )
         else:
             first, *rest = (r.error or r.outcome).splitlines() or [r.outcome]
@@ -160,7 +168,7 @@ def _hints(
             ctx.host.notify(
                 f"To resolve {r.id}: in {checkout_display(r.id)} run `git merge {integ}`, fix "
                 f"{', '.join(r.files[:3])}{' …' if len(r.files) > 3 else ''}, commit, then "
-                f"`/gsd parallel merge {r.id}`."
+                f"{hints.cmd(f'merge {r.id}')}."
             )
     if not any(r.outcome == "merged" for r in results):
         return
@@ -176,7 +184,7 @@ def _hints(
             ctx.host.notify(f"{', '.join(unblocked)} can start now: the supervisor starts it.")
         else:
             ctx.host.notify(
-                f"{', '.join(unblocked)} can start now: run `{ctx.host.invoked_as} start`."
+                f"{', '.join(unblocked)} can start now: run {hints.cmd('start')}."
             )
 
 

@@ -7,6 +7,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from .. import hints
 from ..budget import BUDGET_REASON, WARN_PERCENT, budget_message, envelope_of
 from ..errors import UserError
 from ..forecast import Forecast, forecast, worker_milestones
@@ -111,6 +112,15 @@ class RunView:
     @property
     def active(self) -> bool:
         return self.run is not None and self.run.state != "finished"
+
+    @property
+    def stopped(self) -> bool:
+        """Open, but nothing runs and nothing starts by itself (after ``stop``, all)."""
+        from ..views.snapshot import run_is_stopped
+
+        return run_is_stopped(
+            self.run.state if self.run else None, self.supervisor, (w.state for w in self.workers)
+        )
 
     @property
     def live(self) -> list[str]:
@@ -241,7 +251,8 @@ class RunView:
     def status_json(self, loaded: Loaded) -> dict[str, Any]:
         fc = self.forecast(loaded)
         return {
-            "active": self.active,
+            "active": self.active and not self.stopped,
+            "stopped": self.stopped,
             "run": self.run.to_json() if self.run else None,
             "supervisor": self.supervisor,
             "workers": [
@@ -331,8 +342,19 @@ class RunView:
                 w.state_reason != BUDGET_REASON
             ):
                 verb = "retry" if w.state == "failed" else "continue"
-                lines.append(f"  {verb} with `/gsd parallel resume {w.milestone_id}`")
+                lines.append(f"  {verb} with {hints.cmd(f'resume {w.milestone_id}')}")
         waiting = self.waiting(loaded) if self.active else []
+        if self.stopped:
+            from ..views.dashboard import stopped_line
+            from ..views.snapshot import STOPPED_NOT_STARTED
+
+            lines.append(f"\n{stopped_line()}")
+            waiting = [
+                {**w, "reason": STOPPED_NOT_STARTED} if self.worker(w["id"]) is None
+                and not w["reason"].startswith(("Blocked by", "Waiting for", "Dependency cycle"))
+                else w
+                for w in waiting
+            ]
         if waiting:
             lines.append("\n## Waiting\n")
             lines += [f"- **{w['id']}** — {w['reason']}" for w in waiting]

@@ -1,9 +1,13 @@
-"""``/gsd parallel start``: the eligibility report, the plan, and (unless --dry-run) workers."""
+"""``gsd-parallel start``: the eligibility report, the plan, and (unless --dry-run) workers."""
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
+from .. import hints
 from ..eligibility import analyse, render_report, report_json
 from ..errors import GitError
 from ..models import CommandContext, CommandResult, EligibilityReport
@@ -40,17 +44,21 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
     data["preferences"] = prefs.to_json()
     data["project_problems"] = list(loaded.project.problems)
     if args.dry_run:
+        refusal = _would_refuse(ctx, loaded)
+        data["would_refuse"] = refusal
+        if refusal:
+            text += f"\n`start` would refuse: {refusal}\n"
         return CommandResult(text, data)
     held = _held_eligible(report, view)
     data["held"] = [{"id": mid, "state": state} for mid, state in held]
     if held:
-        text += _held_text(held, ctx.host.invoked_as)
+        text += _held_text(held)
     unmerged = [mid for mid in view.awaiting_merge if loaded.project.get(mid) is not None]
     data["awaiting_merge"] = unmerged
     if unmerged:
         text += (
             f"\nComplete, awaiting merge (never started again): {', '.join(unmerged)}. "
-            f"Merge with `{ctx.host.invoked_as} merge`.\n"
+            f"Merge with {hints.cmd('merge')}.\n"
         )
 
     refuse_if_budget_exhausted(loaded)
@@ -62,6 +70,8 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
     if args.wait:
         from .foreground import INTERRUPTED, hand_over, run_foreground
 
+        if not ctx.json:  # the report and plan first, as `start` prints them, then the run
+            print(text.rstrip("\n") + "\n", file=ctx.host.out, flush=True)
         code = run_foreground(ctx, loaded)
         if code == INTERRUPTED:
             pid = hand_over(loaded)
@@ -69,9 +79,10 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
             who = f"a background supervisor (pid {pid})" if pid else "the background supervisor"
             text = (
                 f"Interrupted. The workers keep running ({', '.join(final.live)}) under {who}: "
-                "`gsd-parallel status` to follow, `gsd-parallel stop` to stop them.\n"
+                f"{hints.cmd('status')} to follow, {hints.cmd('stop')} to stop them.\n"
                 if final.live
-                else "Interrupted. No worker is running; `gsd-parallel status` shows where the run stands.\n"
+                else f"Interrupted. No worker is running; {hints.cmd('status')} shows where the run"
+                " stands.\n"
             )
             result = {**data, **final.status_json(loaded), "interrupted": True}
             return CommandResult(final.render_status(loaded) + "\n" + text, result, exit_code=code)
@@ -80,6 +91,19 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
             final.render_status(loaded), {**data, **final.status_json(loaded)}, exit_code=code
         )
     return start_background(ctx, loaded, report, text, data)
+
+
+def _would_refuse(ctx: CommandContext, loaded: Loaded) -> str | None:
+    """What a real ``start`` would refuse with (repository, worker, budget), said by the dry run."""
+    from ..errors import GsdParallelError
+
+    try:
+        refuse_if_budget_exhausted(loaded)
+        check_repository(loaded)
+        check_worker_command(ctx, loaded)
+    except GsdParallelError as exc:
+        return str(exc)
+    return None
 
 
 def _held_eligible(report: EligibilityReport, view: RunView | None) -> list[tuple[str, str]]:
@@ -94,7 +118,7 @@ def _held_eligible(report: EligibilityReport, view: RunView | None) -> list[tupl
     ]
 
 
-def _held_text(held: list[tuple[str, str]], prog: str) -> str:
+def _held_text(held: list[tuple[str, str]]) -> str:
     """Held milestones and how to continue each: a complete one merges, the others resume."""
     names = ", ".join(f"{mid} ({state})" for mid, state in held)
     done = [mid for mid, state in held if state == "complete"]
@@ -102,12 +126,12 @@ def _held_text(held: list[tuple[str, str]], prog: str) -> str:
     how = []
     if rest:
         how.append(
-            f"`{prog} resume {rest[0]}`"
+            hints.cmd(f"resume {rest[0]}")
             if len(rest) == 1
-            else f"`{prog} resume` (all) or `{prog} resume <MID>`"
+            else f"{hints.cmd('resume')} (all) or {hints.cmd('resume <MID>')}"
         )
     if done:
-        how.append(f"`{prog} merge {done[0]}`" if len(done) == 1 else f"`{prog} merge`")
+        how.append(hints.cmd(f"merge {done[0]}") if len(done) == 1 else hints.cmd("merge"))
     return (
         f"\nHeld in the current run, not started again by `start`: {names}. "
         f"Continue with {' and '.join(how)}.\n"
@@ -137,9 +161,24 @@ def check_worker_command(ctx: CommandContext, loaded: Loaded) -> None:
 
     from ..workers import resolve_program
 
+    command = loaded.preferences.require_worker_command()
     if any(not name.startswith("gsd_parallel.") for name in ctx.host.hooks.implementers("spawn_worker")):
         return
-    resolve_program(loaded.preferences.parallel.worker_command[0], os.environ, loaded.root)
+    resolve_program(command[0], os.environ, loaded.root)
+
+
+@contextlib.contextmanager
+def _start_lock(parallel_dir: Path) -> Iterator[None]:
+    """``.gsd/parallel/start.lock`` (flock): one ``start`` at a time decides whether to spawn."""
+    import fcntl
+
+    parallel_dir.mkdir(parents=True, exist_ok=True)
+    with open(parallel_dir / "start.lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # the holder releases within seconds (or dies)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def start_background(
@@ -150,12 +189,16 @@ def start_background(
     data: dict[str, object],
 ) -> CommandResult:
     from ..supervisor import spawn_background, supervisor_running
+    from .supervise import wait_until_supervising
 
     parallel_dir = loaded.parallel_dir
-    already = supervisor_running(parallel_dir)
     spawned_at = time.time()
-    if not already:
-        spawn_background(loaded.root, parallel_dir)
+    # Two starts at once: each would see no supervisor, spawn one and say "started". Under
+    # this lock the second waits until the first one's supervisor holds its lock, then sees it.
+    with _start_lock(parallel_dir):
+        already = supervisor_running(parallel_dir)
+        if not already:
+            wait_until_supervising(loaded, spawn_background(loaded.root, parallel_dir))
     wanted = set(report.plan.start)
     deadline = time.time() + START_WAIT_SECONDS
     view = RunView.read(loaded)

@@ -1,7 +1,8 @@
-"""``/gsd parallel status [MID]``."""
+"""``gsd-parallel status [MID]``."""
 
 from __future__ import annotations
 
+from .. import hints
 from ..errors import UserError
 from ..models import CommandContext, CommandResult
 from .common import ArgParser, Loaded, load, milestone_arg, parse
@@ -13,7 +14,7 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
     parser = ArgParser(name)
     parser.add_argument("milestone", nargs="?")
     args = parse(parser, ctx)
-    loaded = load(ctx)
+    loaded = load(ctx, strict=False)  # a typo in PREFERENCES.md must not hide a spending run
     mid = milestone_arg(loaded, args.milestone) if args.milestone else None
     view = RunView.read(loaded)
     if view.run is None:
@@ -36,7 +37,7 @@ def _not_in_run(loaded: Loaded, view: RunView, mid: str) -> CommandResult:
         report = analyse(loaded.project, max_workers=loaded.preferences.parallel.max_workers)
         why = next((v.reason for v in report.ineligible if v.id == mid), None)
         if why is None:
-            why = "it is eligible and not started yet; run `/gsd parallel start`"
+            why = f"it is eligible and not started yet; run {hints.cmd('start')}"
         raise UserError(f"{mid} has no worker in the current run: {why}")
     reason = waiting[0]["reason"]
     data = {"active": view.active, "workers": [], "waiting": waiting}

@@ -37,7 +37,7 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
         raise UserError("--width must be at least 20 columns")
     if not 0.1 <= args.interval <= 60:
         raise UserError("--interval must be between 0.1 and 60 seconds")
-    loaded = load(ctx)
+    loaded = load(ctx, strict=False)  # read-only: a broken preference is a warning here
     reader = SnapshotReader(loaded.root, loaded.preferences, gsd_dir=loaded.project.gsd_dir)
     try:
         if args.once or ctx.json or not ctx.host.interactive:

@@ -1707,9 +1707,44 @@ def _auto(root: Path, args: Args) -> int:
     return code
 
 
+HELP = """\
+usage: python -m gsd_parallel_plugin.testing.fake_gsd [headless] [--json] [auto|recover|query]
+
+The fake GSD worker: a stand-in for `gsd headless --json auto` that needs no model provider.
+It works on the milestone GSD_MILESTONE_LOCK names, in the git checkout it runs in (cwd, which
+must hold .gsd/), and only with GSD_PARALLEL_WORKER set, as gsd-parallel launches it.
+
+Run the orchestrator with it:
+  export GSD_PARALLEL_WORKER_COMMAND="python -m gsd_parallel_plugin.testing.fake_gsd headless --json auto"
+  gsd-parallel start --wait
+
+Run it by hand in a milestone checkout:
+  cd .gsd-parallel/M001 && GSD_MILESTONE_LOCK=M001 GSD_PARALLEL_WORKER=1 \\
+    python -m gsd_parallel_plugin.testing.fake_gsd headless --json auto
+
+commands:
+  auto     work through the locked milestone's units, one commit each (the default)
+  recover  import the markdown plan into .gsd/gsd.db
+  query    print GSD's state document as JSON
+
+knobs (environment):
+  GSD_FAKE_UNIT_SECONDS (0.05)  time per unit    GSD_FAKE_UNIT_COST (0.01)  USD per unit
+  GSD_FAKE_FAIL_AT=<unit>, GSD_FAKE_FAIL_TIMES (1)  fail at that unit (exit 1), that many times
+  GSD_FAKE_HANG_AT=<unit>   hang at that unit      GSD_FAKE_SPIN_AT=<unit>  spend, never progress
+  GSD_FAKE_PROVIDER=error500|error401, GSD_FAKE_RETRY_SECONDS (0.02)  provider failures
+
+<unit> is M001, M001/S01, M001/S01/T01, or <type>:<id> such as complete-slice:M001/S01.
+The module docstring says exactly what it mirrors of the real GSD."""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: ``python -m gsd_parallel_plugin.testing.fake_gsd headless --json auto``."""
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    words = sys.argv[1:] if argv is None else argv
+    if any(w in {"-h", "--help", "help"} for w in words):
+        with suppress(BrokenPipeError):  # `--help | head`
+            print(HELP, flush=True)
+        return EXIT_OK
+    args = parse_args(words)
     if args.command not in COMMANDS:
         _stderr(f"[headless] Error: the fake GSD worker has no command {args.command!r} "
                 f"(it knows {', '.join(COMMANDS)})")

@@ -13,6 +13,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from .. import hints
 from .eta import format_duration
 from .snapshot import Snapshot, WorkerView
 
@@ -69,11 +70,13 @@ def ago(ts: float | None, now: float) -> str:
 def header(snap: Snapshot, width: int = 80) -> Text:
     text = Text("gsd-parallel watch", style="bold")
     if snap.run is not None:
-        state = "active" if snap.active else snap.run.state.replace("_", " ")
+        state = (
+            "stopped" if snap.stopped else "active" if snap.active else snap.run.state.replace("_", " ")
+        )
         text.append(f" · run {snap.run.id} {state}")
     if snap.supervisor is not None:
         text.append(f" · supervisor pid {snap.supervisor.get('pid')}", style="green")
-    elif snap.active:
+    elif snap.active and not snap.stopped:
         text.append(" · supervisor not running", style="bold yellow")
     text.append(time.strftime(" · %H:%M:%S", time.localtime(snap.taken_at)), style="dim")
     text.truncate(width, overflow="ellipsis")
@@ -109,7 +112,8 @@ def worker_table(snap: Snapshot, width: int) -> Table:
         if show_seen:
             row.append(ago(w.last_activity_at, snap.taken_at))
         if show_eta:
-            row.append(format_duration(w.eta) if w.state not in {"complete"} else "-")
+            idle = w.state == "complete" or snap.stopped  # a stopped run has no ETA to give
+            row.append("-" if idle else format_duration(w.eta))
         if show_restarts:
             row.append(str(w.restarts) if w.restarts else "")
         table.add_row(*row)
@@ -137,7 +141,7 @@ def _tasks_cell(w: WorkerView, width: int) -> Text:
 
 def budget_line(snap: Snapshot, width: int) -> Text:
     text = Text("Cost ", style="bold")
-    eta = format_duration(snap.run_eta) if snap.active else ""
+    eta = format_duration(snap.run_eta) if snap.active and not snap.stopped else ""
     tail = f"  run ETA {eta}" if eta and eta != "-" else ""
     if snap.ceiling:
         share = snap.total_cost / snap.ceiling
@@ -159,6 +163,14 @@ def _line(label: str, body: str, width: int, style: str = "") -> Text:
     return text
 
 
+def stopped_line() -> str:
+    """What a stopped run says (watch and status alike)."""
+    return (
+        "Run stopped: no worker runs and nothing starts by itself; continue with "
+        f"{hints.cmd('resume')} (all) or {hints.cmd('resume <MID>')}."
+    )
+
+
 def render(snap: Snapshot, width: int = 80, *, footer: bool = True) -> RenderableType:
     """The whole frame as one rich renderable, at most ``width`` columns wide."""
     parts: list[RenderableType] = [header(snap, width)]
@@ -166,6 +178,8 @@ def render(snap: Snapshot, width: int = 80, *, footer: bool = True) -> Renderabl
         parts.append(Text(snap.notice, style="yellow"))  # wraps: a notice is read whole
     if snap.run is None and not snap.notice:
         parts.append(Text("No parallel run yet.", style="dim"))
+    if snap.stopped:
+        parts.append(_line("", stopped_line(), width, "yellow"))
     if (
         snap.active
         and snap.supervisor is None
@@ -174,7 +188,7 @@ def render(snap: Snapshot, width: int = 80, *, footer: bool = True) -> Renderabl
         parts.append(
             _line(
                 "",
-                "Workers keep running; `gsd-parallel status` starts a supervisor.",
+                f"Workers keep running; {hints.cmd('status')} starts a supervisor.",
                 width,
                 "yellow",
             )

@@ -13,11 +13,12 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import hints
 from ..errors import GsdParallelError
 from ..models import Milestone, Project
 from ..preferences import Preferences
@@ -34,11 +35,32 @@ from .eta import (
 )
 
 HELD_STATES = frozenset({"paused", "stopped", "failed", "blocked", "complete"})
+STOPPED_NOT_STARTED = "not started: the run is stopped"
+
+
+def run_is_stopped(run_state: str | None, supervisor: object, worker_states: Iterable[str]) -> bool:
+    """An open run the user stopped: nothing runs and nothing starts by itself (``stop``, all).
+
+    No supervisor, no worker that is live or crashed (the next command restarts those), and
+    at least one the user stopped (a run only waiting for a merge is not "stopped"):
+    ``status`` and ``watch`` say so instead of promising work that will not start.
+    """
+    if run_state != "active" or supervisor is not None:
+        return False
+    states = set(worker_states)
+    return "stopped" in states and not states & (LIVE_STATES | {"crashed"})
 PROJECT_REFRESH_SECONDS = 10.0
 EVENT_PAGE = 500
 EVENT_WINDOW = 100
 KEPT_FAILURES = 3
-NO_STORE = "No run yet (no coordination store). Start one with `gsd-parallel start`."
+
+
+def no_store_notice() -> str:
+    """What watch says before any run, naming ``start`` the way the user calls us."""
+    return f"No run yet (no coordination store). Start one with {hints.cmd('start')}."
+
+
+NO_STORE = no_store_notice()
 
 
 def supervisor_status(parallel_dir: Path) -> dict[str, Any] | None:
@@ -118,12 +140,20 @@ class Snapshot:
     def active(self) -> bool:
         return self.run is not None and self.run.state == "active"
 
+    @property
+    def stopped(self) -> bool:
+        """Open, but nothing runs and nothing starts by itself (see :func:`run_is_stopped`)."""
+        return run_is_stopped(
+            self.run.state if self.run else None, self.supervisor, (w.state for w in self.workers)
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "taken_at": self.taken_at,
             "notice": self.notice,
             "run": self.run.to_json() if self.run else None,
-            "active": self.active,
+            "active": self.active and not self.stopped,
+            "stopped": self.stopped,
             "supervisor": self.supervisor,
             "workers": [w.to_json() for w in self.workers],
             "total_cost": round(self.total_cost, 9),
@@ -261,7 +291,7 @@ class SnapshotReader:
         ceiling = self.preferences.parallel.budget_ceiling
         store = self._open()
         if store is None:
-            return Snapshot(taken_at=now, notice=NO_STORE, supervisor=supervisor, ceiling=ceiling)
+            return Snapshot(taken_at=now, notice=no_store_notice(), supervisor=supervisor, ceiling=ceiling)
         run = store.active_run() or store.latest_run()
         events = _pick_events(store.events(limit=EVENT_WINDOW), self.event_count)
         project = self.project(events[-1].id if events else 0, now)
@@ -287,7 +317,11 @@ class SnapshotReader:
         eta = None
         if run.state == "active" and project is not None:
             waiting = self._waiting(project, rows, completed_all - merged_all)
-            eta = self._run_eta(views, rows, active, project, waiting)
+            if run_is_stopped(run.state, supervisor, (w.state for w in rows)):
+                # nothing starts by itself: no "starting next", no ETA for work that won't run
+                waiting = [(m, STOPPED_NOT_STARTED if r == "starting next" else r) for m, r in waiting]
+            else:
+                eta = self._run_eta(views, rows, active, project, waiting)
         return Snapshot(
             taken_at=now,
             run=run,
