@@ -257,6 +257,26 @@ class Supervisor:
                     run_id=self.run_id,
                 )  # fmt: skip
 
+    def recover_merges(self) -> None:
+        """Finish what a supervisor killed during a merge left: the journal row is closed (a
+        merge that landed is recorded merged, one that did not is aborted and, with
+        ``auto_merge: auto``, merged again by the next tick), its temporary worktree goes,
+        and a landed milestone's worktree and branch are cleaned up as the merge would have.
+        Skipped while someone else's merge holds the lock (that merge cleans up itself)."""
+        from .merge_recovery import finish_landed_cleanups, recover
+
+        try:
+            lines = recover(self.root, self.store, fix=True)
+            if not any(line.startswith("a merge is running now") for line in lines):
+                lines += finish_landed_cleanups(self.root, self.store, set(self.tracked))
+        except GsdParallelError as exc:
+            lines = [f"could not recover interrupted merges: {exc}"]
+        for line in lines:
+            self.store.add_event("merge", f"recovered: {line}", run_id=self.run_id)
+            self.notify(line, "info")
+        if lines:
+            self._project_dirty = True
+
     # ------------------------------------------------------------------ state changes
     def _set_state(self, mid: str, state: WorkerState | str, reason: str | None = None) -> None:
         old = self.store.set_state(mid, self.run_id, state, reason)
@@ -832,6 +852,7 @@ class Supervisor:
         try:
             self._open_run()
             self.adopt()
+            self.recover_merges()
             self.store.add_event("supervisor", f"supervisor {os.getpid()} started", run_id=self.run_id)
             while self.tick():
                 time.sleep(self.tick_seconds)
