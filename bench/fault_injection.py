@@ -193,7 +193,10 @@ def inject(project: Project, rng: random.Random, result: Result) -> None:
         if project.supervisor_pid() is None:
             time.sleep(rng.uniform(0, 0.5))
             project.cli("status")  # the user's next command: it must bring a supervisor back
-    # The run ends by itself once everything merged; wait for the supervisor to go.
+    # The run ends by itself once everything merged; wait for the supervisor to go. Killed
+    # at the very end, the user's next command brings one back to close the run.
+    if project.supervisor_pid() is None:
+        project.cli("status")
     until = time.monotonic() + 30
     while time.monotonic() < until and project.supervisor_pid() is not None:
         time.sleep(0.1)

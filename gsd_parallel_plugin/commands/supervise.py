@@ -42,7 +42,7 @@ def work_left(loaded: Loaded, view: RunView) -> str | None:
     A supervisor killed during a merge (or between a merge and the start of what it unblocks)
     leaves no worker to adopt: without this the run could never finish by itself.
     """
-    from ..merge_steps import MergeLock
+    from ..merge_steps import MERGING_DIR, MergeLock
     from .runstate import open_store
 
     store = open_store(loaded)
@@ -51,8 +51,13 @@ def work_left(loaded: Loaded, view: RunView) -> str | None:
     with store:
         unfinished = store.unfinished_merges()
         merges = {mid: store.merges(mid) for mid in view.awaiting_merge}
-    if unfinished and MergeLock(loaded.parallel_dir).holder() is None:
-        return f"finishing the interrupted merge of {unfinished[-1].milestone_id}"
+    if MergeLock(loaded.parallel_dir).holder() is None:
+        if unfinished:
+            return f"finishing the interrupted merge of {unfinished[-1].milestone_id}"
+        if any((loaded.parallel_dir / MERGING_DIR).glob("*")):
+            return "removing the temporary worktree of an interrupted merge"
+    if view.workers and all(w.state == "complete" for w in view.workers):
+        return "closing the run: every milestone in it is complete"
     if loaded.preferences.parallel.auto_merge == "auto":
         for mid, rows in merges.items():
             # One that conflicted or failed waits for the user (`merge`), not for a retry loop.
