@@ -140,9 +140,17 @@ def kill(pid: int | None) -> bool:
         return False
     try:
         os.kill(pid, signal.SIGKILL)
-        return True
     except ProcessLookupError:
         return False
+    until = time.monotonic() + 5  # gone (or a zombie) before the run goes on
+    while time.monotonic() < until:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                break
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.005)
+    return True
 
 
 def watch_double_spawn(project: Project, result: Result, stop: threading.Event) -> None:
@@ -196,7 +204,8 @@ def inject(project: Project, rng: random.Random, result: Result) -> None:
     # The run ends by itself once everything merged; wait for the supervisor to go. Killed
     # at the very end, the user's next command brings one back to close the run.
     if project.supervisor_pid() is None:
-        project.cli("status")
+        last = project.cli("status")
+        result.notes.append(f"final status: exit {last.returncode} {last.stderr.strip()[-300:]}")
     until = time.monotonic() + 30
     while time.monotonic() < until and project.supervisor_pid() is not None:
         time.sleep(0.1)
@@ -272,6 +281,9 @@ def one_run(base: Path, index: int, seed: int, unit_seconds: float) -> Result:
         watcher.join()
     result.seconds = time.monotonic() - t0
     check(project, result)
+    if result.ok:
+        result.notes = [n for n in result.notes if not n.startswith("final status")]
+        shutil.rmtree(root, ignore_errors=True)
     for pid in [project.supervisor_pid(), *(p for ps in project.workers().values() for p in ps)]:
         kill(pid)  # whatever a failed run left behind
     return result
@@ -300,10 +312,10 @@ def main() -> int:
             for note in r.notes:
                 print(f"        {note}", flush=True)
     finally:
-        if not args.keep:
+        if not args.keep and all(r.ok for r in results):
             shutil.rmtree(base, ignore_errors=True)
         else:
-            print(f"projects kept in {base}")
+            print(f"projects of failed runs kept in {base}")
     total: dict[str, int] = {}
     for r in results:
         for k, v in r.faults.items():
