@@ -839,7 +839,8 @@ class Supervisor:
         self.write_status_files()
         if self.on_tick is not None:
             self.on_tick(self)
-        busy = bool(self.tracked or self.restart_at or self.store.pending_commands())
+        busy = bool(self.tracked or self.restart_at or self.budget.relaunching
+                    or self.store.pending_commands())  # fmt: skip
         return busy and not self._stop_requested
 
     def run(self) -> int:
