@@ -59,10 +59,9 @@ def exclusive_lock(path: Path, release_after: float | None = None) -> Iterator[N
 
 @pytest.mark.parametrize("readonly", [False, True])
 def test_a_lock_that_goes_away_is_waited_for(db: Path, readonly: bool) -> None:
-    with exclusive_lock(db, release_after=0.5):
-        with Store(db, readonly=readonly) as s:
-            run = s.active_run()
-            assert run is not None and s.worker("M001", run.id) is not None
+    with exclusive_lock(db, release_after=0.5), Store(db, readonly=readonly) as s:
+        run = s.active_run()
+        assert run is not None and s.worker("M001", run.id) is not None
 
 
 @pytest.mark.parametrize("readonly", [False, True])
@@ -86,5 +85,5 @@ def test_real_damage_is_confirmed_by_sqlite_and_called_damaged(db: Path) -> None
     data = bytearray(db.read_bytes())
     data[100:4096] = b"\xff" * (4096 - 100)  # page 1 past the header: the schema is unreadable
     db.write_bytes(bytes(data))
-    with pytest.raises(StoreError, match="damaged.*integrity check.*move it aside"):
+    with pytest.raises(StoreError, match=r"damaged.*integrity check.*move it aside"):
         Store(db, readonly=True)
