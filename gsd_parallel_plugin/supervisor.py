@@ -175,7 +175,8 @@ class Supervisor:
         self.preferences: Preferences = load_preferences(self.root / ".gsd")
         if self.hooks is None:
             self.hooks = Hooks(create_plugin_manager(self.root).pm)
-        self.store = Store(self.parallel_dir / "coordinator.db")
+        self.store = self._open_store()
+        self._store_at = 0.0
         self.tracked: dict[str, Tracked] = {}
         self.restart_at: dict[str, float] = {}
         self.started: set[str] = set()
@@ -256,6 +257,57 @@ class Supervisor:
                     "adopt", f"adopted {row.milestone_id} (pid {row.pid})", row.milestone_id,
                     run_id=self.run_id,
                 )  # fmt: skip
+
+    def _open_store(self) -> Store:
+        """The store; rebuilt from the workers' logs first when it was deleted under a run."""
+        from .store_rebuild import file_id, rebuild_from_logs, store_missing
+
+        path = self.parallel_dir / "coordinator.db"
+        if store_missing(self.parallel_dir):
+            lines = rebuild_from_logs(self.root, self.parallel_dir, self._integration_branch())
+            self.notify("the coordination store was missing: rebuilt it from the workers' logs: "
+                        + "; ".join(lines), "warning")  # fmt: skip
+        store = Store(path)
+        self._store_id = file_id(path)
+        return store
+
+    def _integration_branch(self) -> str:
+        from .git import current_branch
+
+        try:
+            return self.preferences.git_main_branch or current_branch(self.root) or "main"
+        except GsdParallelError:
+            return "main"
+
+    def check_store(self) -> None:
+        """Once a second: the store file is still the one we opened. Deleted or replaced, what
+        our connection still reads is written back; emptied, it is rebuilt from the logs."""
+        now = time.monotonic()
+        if now - self._store_at < GUARD_SECONDS:
+            return
+        self._store_at = now
+        from .store_rebuild import restore_from_connection, same_file
+
+        path = self.parallel_dir / "coordinator.db"
+        if same_file(path, self._store_id):
+            return
+        old = self.store
+        restored = restore_from_connection(old._conn, path)
+        old.close()
+        if restored:
+            self.store = self._open_store()
+            how = "written back from the supervisor's open copy: nothing was lost"
+        else:
+            self.store = self._open_store()  # rebuilt from the logs
+            run = self.store.active_run()
+            self.run_id = run.id if run is not None else self.store.create_run(self.prefs.budget_ceiling).id
+            self.tracked.clear()
+            self.restart_at.clear()
+            self.adopt()
+            how = "rebuilt from the workers' logs (every cost they reported is kept)"
+        message = f"the coordination store {path} was deleted or damaged under the run; {how}"
+        self.notify(message, "warning")
+        self.store.add_event("store", message, run_id=self.run_id)
 
     def recover_merges(self) -> None:
         """Finish what a supervisor killed during a merge left: the journal row is closed (a
@@ -823,6 +875,7 @@ class Supervisor:
     # ------------------------------------------------------------------ loop
     def tick(self) -> bool:
         """One pass; False when the run has nothing left to do."""
+        self.check_store()
         for mid in list(self.tracked):
             self.read_output(mid)
         self.budget.check()
