@@ -153,16 +153,32 @@ def kill(pid: int | None) -> bool:
     return True
 
 
+def _worker_roots(pids: list[int]) -> list[int]:
+    """The pids that are workers of their own: a fork child of one of them (between fork and
+    exec of its git call it still shows the worker's command line) is not a second worker."""
+    roots = []
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            if proc.status() == psutil.STATUS_ZOMBIE or proc.ppid() in pids:
+                continue
+        except psutil.Error:
+            continue
+        roots.append(pid)
+    return roots
+
+
 def watch_double_spawn(project: Project, result: Result, stop: threading.Event) -> None:
     while not stop.is_set():
         for mid, pids in project.workers().items():
-            if len(pids) > 1:
-                # A killed process may linger a moment as it dies: confirm it is running.
-                live = [p for p in pids if psutil.pid_exists(p)
-                        and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]  # fmt: skip
-                if len(live) > 1 and result.no_double_spawn:
+            if len(_worker_roots(pids)) > 1:
+                # Look again a moment later: a killed process may linger as it dies.
+                stop.wait(0.05)
+                again = _worker_roots(project.workers().get(mid, []))
+                if len(again) > 1 and result.no_double_spawn:
                     result.no_double_spawn = False
-                    result.notes.append(f"double spawn: {mid} pids {live}")
+                    parents = {p: psutil.Process(p).ppid() for p in again if psutil.pid_exists(p)}
+                    result.notes.append(f"double spawn: {mid} pids {again} (parents {parents})")
         stop.wait(0.02)
 
 
