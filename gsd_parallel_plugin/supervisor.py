@@ -87,6 +87,42 @@ def spawn_background(project_root: Path, parallel_dir: Path) -> int:
 # --------------------------------------------------------------------------- helpers
 
 
+def find_unrecorded_worker(mid: str, checkout: Path) -> WorkerHandle | None:
+    """A live worker process for ``mid`` in ``checkout`` (by its environment and directory),
+    oldest first; None when there is none."""
+    import psutil
+
+    want = str(checkout.resolve()) if checkout.exists() else str(checkout)
+    found: list[tuple[float, int]] = []
+    for proc in psutil.process_iter(["pid", "create_time", "status"]):
+        try:
+            if proc.info["status"] == psutil.STATUS_ZOMBIE or proc.cwd() != want:
+                continue
+            env = proc.environ()
+        except (psutil.Error, OSError):
+            continue
+        if env.get("GSD_PARALLEL_WORKER") == "1" and env.get("GSD_MILESTONE_LOCK") == mid:
+            if proc.ppid() and _same_worker_parent(proc.ppid(), mid, want):
+                continue  # a child of the worker (its git, or a fork before exec)
+            found.append((proc.info["create_time"], proc.info["pid"]))
+    if not found:
+        return None
+    created, pid = min(found)
+    return WorkerHandle(pid, created)
+
+
+def _same_worker_parent(ppid: int, mid: str, cwd: str) -> bool:
+    import psutil
+
+    try:
+        parent = psutil.Process(ppid)
+        env = parent.environ()
+        return env.get("GSD_MILESTONE_LOCK") == mid and parent.cwd() == cwd
+    except (psutil.Error, OSError):
+        return False
+
+
+
 def milestone_complete_in(gsd_dir: Path, milestone_id: str) -> bool:
     """True when ``gsd_dir`` holds a terminal ``<MID>-SUMMARY.md`` for the milestone."""
     from .project import is_terminal_summary
@@ -235,6 +271,24 @@ class Supervisor:
     def adopt(self) -> None:
         """Take over workers a previous supervisor left running; settle the ones that died."""
         for row in self.store.workers(self.run_id):
+            recorded = (
+                WorkerHandle(row.pid, row.create_time)
+                if row.pid is not None and row.create_time is not None
+                else None
+            )
+            if row.state in LIVE_STATES | {"crashed"} and (
+                recorded is None or not procs.is_alive(recorded)
+            ):
+                # Killed between spawning a worker and storing its pid, the last supervisor
+                # left one nobody knows about: adopt it, never start a second one.
+                orphan = find_unrecorded_worker(row.milestone_id, Path(row.worktree))
+                if orphan is not None:
+                    self.store.update_worker(row.milestone_id, self.run_id, pid=orphan.pid,
+                                             create_time=orphan.create_time)  # fmt: skip
+                    if row.state == "crashed":
+                        self.store.set_state(row.milestone_id, self.run_id, "running",
+                                             "adopted a worker whose start was not recorded")  # fmt: skip
+                    row = self.store.worker(row.milestone_id, self.run_id) or row
             if row.state not in LIVE_STATES or row.pid is None or row.create_time is None:
                 if row.state == "crashed":
                     self.restart_at.setdefault(row.milestone_id, time.time())
