@@ -239,10 +239,12 @@ class BudgetGuard:
             self.exceeded = True
             return latest
         store.set_run_state(latest.id, "active")
+        # "stopping" too: a supervisor killed while the guard stopped them leaves them there
+        # (adopted, they settle as budget stops, and then continue like the others).
         self._relaunch = [
             w.milestone_id
             for w in store.workers(latest.id)
-            if w.state == "stopped" and w.state_reason == BUDGET_REASON
+            if w.state in {"stopped", "stopping"} and w.state_reason == BUDGET_REASON
         ]
         limit = "removed" if ceiling is None else f"raised to ${ceiling:.2f}"
         store.add_event(
@@ -250,6 +252,11 @@ class BudgetGuard:
             data={"kind": "reopened", "ceiling": ceiling, "spent": usd(spent)}, run_id=latest.id,
         )  # fmt: skip
         return store.run(latest.id)
+
+    @property
+    def relaunching(self) -> bool:
+        """Workers the ceiling stopped are still to be launched again (keeps the loop going)."""
+        return bool(self._relaunch)
 
     def blocks_new_work(self) -> bool:
         """True when no worker may start or restart."""
@@ -303,13 +310,16 @@ class BudgetGuard:
     def _relaunch_stopped(self, rows: Mapping[str, WorkerRow]) -> None:
         """After a raised ceiling: launch again what the ceiling stopped, as slots allow."""
         sup = self.sup
-        while self._relaunch:
-            if len(sup.tracked) + len(sup.restart_at) >= sup.prefs.max_workers:
-                return
-            mid = self._relaunch.pop(0)
+        waiting: list[str] = []
+        for mid in self._relaunch:
+            full = len(sup.tracked) + len(sup.restart_at) >= sup.prefs.max_workers
+            if mid in sup.tracked or full:
+                waiting.append(mid)  # still stopping (adopted), or no slot yet
+                continue
             row = rows.get(mid)
-            if row is not None and row.state == "stopped" and mid not in sup.tracked:
+            if row is not None and row.state == "stopped" and row.state_reason == BUDGET_REASON:
                 sup.launch(mid)
+        self._relaunch = waiting
 
     def _said_before(self, run: RunRow) -> set[str]:
         """Warnings already given in this run (a restarted supervisor does not repeat them)."""

@@ -98,6 +98,35 @@ def _recover_row(
     return line
 
 
+def finish_landed_cleanups(root: Path, store: Store, keep: set[str]) -> list[str]:
+    """Clean up after milestones recorded merged whose clean-up a ``kill -9`` cut short.
+
+    A merge is recorded ``merged`` before its milestone's worktree and branch go: killed in
+    between, they stay behind. For each merged milestone not in ``keep`` (it has a worker
+    again) whose branch still points at what landed, or whose worktree is still there, this
+    does what the merge would have done next (a dirty worktree is kept, as then). One line per
+    milestone cleaned or kept.
+    """
+    from .layout import branch_name
+    from .worktrees import worktree_path
+
+    g = Git(root)
+    lines: list[str] = []
+    merged = store.merged_milestones()
+    for mid in sorted(merged):
+        if mid in keep:
+            continue
+        rows = [r for r in store.merges(mid) if r.outcome in {"merged", "skipped"} and r.branch_sha]
+        landed_tip = rows[-1].branch_sha if rows else None
+        tip = g.branch_sha(branch_name(mid))
+        wt = worktree_path(root, mid)
+        if landed_tip is None or not (tip == landed_tip or (tip is None and wt.is_dir())):
+            continue
+        notes = cleanup_after_landing(root, mid, landed_tip)
+        lines.append(f"{mid}: finished the clean-up of its merge" + "".join(f"; {n}" for n in notes))
+    return lines
+
+
 def _stray_worktrees(g: Git, parallel_dir: Path, fix: bool, known: set[str]) -> list[str]:
     """Temporary merge worktrees no unfinished journal row accounts for."""
     merging = parallel_dir / MERGING_DIR

@@ -87,6 +87,42 @@ def spawn_background(project_root: Path, parallel_dir: Path) -> int:
 # --------------------------------------------------------------------------- helpers
 
 
+def find_unrecorded_worker(mid: str, checkout: Path) -> WorkerHandle | None:
+    """A live worker process for ``mid`` in ``checkout`` (by its environment and directory),
+    oldest first; None when there is none."""
+    import psutil
+
+    want = str(checkout.resolve()) if checkout.exists() else str(checkout)
+    found: list[tuple[float, int]] = []
+    for proc in psutil.process_iter(["pid", "create_time", "status"]):
+        try:
+            if proc.info["status"] == psutil.STATUS_ZOMBIE or proc.cwd() != want:
+                continue
+            env = proc.environ()
+        except (psutil.Error, OSError):
+            continue
+        if env.get("GSD_PARALLEL_WORKER") == "1" and env.get("GSD_MILESTONE_LOCK") == mid:
+            if proc.ppid() and _same_worker_parent(proc.ppid(), mid, want):
+                continue  # a child of the worker (its git, or a fork before exec)
+            found.append((proc.info["create_time"], proc.info["pid"]))
+    if not found:
+        return None
+    created, pid = min(found)
+    return WorkerHandle(pid, created)
+
+
+def _same_worker_parent(ppid: int, mid: str, cwd: str) -> bool:
+    import psutil
+
+    try:
+        parent = psutil.Process(ppid)
+        env = parent.environ()
+        return env.get("GSD_MILESTONE_LOCK") == mid and parent.cwd() == cwd
+    except (psutil.Error, OSError):
+        return False
+
+
+
 def milestone_complete_in(gsd_dir: Path, milestone_id: str) -> bool:
     """True when ``gsd_dir`` holds a terminal ``<MID>-SUMMARY.md`` for the milestone."""
     from .project import is_terminal_summary
@@ -176,7 +212,8 @@ class Supervisor:
         self.preferences.require_worker_command()  # it launches workers: a bad one stops it here
         if self.hooks is None:
             self.hooks = Hooks(create_plugin_manager(self.root).pm)
-        self.store = Store(self.parallel_dir / "coordinator.db")
+        self.store = self._open_store()
+        self._store_at = 0.0
         self.tracked: dict[str, Tracked] = {}
         self.restart_at: dict[str, float] = {}
         self.started: set[str] = set()
@@ -239,6 +276,24 @@ class Supervisor:
     def adopt(self) -> None:
         """Take over workers a previous supervisor left running; settle the ones that died."""
         for row in self.store.workers(self.run_id):
+            recorded = (
+                WorkerHandle(row.pid, row.create_time)
+                if row.pid is not None and row.create_time is not None
+                else None
+            )
+            if row.state in LIVE_STATES | {"crashed"} and (
+                recorded is None or not procs.is_alive(recorded)
+            ):
+                # Killed between spawning a worker and storing its pid, the last supervisor
+                # left one nobody knows about: adopt it, never start a second one.
+                orphan = find_unrecorded_worker(row.milestone_id, Path(row.worktree))
+                if orphan is not None:
+                    self.store.update_worker(row.milestone_id, self.run_id, pid=orphan.pid,
+                                             create_time=orphan.create_time)  # fmt: skip
+                    if row.state == "crashed":
+                        self.store.set_state(row.milestone_id, self.run_id, "running",
+                                             "adopted a worker whose start was not recorded")  # fmt: skip
+                    row = self.store.worker(row.milestone_id, self.run_id) or row
             if row.state not in LIVE_STATES or row.pid is None or row.create_time is None:
                 if row.state == "crashed":
                     self.restart_at.setdefault(row.milestone_id, time.time())
@@ -261,6 +316,77 @@ class Supervisor:
                     "adopt", f"adopted {row.milestone_id} (pid {row.pid})", row.milestone_id,
                     run_id=self.run_id,
                 )  # fmt: skip
+
+    def _open_store(self) -> Store:
+        """The store; rebuilt from the workers' logs first when it was deleted under a run."""
+        from .store_rebuild import file_id, rebuild_from_logs, store_missing
+
+        path = self.parallel_dir / "coordinator.db"
+        if store_missing(self.parallel_dir):
+            lines = rebuild_from_logs(self.root, self.parallel_dir, self._integration_branch())
+            self.notify("the coordination store was missing: rebuilt it from the workers' logs: "
+                        + "; ".join(lines), "warning")  # fmt: skip
+        store = Store(path)
+        self._store_id = file_id(path)
+        return store
+
+    def _integration_branch(self) -> str:
+        from .git import current_branch
+
+        try:
+            return self.preferences.git_main_branch or current_branch(self.root) or "main"
+        except GsdParallelError:
+            return "main"
+
+    def check_store(self) -> None:
+        """Once a second: the store file is still the one we opened. Deleted or replaced, what
+        our connection still reads is written back; emptied, it is rebuilt from the logs."""
+        now = time.monotonic()
+        if now - self._store_at < GUARD_SECONDS:
+            return
+        self._store_at = now
+        from .store_rebuild import restore_from_connection, same_file
+
+        path = self.parallel_dir / "coordinator.db"
+        if same_file(path, self._store_id):
+            return
+        old = self.store
+        restored = restore_from_connection(old._conn, path)
+        old.close()
+        if restored:
+            self.store = self._open_store()
+            how = "written back from the supervisor's open copy: nothing was lost"
+        else:
+            self.store = self._open_store()  # rebuilt from the logs
+            run = self.store.active_run()
+            self.run_id = run.id if run is not None else self.store.create_run(self.prefs.budget_ceiling).id
+            self.tracked.clear()
+            self.restart_at.clear()
+            self.adopt()
+            how = "rebuilt from the workers' logs (every cost they reported is kept)"
+        message = f"the coordination store {path} was deleted or damaged under the run; {how}"
+        self.notify(message, "warning")
+        self.store.add_event("store", message, run_id=self.run_id)
+
+    def recover_merges(self) -> None:
+        """Finish what a supervisor killed during a merge left: the journal row is closed (a
+        merge that landed is recorded merged, one that did not is aborted and, with
+        ``auto_merge: auto``, merged again by the next tick), its temporary worktree goes,
+        and a landed milestone's worktree and branch are cleaned up as the merge would have.
+        Skipped while someone else's merge holds the lock (that merge cleans up itself)."""
+        from .merge_recovery import finish_landed_cleanups, recover
+
+        try:
+            lines = recover(self.root, self.store, fix=True)
+            if not any(line.startswith("a merge is running now") for line in lines):
+                lines += finish_landed_cleanups(self.root, self.store, set(self.tracked))
+        except GsdParallelError as exc:
+            lines = [f"could not recover interrupted merges: {exc}"]
+        for line in lines:
+            self.store.add_event("merge", f"recovered: {line}", run_id=self.run_id)
+            self.notify(line, "info")
+        if lines:
+            self._project_dirty = True
 
     # ------------------------------------------------------------------ state changes
     def _set_state(self, mid: str, state: WorkerState | str, reason: str | None = None) -> None:
@@ -846,6 +972,7 @@ class Supervisor:
     # ------------------------------------------------------------------ loop
     def tick(self) -> bool:
         """One pass; False when the run has nothing left to do."""
+        self.check_store()
         for mid in list(self.tracked):
             self.read_output(mid)
         self.budget.check()
@@ -863,7 +990,8 @@ class Supervisor:
         self.write_status_files()
         if self.on_tick is not None:
             self.on_tick(self)
-        busy = bool(self.tracked or self.restart_at or self.store.pending_commands())
+        busy = bool(self.tracked or self.restart_at or self.budget.relaunching
+                    or self.store.pending_commands())  # fmt: skip
         return busy and not self._stop_requested
 
     def run(self) -> int:
@@ -876,6 +1004,7 @@ class Supervisor:
         try:
             self._open_run()
             self.adopt()
+            self.recover_merges()
             self.store.add_event("supervisor", f"supervisor {os.getpid()} started", run_id=self.run_id)
             while self.tick():
                 time.sleep(self.tick_seconds)

@@ -73,6 +73,19 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
 
 
 def diagnose(loaded: Loaded) -> list[Finding]:
+    from ..store_rebuild import missing_message, store_missing
+
+    if store_missing(loaded.parallel_dir):
+        # Everything else reads the store: rebuild it first, then run doctor again.
+        def rebuild() -> str:
+            from ..store_rebuild import rebuild_from_logs
+
+            lines = rebuild_from_logs(
+                loaded.root, loaded.parallel_dir, loaded.project.integration_branch
+            )
+            return "rebuilt the coordination store from the workers' logs: " + "; ".join(lines)
+
+        return [Finding("store-missing", missing_message(loaded.parallel_dir), fix=rebuild)]
     findings: list[Finding] = []
     findings += _lock_findings(loaded)
     findings += _worker_findings(loaded)

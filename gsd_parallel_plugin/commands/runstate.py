@@ -26,7 +26,14 @@ HELD_STATES = {"paused", "stopped", "failed", "blocked", "complete"}
 
 
 def open_store(loaded: Loaded, *, create: bool = False) -> Store | None:
+    """The project's store; None before anything ran. A store deleted or emptied under a
+    run (its workers' logs are there) is an error naming ``doctor --fix``: opening it would
+    create a new, empty one and hide the run and its cost."""
+    from ..store_rebuild import missing_message, store_missing
+
     path = loaded.parallel_dir / "coordinator.db"
+    if store_missing(loaded.parallel_dir):
+        raise UserError(missing_message(loaded.parallel_dir))
     if not create and not path.exists():
         return None
     return Store(path)

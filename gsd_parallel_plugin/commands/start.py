@@ -18,6 +18,7 @@ STARTED = "Parallel orchestration started."
 ALREADY = "Parallel orchestration is already running; its supervisor fills free slots itself."
 NONE_ELIGIBLE = "No milestones are eligible for parallel execution."
 NOTHING_NEW = "Nothing new to start."
+CARRIES_ON = "The run had no supervisor; a new one carries on with what is left."
 START_WAIT_SECONDS = 20.0
 
 
@@ -65,6 +66,11 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
     check_repository(loaded)
     check_worker_command(ctx, loaded)
     if not report.plan.start and not (view and view.live) and not args.wait:
+        from .supervise import ensure_supervisor
+
+        if view is not None and ensure_supervisor(ctx, loaded, view):
+            # Merges or waiting work were left without a supervisor (killed during a merge).
+            return CommandResult(f"{text}\n{CARRIES_ON}", {**data, "started": [], "supervisor_started": True})
         none = NOTHING_NEW if held else NONE_ELIGIBLE
         return CommandResult(f"{text}\n{none}", {**data, "started": []}, exit_code=0)
     if args.wait:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from ..errors import GsdParallelError
 from ..models import CommandContext
 from .common import Loaded
 from .runstate import LIVE_STATES, RunView
@@ -23,13 +24,63 @@ def ensure_supervisor(
 
     if not view.active or supervisor_running(loaded.parallel_dir):
         return False
-    needs = force or any(w.state in LIVE_STATES or w.state == "crashed" for w in view.workers)
-    if not needs:
+    adopt = any(w.state in LIVE_STATES or w.state == "crashed" for w in view.workers)
+    why = None if force or adopt else work_left(loaded, view)
+    if not (force or adopt or why):
         return False
     wait_until_supervising(loaded, spawn_background(loaded.root, loaded.parallel_dir))
-    if not force:
+    if adopt and not force:
         ctx.host.notify("supervisor was not running; started a new one to adopt the workers")
+    elif why and not force:
+        ctx.host.notify(f"supervisor was not running; started a new one: {why}")
     return True
+
+
+def work_left(loaded: Loaded, view: RunView) -> str | None:
+    """What an active run with no live worker still has for a supervisor to do, if anything.
+
+    A supervisor killed during a merge (or between a merge and the start of what it unblocks)
+    leaves no worker to adopt: without this the run could never finish by itself.
+    """
+    from ..merge_steps import MERGING_DIR, MergeLock
+    from .runstate import open_store
+
+    store = open_store(loaded)
+    if store is None:
+        return None
+    with store:
+        unfinished = store.unfinished_merges()
+        merges = {mid: store.merges(mid) for mid in view.awaiting_merge}
+    if MergeLock(loaded.parallel_dir).holder() is None:
+        if unfinished:
+            return f"finishing the interrupted merge of {unfinished[-1].milestone_id}"
+        if any((loaded.parallel_dir / MERGING_DIR).glob("*")):
+            return "removing the temporary worktree of an interrupted merge"
+    if view.workers and all(w.state == "complete" for w in view.workers):
+        return "closing the run: every milestone in it is complete"
+    if loaded.preferences.parallel.auto_merge == "auto":
+        for mid, rows in merges.items():
+            # One that conflicted or failed waits for the user (`merge`), not for a retry loop.
+            if not rows or rows[-1].outcome in {None, "aborted"}:
+                return f"merging {mid}"
+    if view.budget(loaded)["state"] == "exceeded":
+        return None
+    try:
+        from ..eligibility import analyse
+
+        report = analyse(
+            loaded.project,
+            max_workers=loaded.preferences.parallel.max_workers,
+            overlap_policy=loaded.preferences.parallel.overlap,
+            running=view.live,
+            awaiting_merge=view.awaiting_merge,
+            held=view.held,
+        )
+    except GsdParallelError:
+        return None
+    if report.plan.start:
+        return f"starting {', '.join(report.plan.start)}"
+    return None
 
 
 def wait_until_supervising(loaded: Loaded, pid: int) -> None:

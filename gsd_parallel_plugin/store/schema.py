@@ -69,6 +69,20 @@ CREATE INDEX merges_unfinished ON merges(id) WHERE outcome IS NULL;
 _MIGRATIONS: dict[int, str] = {}
 
 
+CONFIRM_SECONDS = 1.5
+"""How long an open that looks like damage is retried before SQLite's own check decides."""
+CONFIRM_INTERVAL = 0.1
+
+
+class _Suspect(Exception):
+    """The file looked wrong once: maybe damaged, maybe a moment of contention."""
+
+    def __init__(self, why: str, *, header: bool = False) -> None:
+        super().__init__(why)
+        self.why = why
+        self.header = header
+
+
 class NoStore(StoreError):
     """Read-only open of a store that does not exist yet (nothing has run here)."""
 
@@ -103,31 +117,79 @@ class StoreBase:
     def __init__(self, path: Path | str, *, readonly: bool = False) -> None:
         self.path = Path(path)
         self.readonly = readonly
-        if readonly and (not self.path.exists() or self.path.stat().st_size == 0):
+        # What looks like damage is often a moment: a lock held across the busy timeout, the
+        # last connection checkpointing as the supervisor exits. Look again for a while, and
+        # call the file damaged only when SQLite's own check agrees (see _verdict).
+        deadline = time.monotonic() + CONFIRM_SECONDS
+        while True:
+            try:
+                self._open_once()
+                return
+            except _Suspect as exc:
+                if time.monotonic() >= deadline:
+                    raise self._verdict(exc) from None
+                time.sleep(CONFIRM_INTERVAL)
+
+    def _open_once(self) -> None:
+        if self.readonly and (not self.path.exists() or self.path.stat().st_size == 0):
             raise NoStore(f"no coordination store at {self.path}: nothing has run here yet")
         self._check_header()
-        if not readonly:
+        if not self.readonly:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             # Read-only is mode=rw (never creates the file) + query_only, not mode=ro: a
             # mode=ro connection cannot remove the -wal/-shm files when it closes last.
-            uri = self.path.resolve().as_uri() + "?mode=rw" if readonly else str(self.path)
-            self._conn = sqlite3.connect(uri, uri=readonly, isolation_level=None)
+            uri = self.path.resolve().as_uri() + "?mode=rw" if self.readonly else str(self.path)
+            self._conn = sqlite3.connect(uri, uri=self.readonly, isolation_level=None)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open coordination store {self.path}: {exc}") from None
         self._conn.row_factory = sqlite3.Row
         try:
-            if readonly:
+            if self.readonly:
                 self._conn.execute("PRAGMA query_only = ON")
             self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self._conn.execute("PRAGMA foreign_keys = ON")
             self._open_schema()
-            if not readonly:  # per connection; WAL+NORMAL may lose the last commits on power
-                # loss, never corrupt, and offset and cost always roll back together
+            if not self.readonly:  # per connection; WAL+NORMAL may lose the last commits on
+                # power loss, never corrupt, and offset and cost always roll back together
                 self._conn.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.OperationalError as exc:
+            self._conn.close()
+            raise _Suspect(str(exc)) from None
         except BaseException:
             self._conn.close()
             raise
+
+    def _verdict(self, suspect: _Suspect) -> StoreError:
+        """Damaged only when SQLite's ``quick_check`` says so (or the file is not SQLite)."""
+        if suspect.header:
+            return self._fail(suspect.why)
+        try:
+            # mode=rw + query_only, as a read-only Store: it leaves no -wal/-shm behind.
+            conn = sqlite3.connect(self.path.resolve().as_uri() + "?mode=rw", uri=True)
+        except sqlite3.Error as exc:
+            return StoreError(f"cannot open coordination store {self.path}: {exc}")
+        try:
+            conn.execute("PRAGMA query_only = ON")
+            conn.execute(f"PRAGMA busy_timeout = {min(BUSY_TIMEOUT_MS, 2000)}")
+            rows = [r[0] for r in conn.execute("PRAGMA quick_check")]
+        except sqlite3.OperationalError as exc:
+            return self._busy(f"{suspect.why}; SQLite's integrity check could not run: {exc}")
+        except sqlite3.DatabaseError as exc:
+            return self._fail(f"damaged: {suspect.why}; SQLite's integrity check: {exc}")
+        finally:
+            conn.close()
+        if rows != ["ok"]:
+            return self._fail(f"damaged: {suspect.why}; SQLite's integrity check: {rows[0]}")
+        return self._busy(f"{suspect.why}; SQLite's integrity check passes")
+
+    def _busy(self, why: str) -> StoreError:
+        """A store we cannot read now but have no reason to call damaged: keep it."""
+        return StoreError(
+            f"coordination store {self.path} cannot be read right now ({why}): another "
+            "gsd-parallel process is probably using it; it is not damaged, do not move it: "
+            "run the command again in a moment"
+        )
 
     @classmethod
     def open_readonly(cls: type[_S], path: Path | str) -> _S | None:
@@ -153,7 +215,7 @@ class StoreBase:
         except OSError as exc:
             raise StoreError(f"cannot read coordination store {self.path}: {exc}") from None
         if head and head != SQLITE_MAGIC:
-            raise self._fail("not an SQLite database")
+            raise _Suspect("not an SQLite database", header=True)
 
     def _inspect(self) -> tuple[set[str], int, str | None]:
         """Tables, user_version and meta app, reading only (no WAL switch yet).
@@ -175,7 +237,7 @@ class StoreBase:
         except sqlite3.DatabaseError as exc:
             if own and self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
-            raise self._fail(f"damaged: {exc}") from None
+            raise _Suspect(str(exc)) from None
         if own:
             self._conn.execute("COMMIT")
         if app_id not in (0, APPLICATION_ID):
