@@ -778,6 +778,10 @@ class Supervisor:
             if tracked is not None and tracked.frozen:
                 procs.send_signal_group(tracked.handle, signal.SIGCONT)
                 tracked.frozen = False
+                if tracked.requested == "pause" and not tracked.stop_deadline:
+                    # a graceful pause that ``pause --now`` escalated: resume cancels it too
+                    procs.clear_signal(self.signal_dir(mid), mid)
+                    tracked.requested = None
                 self._set_state(mid, WorkerState.RUNNING, "resumed")
             elif tracked is not None and tracked.requested == "pause" and not tracked.stop_deadline:
                 procs.clear_signal(self.signal_dir(mid), mid)

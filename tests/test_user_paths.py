@@ -565,6 +565,31 @@ def test_pause_now_escalates_a_pause_still_waiting_for_its_unit(gsd_project, cli
     assert cli("--project", root, "stop").code == 0
 
 
+def test_resume_after_an_escalated_pause_runs_on(gsd_project, cli, fake_worker):
+    """pause, then pause --now, then resume: the worker thaws and goes on past its unit (the
+    graceful pause it was waiting on is cancelled too; it used to pause after that unit)."""
+    fake_worker(unit_seconds=6.0)
+    project = gsd_project(ONE)
+    root = project.root
+    assert cli("--project", root, "start").code == 0
+    wait_until(lambda: worker_states(cli, root).get("M001") == "running", timeout=30)
+    assert cli("--project", root, "pause", "M001").code == 0
+    now = cli("--project", root, "pause", "M001", "--now")
+    assert now.code == 0, now.err
+    assert cli("--project", root, "resume", "M001").code == 0
+    signal_file = root / ".gsd-parallel" / "M001" / ".gsd" / "parallel" / "M001.signal.json"
+    assert not signal_file.exists()
+
+    def units() -> int:
+        w = next(w for w in cli("--project", root, "status", "--json").json()["workers"] if w["id"] == "M001")
+        return int(w["completed_units"])
+
+    before = units()
+    wait_until(lambda: units() > before, timeout=60)  # the unit it was in ended...
+    assert worker_states(cli, root)["M001"] == "running"  # ...and it did not pause
+    assert cli("--project", root, "stop").code == 0
+
+
 def test_start_wait_prints_the_report_and_plan_then_the_run(gsd_project, cli, fake_worker):
     fake_worker(unit_seconds=0.0)
     project = gsd_project(ONE)
