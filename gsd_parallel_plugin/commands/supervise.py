@@ -56,8 +56,10 @@ def work_left(loaded: Loaded, view: RunView) -> str | None:
             return f"finishing the interrupted merge of {unfinished[-1].milestone_id}"
         if any((loaded.parallel_dir / MERGING_DIR).glob("*")):
             return "removing the temporary worktree of an interrupted merge"
-    if view.workers and all(w.state == "complete" for w in view.workers):
-        return "closing the run: every milestone in it is complete"
+    if view.stopped:
+        return None  # the user stopped it: only their `resume` or `start` goes on
+    if view.workers and all(w.state == "complete" for w in view.workers) and not view.awaiting_merge:
+        return "closing the run: every milestone in it is complete and merged"
     if loaded.preferences.parallel.auto_merge == "auto":
         for mid, rows in merges.items():
             # One that conflicted or failed waits for the user (`merge`), not for a retry loop.
