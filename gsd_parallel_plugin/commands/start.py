@@ -187,6 +187,10 @@ def _start_lock(parallel_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+SETTLED_BY_START = frozenset({"running", "pausing", "complete", "failed", "blocked"})
+"""States a launch by this ``start`` ends in; ``stopped``/``paused``/``crashed`` rows are from before it."""
+
+
 def start_background(
     ctx: CommandContext,
     loaded: Loaded,
@@ -211,11 +215,12 @@ def start_background(
     while time.time() < deadline:
         view = RunView.read(loaded)
         # A row written before the spawn (a worker the budget stopped, continuing now) has
-        # not settled yet: its old state says nothing about this start.
+        # not settled yet: its old state says nothing about this start. Nor has a row the new
+        # supervisor's adoption just wrote as stopped/paused/crashed: it is relaunched next.
         settled = {
             w.milestone_id
             for w in view.workers
-            if w.state != "starting" and w.updated_at >= spawned_at
+            if w.state in SETTLED_BY_START and w.updated_at >= spawned_at
         }
         if wanted <= settled:
             break
