@@ -129,8 +129,9 @@ def test_ctrl_c_during_start_wait_hands_the_run_to_a_background_supervisor(
 ):
     """Ctrl-C (SIGINT to the foreground process group, as a terminal sends it): the
     workers keep running, a background supervisor takes over and finishes the run, the
-    user is told so in one line, and the exit code is 130."""
-    fake_worker(unit_seconds=0.4)
+    user is told so in one line, and the exit code is 130. (Units of 1.5 s: at 0.4 s a loaded
+    machine saw the worker finish before the check, a race in the test.)"""
+    fake_worker(unit_seconds=1.5)
     project = gsd_project(ONE, preferences={"enabled": True, "auto_merge": "auto"})
     proc = subprocess.Popen(
         [sys.executable, "-m", "gsd_parallel_plugin", "--project", str(project.root), "start", "--wait"],
@@ -156,7 +157,7 @@ def test_ctrl_c_during_start_wait_hands_the_run_to_a_background_supervisor(
     holder = wait_until(lambda: SupervisorLock.holder(project.gsd / "parallel"), timeout=20)
     assert holder["pid"] != proc.pid
     # The background supervisor finishes the run: the milestone completes and lands.
-    wait_until(lambda: project.git("log", "--format=%s", "main").startswith("feat: One"), timeout=30)
+    wait_until(lambda: project.git("log", "--format=%s", "main").startswith("feat: One"), timeout=90)
 
 
 def test_ctrl_c_with_json_still_prints_one_json_document(gsd_project, fake_worker):
