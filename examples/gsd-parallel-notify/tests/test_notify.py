@@ -56,7 +56,7 @@ def test_a_real_run_writes_every_event_in_order(gsd_project, gsd_host, gsd_recor
 def test_a_run_over_budget_writes_budget_exceeded(gsd_project, gsd_host, gsd_fake_worker, tmp_path, monkeypatch):
     events_file = tmp_path / "events.jsonl"
     monkeypatch.setenv(notify.ENV_FILE, str(events_file))
-    gsd_fake_worker(unit_seconds=0.02, unit_cost=0.01)
+    gsd_fake_worker(unit_seconds=0.5, unit_cost=0.01)  # the budget stop lands mid-run
     project = gsd_project(
         {"M001": {"slices": {"S01": {"T01": ["a.txt"], "T02": ["b.txt"]}, "S02": {"T01": ["c.txt"]}}}},
         preferences={"enabled": True, "budget_ceiling": 0.02},
