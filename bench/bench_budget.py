@@ -30,7 +30,7 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-from gsd_parallel_plugin.supervisor import TICK_SECONDS
+from gsd_parallel_plugin.run.supervisor import TICK_SECONDS
 from gsd_parallel_plugin.testing.builder import build_project, fake_worker_env
 
 

@@ -14,8 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from gsd_parallel_plugin.eligibility import analyse
 from gsd_parallel_plugin.project import read_project
+from gsd_parallel_plugin.project.eligibility import analyse
 from gsd_parallel_plugin.testing.builder import write_milestone
 
 

@@ -25,14 +25,14 @@ from pathlib import Path
 
 from gsd_parallel_plugin.store import Store
 from gsd_parallel_plugin.testing.builder import build_project, fake_worker_env, git, run_fake_gsd
-from gsd_parallel_plugin.worktrees import ensure_worktree
+from gsd_parallel_plugin.workspace.worktrees import ensure_worktree
 
 
 def finish(root: Path, mid: str, env: dict[str, str]) -> None:
     wt = ensure_worktree(root, mid, "main").path
     done = run_fake_gsd(wt, mid, env=env)
     assert done.returncode == 0, done.stderr
-    from gsd_parallel_plugin.gsd_checkout import finish_checkout
+    from gsd_parallel_plugin.gsd.checkout import finish_checkout
 
     finish_checkout(wt, mid, f"gsd-parallel/{mid}")  # the SUMMARY, as the supervisor commits it
     (wt / ".gsd/PROJECT.md").write_text(f"# Project\n\nLast touched by {mid}\n")

@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from gsd_parallel_plugin.ndjson import usd_to_nanos
+from gsd_parallel_plugin.gsd.output import usd_to_nanos
 from gsd_parallel_plugin.testing.real_gsd import (
     REAL_GSD_HINT,
     RealGsdError,

@@ -26,7 +26,7 @@ import psutil
 
 from gsd_parallel_plugin.store import Store
 from gsd_parallel_plugin.testing.builder import build_project
-from gsd_parallel_plugin.worktrees import ensure_worktree
+from gsd_parallel_plugin.workspace.worktrees import ensure_worktree
 
 MIDS = ("M001", "M002", "M003", "M004")
 

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import psutil
 
-from gsd_parallel_plugin.ndjson import read_new_events, summarize
+from gsd_parallel_plugin.gsd.output import read_new_events, summarize
 from gsd_parallel_plugin.store import NANOS_PER_USD, Store
 from gsd_parallel_plugin.testing.builder import build_project, fake_worker_env
 
@@ -102,7 +102,7 @@ class Project:
             return None
         try:
             proc = psutil.Process(pid)
-            if "gsd_parallel_plugin.supervisor" in " ".join(proc.cmdline()) and (
+            if "gsd_parallel_plugin.run.supervisor" in " ".join(proc.cmdline()) and (
                 str(self.root) in proc.cmdline()
             ) and proc.status() != psutil.STATUS_ZOMBIE:
                 return pid

@@ -15,10 +15,10 @@ import psutil
 import pytest
 from conftest import wait_until
 
-from gsd_parallel_plugin.budget import StallWatch, report_cost, stall_reason
 from gsd_parallel_plugin.errors import UserError
-from gsd_parallel_plugin.forecast import forecast, worker_milestones
 from gsd_parallel_plugin.plugins import Hooks, create_plugin_manager
+from gsd_parallel_plugin.run.budget import StallWatch, report_cost, stall_reason
+from gsd_parallel_plugin.run.forecast import forecast, worker_milestones
 from gsd_parallel_plugin.store import Store
 from gsd_parallel_plugin.testing.builder import build_project, write_preferences
 
@@ -123,7 +123,7 @@ def alive(pid: int | None) -> bool:
 
 
 def supervisor_gone(project) -> bool:
-    from gsd_parallel_plugin.supervisor import supervisor_running
+    from gsd_parallel_plugin.run.supervisor import supervisor_running
 
     return not supervisor_running(project.gsd / "parallel")
 

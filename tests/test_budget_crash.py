@@ -17,7 +17,7 @@ import psutil
 import pytest
 from test_merge_support import PREFS
 
-from gsd_parallel_plugin.budget import BUDGET_REASON
+from gsd_parallel_plugin.run.budget import BUDGET_REASON
 from gsd_parallel_plugin.store import Store, WorkerRow
 from gsd_parallel_plugin.testing.builder import build_project, write_preferences
 from gsd_parallel_plugin.testing.session import wait_until

@@ -59,7 +59,7 @@ def test_demo_real_without_a_real_gsd_says_so_in_one_line(tmp_path, cli, monkeyp
 
 @pytest.mark.real_gsd
 def test_demo_real_runs_real_gsd_workers_and_lands_three_squash_commits(real_gsd, tmp_path, cli, gsd_home):
-    from gsd_parallel_plugin.ndjson import usd_to_nanos
+    from gsd_parallel_plugin.gsd.output import usd_to_nanos
     from gsd_parallel_plugin.testing.real_gsd import ENV_REAL_GSD
 
     user_home = tmp_path / "user-home"  # stands for the developer's home: must stay untouched

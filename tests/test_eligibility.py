@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gsd_parallel_plugin.eligibility import (
+from gsd_parallel_plugin.models import Milestone, Project, Waiting
+from gsd_parallel_plugin.project.eligibility import (
     analyse,
     file_overlaps,
     find_cycles,
     render_report,
     report_json,
 )
-from gsd_parallel_plugin.models import Milestone, Project, Waiting
 
 
 def ms(

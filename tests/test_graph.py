@@ -180,7 +180,7 @@ def test_tree(dag: BuiltProject) -> None:
 
 
 def test_tree_shows_run_states_from_the_store(dag: BuiltProject) -> None:
-    from gsd_parallel_plugin.worktrees import ensure_worktree
+    from gsd_parallel_plugin.workspace.worktrees import ensure_worktree
 
     wt = ensure_worktree(dag.root, "M002", "main").path
     tasks = wt / ".gsd" / "milestones" / "M002" / "slices" / "S01" / "tasks"

@@ -13,8 +13,8 @@ import pytest
 
 from gsd_parallel_plugin import supervisor as sup_mod
 from gsd_parallel_plugin.models import WorkerHandle
+from gsd_parallel_plugin.run.workers import _LAUNCHED, process_create_time
 from gsd_parallel_plugin.testing.builder import build_project
-from gsd_parallel_plugin.workers import _LAUNCHED, process_create_time
 
 ONE = {"M001": {"title": "Core", "slices": {"S01": {"T01": ["src/a.py"], "T02": ["src/b.py"]}}}}
 

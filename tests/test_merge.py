@@ -220,7 +220,7 @@ def test_dry_run_predicts_the_conflict_and_changes_nothing(tmp_path, cli):
 
 def test_no_commits_is_skipped_not_merged(tmp_path, cli):
     project = two(tmp_path, ["src/a.py"], ["src/b.py"])
-    from gsd_parallel_plugin.worktrees import ensure_worktree
+    from gsd_parallel_plugin.workspace.worktrees import ensure_worktree
 
     ensure_worktree(project.root, "M002", "main")
     with Store(project.gsd / "parallel" / "coordinator.db") as store:
@@ -241,7 +241,7 @@ def test_nothing_to_merge_and_not_complete(tmp_path, cli):
     result = cli("--project", project.root, "merge")
     assert (result.code, result.out) == (0, "No completed milestones to merge.\n")
     assert cli("--project", project.root, "merge", "--json").json() == {"results": []}
-    from gsd_parallel_plugin.worktrees import ensure_worktree
+    from gsd_parallel_plugin.workspace.worktrees import ensure_worktree
 
     ensure_worktree(project.root, "M002", "main")
     refused = cli("--project", project.root, "merge", "M002")

@@ -9,7 +9,7 @@ from test_merge import two
 from test_merge_support import commit_in, complete, snapshot
 
 from gsd_parallel_plugin.store import Store
-from gsd_parallel_plugin.worktrees import ensure_worktree
+from gsd_parallel_plugin.workspace.worktrees import ensure_worktree
 
 
 def _file_in_the_way(project) -> None:

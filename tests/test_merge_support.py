@@ -8,10 +8,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from gsd_parallel_plugin.gsd_checkout import finish_checkout
+from gsd_parallel_plugin.gsd.checkout import finish_checkout
 from gsd_parallel_plugin.store import Store
 from gsd_parallel_plugin.testing.builder import BuiltProject, fake_worker_env, git, run_fake_gsd
-from gsd_parallel_plugin.worktrees import ensure_worktree
+from gsd_parallel_plugin.workspace.worktrees import ensure_worktree
 
 PREFS: dict[str, Any] = {"enabled": True, "max_workers": 2}
 

@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gsd_parallel_plugin.ndjson import (
+from gsd_parallel_plugin.gsd.output import (
     OUTCOME_EXIT_CODES,
     Progress,
     classify_notice,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gsd_parallel_plugin.host import HostSession
 from gsd_parallel_plugin.models import CommandContext
-from gsd_parallel_plugin.progress import progress
+from gsd_parallel_plugin.views.progress import progress
 
 
 def test_plain_lines_when_not_a_terminal() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from gsd_parallel_plugin.ndjson import usd_to_nanos
+from gsd_parallel_plugin.gsd.output import usd_to_nanos
 from gsd_parallel_plugin.testing.scripted_model import (
     ModelPrices,
     ScriptedModel,

@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 from test_merge_support import PREFS
 
-from gsd_parallel_plugin.ndjson import read_new_events, summarize
+from gsd_parallel_plugin.gsd.output import read_new_events, summarize
 from gsd_parallel_plugin.store import Store
 from gsd_parallel_plugin.testing.builder import build_project
 from gsd_parallel_plugin.testing.session import wait_until

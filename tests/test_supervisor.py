@@ -315,7 +315,7 @@ def test_two_concurrent_starts_make_one_supervisor(tmp_path, cli, fake_worker):
         p
         for p in psutil.process_iter(["cmdline"])
         if p.info["cmdline"]
-        and "gsd_parallel_plugin.supervisor" in " ".join(p.info["cmdline"])
+        and "gsd_parallel_plugin.run.supervisor" in " ".join(p.info["cmdline"])
         and str(project.root) in " ".join(p.info["cmdline"])
     ]
     assert (

@@ -17,7 +17,7 @@ import psutil
 import pytest
 from conftest import wait_until
 
-from gsd_parallel_plugin.supervisor import SupervisorLock
+from gsd_parallel_plugin.run.supervisor import SupervisorLock
 from gsd_parallel_plugin.testing.builder import build_project, write_preferences
 
 ONE = {"M001": {"title": "One", "slices": {"S01": {"T01": ["a.txt"], "T02": ["b.txt"]}}}}
@@ -211,7 +211,7 @@ def test_ctrl_c_in_any_command_is_one_line_or_one_json_document(tmp_path, cli, g
 def test_git_runs_outside_our_process_group(tmp_path):
     """A terminal's Ctrl-C goes to the foreground process group: the git a foreground
     supervisor is running (a merge, a worktree) must finish, not die half-way."""
-    from gsd_parallel_plugin.git import Git
+    from gsd_parallel_plugin.workspace.git import Git
 
     project = build_project(tmp_path / "p", ONE)
     probe = f"!{sys.executable} -c 'import os; print(os.getpgid(0))'"

@@ -21,7 +21,7 @@ from gsd_parallel_plugin.store import Store
 from gsd_parallel_plugin.testing.builder import BuiltProject, build_project, fake_worker_env
 from gsd_parallel_plugin.views.dashboard import render_text
 from gsd_parallel_plugin.views.snapshot import NO_STORE, SnapshotReader, supervisor_status
-from gsd_parallel_plugin.worktrees import ensure_worktree
+from gsd_parallel_plugin.workspace.worktrees import ensure_worktree
 
 PREFS = {"enabled": True, "max_workers": 2, "budget_ceiling": 1.0}
 
@@ -189,7 +189,7 @@ def test_supervisor_status_follows_a_real_lock_holder(busy_run: BuiltProject) ->
     holder = subprocess.Popen(
         [sys.executable, "-c",
          "import sys, time; from pathlib import Path;"
-         "from gsd_parallel_plugin.supervisor import SupervisorLock;"
+         "from gsd_parallel_plugin.run.supervisor import SupervisorLock;"
          "assert SupervisorLock(Path(sys.argv[1])).acquire(); print('held', flush=True); time.sleep(60)",
          str(parallel)],
         stdout=subprocess.PIPE, text=True,

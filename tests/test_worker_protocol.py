@@ -22,10 +22,10 @@ import pytest
 
 from gsd_parallel_plugin import gsd_checkout as gc
 from gsd_parallel_plugin import worktrees as wtm
-from gsd_parallel_plugin.ndjson import read_new_events, summarize
+from gsd_parallel_plugin.gsd.output import read_new_events, summarize
+from gsd_parallel_plugin.run.workers import write_signal
 from gsd_parallel_plugin.testing.builder import GIT_IDENTITY
 from gsd_parallel_plugin.testing.real_gsd import make_gsd_project
-from gsd_parallel_plugin.workers import write_signal
 
 FAKE = (sys.executable, "-m", "gsd_parallel_plugin.testing.fake_gsd")
 PREFLIGHT = "chore: auto-commit after complete-milestone-preflight"

@@ -18,10 +18,9 @@ import psutil
 import pytest
 
 from gsd_parallel_plugin.errors import ProjectError, WorkerLaunchError
-from gsd_parallel_plugin.gsd_checkout import ensure_runtime_excludes, prepare_checkout
+from gsd_parallel_plugin.gsd.checkout import ensure_runtime_excludes, prepare_checkout
 from gsd_parallel_plugin.models import WorkerHandle, WorkerSpec
-from gsd_parallel_plugin.testing.builder import build_project, fake_worker_env
-from gsd_parallel_plugin.workers import (
+from gsd_parallel_plugin.run.workers import (
     clear_signal,
     exit_status,
     forget,
@@ -41,6 +40,7 @@ from gsd_parallel_plugin.workers import (
     write_signal,
     write_status_file,
 )
+from gsd_parallel_plugin.testing.builder import build_project, fake_worker_env
 
 PY = sys.executable
 SLEEPER = (PY, "-c", "import time; time.sleep(60)")
@@ -190,7 +190,7 @@ def test_worker_outlives_the_process_that_launched_it(tmp_path: Path) -> None:
         import json, sys
         from pathlib import Path
         from gsd_parallel_plugin.models import WorkerSpec
-        from gsd_parallel_plugin.workers import launch
+        from gsd_parallel_plugin.run.workers import launch
         wt = Path(sys.argv[1])
         spec = WorkerSpec("M001", "Core", wt, wt, "gsd-parallel/M001",
                           (sys.executable, "-c", "import time; time.sleep(60)"), {},

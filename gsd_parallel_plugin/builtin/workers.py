@@ -12,6 +12,6 @@ if TYPE_CHECKING:
 
 @hookimpl(trylast=True)
 def spawn_worker(spec: WorkerSpec) -> WorkerHandle | None:
-    from ..workers import launch
+    from ..run.workers import launch
 
     return launch(spec)

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import time
 
-from ..budget import envelope_of
 from ..errors import UserError
+from ..invocation import ArgParser, load, milestone_arg, parse
 from ..models import CommandContext, CommandResult
 from ..preferences import usd_amount
+from ..run.budget import envelope_of
+from ..run.ensure import ensure_supervisor
 from ..store import NANOS_PER_USD, WorkerRow, usd_to_nanos
-from .common import ArgParser, load, milestone_arg, parse
-from .runstate import NO_RUN, RunView, open_store, refuse_if_budget_exhausted
-from .supervise import ensure_supervisor
+from ..views.runstate import NO_RUN, RunView, open_store, refuse_if_budget_exhausted
 
 ACCEPTS = {
     "stop": {"starting", "running", "pausing", "paused", "crashed", "blocked"},

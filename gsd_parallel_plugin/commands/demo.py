@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from .. import hints
 from ..errors import UserError
+from ..invocation import ArgParser, parse
 from ..models import CommandContext, CommandResult
-from .common import ArgParser, parse
 
 if TYPE_CHECKING:
     from ..host import HostSession
@@ -140,7 +140,7 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
 
 def _ending(exit_code: int, elapsed: float, project: Path) -> str:
     """The demo's last line: "Finished" only when the run was not interrupted (Ctrl-C)."""
-    from .foreground import INTERRUPTED
+    from ..run.foreground import INTERRUPTED
 
     if exit_code == INTERRUPTED:
         return f"Interrupted after {elapsed:.1f}s. The project is kept at {project}"
@@ -243,9 +243,9 @@ def _gsd_version(gsd: Path) -> str | None:
 
 def _run_real(ctx: CommandContext, target: Path, gsd: Path, version: str | None) -> CommandResult:
     from ..host import HostSession
+    from ..run.foreground import INTERRUPTED
     from ..testing.builder import git
     from ..testing.scripted_model import ScriptedModel, write_agent_config
-    from .foreground import INTERRUPTED
 
     project = _build_real(target)
     gsd_home, home = _use_real_worker(target, gsd)

@@ -15,10 +15,10 @@ from typing import Any
 
 from .. import hints
 from ..errors import GsdParallelError
-from ..layout import branch_name
+from ..invocation import ArgParser, Loaded, load, parse
 from ..models import CommandContext, CommandResult, WorkerHandle
-from .common import ArgParser, Loaded, load, parse
-from .runstate import LIVE_STATES, open_store
+from ..views.runstate import LIVE_STATES, open_store
+from ..workspace.layout import branch_name
 
 
 @dataclass
@@ -73,12 +73,12 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
 
 
 def diagnose(loaded: Loaded) -> list[Finding]:
-    from ..store_rebuild import missing_message, store_missing
+    from ..store.rebuild import missing_message, store_missing
 
     if store_missing(loaded.parallel_dir):
         # Everything else reads the store: rebuild it first, then run doctor again.
         def rebuild() -> str:
-            from ..store_rebuild import rebuild_from_logs
+            from ..store.rebuild import rebuild_from_logs
 
             lines = rebuild_from_logs(
                 loaded.root, loaded.parallel_dir, loaded.project.integration_branch
@@ -98,7 +98,7 @@ def diagnose(loaded: Loaded) -> list[Finding]:
 
 
 def _lock_findings(loaded: Loaded) -> list[Finding]:
-    from ..supervisor import LOCK_NAME, SupervisorLock
+    from ..run.supervisor import LOCK_NAME, SupervisorLock
 
     path = loaded.parallel_dir / LOCK_NAME
     if SupervisorLock.holder(loaded.parallel_dir) is not None or not path.exists():
@@ -121,8 +121,8 @@ def _lock_findings(loaded: Loaded) -> list[Finding]:
 
 
 def _worker_findings(loaded: Loaded) -> list[Finding]:
-    from .. import workers as procs
-    from ..supervisor import supervisor_running
+    from ..run import workers as procs
+    from ..run.supervisor import supervisor_running
 
     findings: list[Finding] = []
     store = open_store(loaded)
@@ -224,8 +224,8 @@ def _valid(mid: str) -> bool:
 
 
 def _worktree_findings(loaded: Loaded) -> list[Finding]:
-    from ..git import Git, repo_root
-    from ..worktrees import list_milestone_worktrees, remove_worktree
+    from ..workspace.git import Git, repo_root
+    from ..workspace.worktrees import list_milestone_worktrees, remove_worktree
 
     try:
         repo_root(loaded.root)
@@ -307,7 +307,7 @@ def _worktree_findings(loaded: Loaded) -> list[Finding]:
 
 def _merge_findings(loaded: Loaded) -> list[Finding]:
     """Merges cut short (journal rows without an outcome) and stray temporary worktrees."""
-    from ..merge import recover_interrupted_merges
+    from ..merge.attempt import recover_interrupted_merges
 
     store = open_store(loaded)
     if store is None:

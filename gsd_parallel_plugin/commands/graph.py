@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..invocation import ArgParser, Loaded, load, parse
 from ..models import CommandContext, CommandResult, Milestone
-from .common import ArgParser, Loaded, load, parse
 
 FORMATS = ("tree", "mermaid", "dot")
 

@@ -19,8 +19,8 @@ from typing import Any
 
 from .. import __version__, hints
 from ..errors import UserError
+from ..invocation import ArgParser, parse
 from ..models import CommandContext, CommandResult
-from .common import ArgParser, parse
 
 NAME = "gsd-parallel"
 SHIPPED = ("package.json", "index.js")

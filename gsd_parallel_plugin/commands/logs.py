@@ -13,8 +13,8 @@ from collections import deque
 from typing import TextIO
 
 from ..errors import UserError
+from ..invocation import ArgParser, load, milestone_arg, parse
 from ..models import CommandContext, CommandResult
-from .common import ArgParser, load, milestone_arg, parse
 
 POLL_SECONDS = 0.25
 DEFAULT_LINES = 200

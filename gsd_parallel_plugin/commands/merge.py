@@ -14,24 +14,24 @@ from typing import TYPE_CHECKING
 
 from .. import hints
 from ..errors import ProjectError, UserError
-from ..layout import branch_name, checkout_display
+from ..invocation import MILESTONE_ID, ArgParser, Loaded, load, parse
 from ..models import CommandContext, CommandResult, MergeResult
-from .common import MILESTONE_ID, ArgParser, Loaded, load, parse
-from .runstate import RunView, open_store
+from ..views.runstate import RunView, open_store
+from ..workspace.layout import branch_name, checkout_display
 
 NO_CANDIDATES = "No completed milestones to merge."
 IN_WORKER = "Cannot merge from within a parallel worker"
 
 if TYPE_CHECKING:
-    from ..merge import MergeEnv
+    from ..merge.attempt import MergeEnv
     from ..store import Store
 
 
 def run(name: str, ctx: CommandContext) -> CommandResult:
-    from .. import git
-    from ..merge import MergeEnv
-    from ..merge_plan import merge_candidates
+    from ..merge.attempt import MergeEnv
+    from ..merge.plan import merge_candidates
     from ..store import Store
+    from ..workspace import git
 
     parser = ArgParser(name)
     parser.add_argument("milestone", nargs="?")
@@ -80,7 +80,7 @@ def _explicit(
     loaded: Loaded, store: Store, value: str, candidates: Sequence[str]
 ) -> str | CommandResult:
     """``merge MID``: the milestone, or a ready answer when there is nothing to do."""
-    from .. import git
+    from ..workspace import git
 
     if not MILESTONE_ID.match(value):
         raise ProjectError(f"invalid milestone ID {value!r}: expected M001 or M001-abc123")
@@ -102,8 +102,8 @@ def _explicit(
 
 
 def _merge(ctx: CommandContext, env: MergeEnv, order: Sequence[str]) -> list[MergeResult]:
-    from ..merge import merge_all
-    from ..progress import progress
+    from ..merge.attempt import merge_all
+    from ..views.progress import progress
 
     if len(order) == 1:
         return merge_all(env, order)
@@ -116,7 +116,7 @@ def _merge(ctx: CommandContext, env: MergeEnv, order: Sequence[str]) -> list[Mer
 
 
 def _dry_run(env: MergeEnv, order: list[str]) -> CommandResult:
-    from ..merge_plan import dry_run
+    from ..merge.plan import dry_run
 
     results = dry_run(env, order)
     lines = []
@@ -172,7 +172,7 @@ def _hints(
             )
     if not any(r.outcome == "merged" for r in results):
         return
-    from ..supervisor import supervisor_running
+    from ..run.supervisor import supervisor_running
 
     after = _after_merge(ctx, loaded)
     supervised = supervisor_running(loaded.parallel_dir)
@@ -223,8 +223,8 @@ class _AfterMerge:
 def _after_merge(ctx: CommandContext, before: Loaded) -> _AfterMerge:
     from dataclasses import replace
 
-    from ..eligibility import analyse
     from ..project import read_project
+    from ..project.eligibility import analyse
 
     # The project read again from its root (the command may have run inside the checkout
     # the merge just removed).

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..invocation import ArgParser, parse
 from ..models import CommandContext, CommandResult
 from ..plugins import BUILTIN_PREFIX, ENV_DISABLED, HOOK_KINDS, PluginInfo
-from .common import ArgParser, parse
 
 
 def _is_builtin(info: PluginInfo) -> bool:

@@ -11,17 +11,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import GsdParallelError
+from ..invocation import ArgParser, parse
 from ..models import CommandContext, CommandResult
-from .common import ArgParser, parse
 
 
 def run(name: str, ctx: CommandContext) -> CommandResult:
-    from .. import session_events
-    from ..git import current_branch
     from ..preferences import load_preferences
     from ..project import find_project_root
+    from ..run import session_events
+    from ..run.supervisor import spawn_background, supervisor_running
     from ..store import Store
-    from ..supervisor import spawn_background, supervisor_running
+    from ..workspace.git import current_branch
 
     parse(ArgParser(name), ctx)
     root = find_project_root(ctx.host.project_dir)

@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .. import hints
-from ..eligibility import analyse, render_report, report_json
 from ..errors import GitError
+from ..invocation import ArgParser, Loaded, load, parse, require_enabled, veto_for
 from ..models import CommandContext, CommandResult, EligibilityReport
-from .common import ArgParser, Loaded, load, parse, require_enabled, veto_for
-from .runstate import RunView, open_store, refuse_if_budget_exhausted, with_plan_check
+from ..project.eligibility import analyse, render_report, report_json
+from ..views.runstate import RunView, open_store, refuse_if_budget_exhausted, with_plan_check
 
 STARTED = "Parallel orchestration started."
 ALREADY = "Parallel orchestration is already running; its supervisor fills free slots itself."
@@ -66,7 +66,7 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
     check_repository(loaded)
     check_worker_command(ctx, loaded)
     if not report.plan.start and not (view and view.live) and not args.wait:
-        from .supervise import ensure_supervisor
+        from ..run.ensure import ensure_supervisor
 
         if view is not None and ensure_supervisor(ctx, loaded, view):
             # Merges or waiting work were left without a supervisor (killed during a merge).
@@ -74,7 +74,7 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
         none = NOTHING_NEW if held else NONE_ELIGIBLE
         return CommandResult(f"{text}\n{none}", {**data, "started": []}, exit_code=0)
     if args.wait:
-        from .foreground import INTERRUPTED, hand_over, run_foreground
+        from ..run.foreground import INTERRUPTED, hand_over, run_foreground
 
         if not ctx.json:  # the report and plan first, as `start` prints them, then the run
             print(text.rstrip("\n") + "\n", file=ctx.host.out, flush=True)
@@ -146,7 +146,7 @@ def _held_text(held: list[tuple[str, str]]) -> str:
 
 def check_repository(loaded: Loaded) -> None:
     """Refuse the whole start for repository states no worktree can start from."""
-    from .. import git
+    from ..workspace import git
 
     root = git.repo_root(loaded.root)
     if git.is_unborn(root):
@@ -165,7 +165,7 @@ def check_worker_command(ctx: CommandContext, loaded: Loaded) -> None:
     """
     import os
 
-    from ..workers import resolve_program
+    from ..run.workers import resolve_program
 
     command = loaded.preferences.require_worker_command()
     if any(not name.startswith("gsd_parallel.") for name in ctx.host.hooks.implementers("spawn_worker")):
@@ -198,8 +198,8 @@ def start_background(
     text: str,
     data: dict[str, object],
 ) -> CommandResult:
-    from ..supervisor import spawn_background, supervisor_running
-    from .supervise import wait_until_supervising
+    from ..run.ensure import wait_until_supervising
+    from ..run.supervisor import spawn_background, supervisor_running
 
     parallel_dir = loaded.parallel_dir
     spawned_at = time.time()

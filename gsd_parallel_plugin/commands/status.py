@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from .. import hints
 from ..errors import UserError
+from ..invocation import ArgParser, Loaded, load, milestone_arg, parse
 from ..models import CommandContext, CommandResult
-from .common import ArgParser, Loaded, load, milestone_arg, parse
-from .runstate import NO_RUN, RunView
-from .supervise import ensure_supervisor
+from ..run.ensure import ensure_supervisor
+from ..views.runstate import NO_RUN, RunView
 
 
 def run(name: str, ctx: CommandContext) -> CommandResult:
@@ -32,7 +32,7 @@ def _not_in_run(loaded: Loaded, view: RunView, mid: str) -> CommandResult:
     """A milestone with no worker: say what it waits for (a valid question, not an error)."""
     waiting = [w for w in (view.waiting(loaded) if view.active else []) if w["id"] == mid]
     if not waiting:
-        from ..eligibility import analyse
+        from ..project.eligibility import analyse
 
         report = analyse(loaded.project, max_workers=loaded.preferences.parallel.max_workers)
         why = next((v.reason for v in report.ineligible if v.id == mid), None)

@@ -17,8 +17,8 @@ from types import FrameType
 from typing import TextIO
 
 from ..errors import UserError
+from ..invocation import ArgParser, load, parse
 from ..models import CommandContext, CommandResult
-from .common import ArgParser, load, parse
 
 MAX_WIDTH = 120
 DEFAULT_WIDTH = 80

@@ -220,7 +220,7 @@ def run_fake_gsd(
     """
     import sys
 
-    from ..gsd_checkout import ensure_runtime_excludes
+    from ..gsd.checkout import ensure_runtime_excludes
 
     ensure_runtime_excludes(checkout)
     full = {**os.environ, **(env or {}), "GSD_MILESTONE_LOCK": milestone_id,

@@ -239,7 +239,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
-from ..gsd_paths import RUNTIME_EXCLUSION_PATHS  # git-service.ts: never staged by GSD
+from ..gsd.paths import RUNTIME_EXCLUSION_PATHS  # git-service.ts: never staged by GSD
 
 EXIT_OK, EXIT_ERROR, EXIT_PAUSED, EXIT_CANCELLED = 0, 1, 10, 11
 FAKE_NAME, FAKE_EMAIL = "GSD Fake Worker", "gsd-fake@example.invalid"

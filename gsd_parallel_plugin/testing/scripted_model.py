@@ -35,7 +35,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TypedDict, cast, get_args
 
-from ..ndjson import usd_to_nanos
+from ..gsd.output import usd_to_nanos
 
 Mode = Literal["normal", "error500", "error401", "error400", "hang"]
 """``normal`` plays the script; ``errorNNN`` answers HTTP NNN; ``hang`` never answers."""

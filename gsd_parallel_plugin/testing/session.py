@@ -272,9 +272,9 @@ def stop_leftovers(root: Path, grace: float = 5.0) -> list[int]:
     """
     from ..errors import StoreError
     from ..models import WorkerHandle
+    from ..run.supervisor import SupervisorLock
+    from ..run.workers import is_alive, kill_tree
     from ..store import Store
-    from ..supervisor import SupervisorLock
-    from ..workers import is_alive, kill_tree
 
     parallel_dir = (root / ".gsd" / "parallel").resolve()
     stopped: list[int] = []

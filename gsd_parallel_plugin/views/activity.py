@@ -1,8 +1,8 @@
 """A worker's NDJSON log as activity people can read (``logs``).
 
-Events are read with :func:`~gsd_parallel_plugin.ndjson.read_new_events` (garbage and
+Events are read with :func:`~gsd_parallel_plugin.gsd.output.read_new_events` (garbage and
 partial lines skipped, offsets safe to follow) and interpreted with
-:func:`~gsd_parallel_plugin.ndjson.summarize`, so a unit or a cost shown here is exactly
+:func:`~gsd_parallel_plugin.gsd.output.summarize`, so a unit or a cost shown here is exactly
 what the supervisor counted.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..ndjson import NANOS_PER_USD, read_new_events, summarize
+from ..gsd.output import NANOS_PER_USD, read_new_events, summarize
 
 ARG_KEYS = ("path", "file_path", "filePath", "command", "pattern", "url", "query")
 TEXT_LIMIT = 160

@@ -15,8 +15,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..eligibility import analyse, file_overlaps, find_cycles
 from ..models import Milestone, Overlap, Project
+from ..project.eligibility import analyse, file_overlaps, find_cycles
 
 STATE_COLORS = {
     "complete": "#d3f9d8",

@@ -65,8 +65,8 @@ NO_STORE = no_store_notice()
 
 def supervisor_status(parallel_dir: Path) -> dict[str, Any] | None:
     """The live supervisor's ``{"pid", "create_time"}``, or None when none runs."""
-    from ..locks import read_holder
-    from ..supervisor import LOCK_NAME
+    from ..run.supervisor import LOCK_NAME
+    from ..workspace.locks import read_holder
 
     return read_holder(parallel_dir / LOCK_NAME)
 
@@ -372,7 +372,7 @@ class SnapshotReader:
         self, project: Project, rows: list[WorkerRow], awaiting_merge: set[str]
     ) -> list[tuple[str, str]]:
         """Milestones not running, with what they wait for (as ``status`` says it)."""
-        from ..eligibility import analyse
+        from ..project.eligibility import analyse
 
         prefs = self.preferences.parallel
         report = analyse(
@@ -487,7 +487,7 @@ def _project_reader(preferences: Preferences) -> Callable[[Path], Project]:
     def read(root: Path) -> Project:
         if "b" not in branch:
             try:
-                from ..git import default_branch
+                from ..workspace.git import default_branch
 
                 branch["b"] = default_branch(root)
             except Exception:

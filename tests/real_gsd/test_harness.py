@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 
 from gsd_parallel_plugin.errors import ProjectError
-from gsd_parallel_plugin.git import add_exclude
-from gsd_parallel_plugin.ndjson import usd_to_nanos
+from gsd_parallel_plugin.gsd.output import usd_to_nanos
 from gsd_parallel_plugin.project import read_project
 from gsd_parallel_plugin.testing.real_gsd import (
     ENV_REAL_GSD,
@@ -31,6 +30,7 @@ from gsd_parallel_plugin.testing.real_gsd import (
     real_gsd_environ,
 )
 from gsd_parallel_plugin.testing.scripted_model import ScriptedModel
+from gsd_parallel_plugin.workspace.git import add_exclude
 
 WORKER_PREFERENCES = "---\nversion: 1\ngit:\n  isolation: none\n  manage_gitignore: false\n---\n"
 

@@ -25,7 +25,7 @@ from e2e_support import (  # noqa: F401 - gsd_on_path, real_project are fixtures
     worktrees,
 )
 
-from gsd_parallel_plugin.ndjson import usd_to_nanos
+from gsd_parallel_plugin.gsd.output import usd_to_nanos
 from gsd_parallel_plugin.testing import wait_until
 
 pytestmark = pytest.mark.real_gsd

@@ -18,12 +18,12 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from . import hints
-from .layout import branch_name, checkout_display
-from .models import MergeResult
+from .. import hints
+from ..models import MergeResult
+from ..workspace.layout import branch_name, checkout_display
 
 if TYPE_CHECKING:
-    from .merge import MergeEnv, SliceMerge
+    from ..merge.attempt import MergeEnv, SliceMerge
     from .supervisor import Supervisor
 
 LOCK_WAIT_SECONDS = 30.0
@@ -54,7 +54,7 @@ class AutoMerger:
         return str(self.sup.prefs.auto_merge)
 
     def env(self) -> MergeEnv:
-        from .merge import MergeEnv
+        from ..merge.attempt import MergeEnv
 
         assert self.sup.hooks is not None
         return MergeEnv(
@@ -63,7 +63,7 @@ class AutoMerger:
         )  # fmt: skip
 
     def _lock_busy(self) -> bool:
-        from .merge import MergeLock
+        from ..merge.attempt import MergeLock
 
         return MergeLock(self.sup.parallel_dir).holder() is not None
 
@@ -109,7 +109,7 @@ class AutoMerger:
         self._merge(mid)
 
     def _merge(self, mid: str, slices: SliceMerge | None = None) -> MergeResult:
-        from .merge import merge_milestone
+        from ..merge.attempt import merge_milestone
 
         result = merge_milestone(self.env(), mid, slices)
         label = f"{mid}/{','.join(slices.slices)}" if slices else mid
@@ -161,8 +161,8 @@ class AutoMerger:
                 self._merge_or_queue(mid)
 
     def _slices(self, mid: str) -> None:
-        from .git import Git
-        from .merge_plan import next_slice_merge
+        from ..merge.plan import next_slice_merge
+        from ..workspace.git import Git
 
         g = Git(self.sup.root)
         tip = g.branch_sha(branch_name(mid))

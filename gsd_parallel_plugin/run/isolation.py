@@ -25,9 +25,9 @@ from pathlib import Path
 
 import psutil
 
-from .git import Git, GitCommandError
-from .layout import BRANCH_PREFIX, branch_ref
-from .models import WorkerHandle
+from ..models import WorkerHandle
+from ..workspace.git import Git, GitCommandError
+from ..workspace.layout import BRANCH_PREFIX, branch_ref
 
 WATCHED_REFS = ("refs/heads/", "refs/stash")
 

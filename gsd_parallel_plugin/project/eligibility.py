@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Sequence
 from itertools import combinations
 
-from .models import (
+from ..models import (
     EligibilityReport,
     Milestone,
     Overlap,

@@ -22,16 +22,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import GsdParallelError, PluginError, WorkerLaunchError
+from ..models import Milestone, Project, WorkerHandle, WorkerSpec, WorkerState
+from ..plugins import Hooks, create_plugin_manager
+from ..preferences import ParallelPreferences, Preferences, load_preferences
+from ..project.eligibility import analyse
+from ..store import NANOS_PER_USD, Store, WorkerRow, to_ms
+from ..workspace.layout import branch_name
+from ..workspace.locks import PidLock, read_holder
 from . import workers as procs
 from .budget import BUDGET_REASON
-from .eligibility import analyse
-from .errors import GsdParallelError, PluginError, WorkerLaunchError
-from .layout import branch_name
-from .locks import PidLock, read_holder
-from .models import Milestone, Project, WorkerHandle, WorkerSpec, WorkerState
-from .plugins import Hooks, create_plugin_manager
-from .preferences import ParallelPreferences, Preferences, load_preferences
-from .store import NANOS_PER_USD, Store, WorkerRow, to_ms
 
 TICK_SECONDS = 0.1
 RESTART_BACKOFF = (0.5, 2.0, 5.0, 10.0, 30.0)
@@ -74,7 +74,7 @@ def spawn_background(project_root: Path, parallel_dir: Path) -> int:
     parallel_dir.mkdir(parents=True, exist_ok=True)
     with open(parallel_dir / "supervisor.log", "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gsd_parallel_plugin.supervisor", str(project_root)],
+            [sys.executable, "-m", "gsd_parallel_plugin.run.supervisor", str(project_root)],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -125,7 +125,7 @@ def _same_worker_parent(ppid: int, mid: str, cwd: str) -> bool:
 
 def milestone_complete_in(gsd_dir: Path, milestone_id: str) -> bool:
     """True when ``gsd_dir`` holds a terminal ``<MID>-SUMMARY.md`` for the milestone."""
-    from .project import is_terminal_summary
+    from ..project import is_terminal_summary
 
     milestones = gsd_dir / "milestones"
     try:
@@ -233,7 +233,7 @@ class Supervisor:
 
         self.budget = BudgetGuard(self)
         self.merger = AutoMerger(self)
-        from .gsd_checkout import gsd_program
+        from ..gsd.checkout import gsd_program
         from .isolation import IsolationGuard
 
         self.gsd_program = gsd_program(self.prefs.worker_command)
@@ -249,10 +249,10 @@ class Supervisor:
     def project(self) -> Project:
         """The project as the root's ``.gsd`` says, re-read only after something changed it."""
         if self._project is None or self._project_dirty:
-            from .project import read_project
+            from ..project import read_project
 
             if self._default_branch is None:
-                from .git import default_branch
+                from ..workspace.git import default_branch
 
                 self._default_branch = default_branch(self.root)
             self._project = read_project(
@@ -319,7 +319,7 @@ class Supervisor:
 
     def _open_store(self) -> Store:
         """The store; rebuilt from the workers' logs first when it was deleted under a run."""
-        from .store_rebuild import file_id, rebuild_from_logs, store_missing
+        from ..store.rebuild import file_id, rebuild_from_logs, store_missing
 
         path = self.parallel_dir / "coordinator.db"
         if store_missing(self.parallel_dir):
@@ -331,7 +331,7 @@ class Supervisor:
         return store
 
     def _integration_branch(self) -> str:
-        from .git import current_branch
+        from ..workspace.git import current_branch
 
         try:
             return self.preferences.git_main_branch or current_branch(self.root) or "main"
@@ -345,7 +345,7 @@ class Supervisor:
         if now - self._store_at < GUARD_SECONDS:
             return
         self._store_at = now
-        from .store_rebuild import restore_from_connection, same_file
+        from ..store.rebuild import restore_from_connection, same_file
 
         path = self.parallel_dir / "coordinator.db"
         if same_file(path, self._store_id):
@@ -374,7 +374,7 @@ class Supervisor:
         ``auto_merge: auto``, merged again by the next tick), its temporary worktree goes,
         and a landed milestone's worktree and branch are cleaned up as the merge would have.
         Skipped while someone else's merge holds the lock (that merge cleans up itself)."""
-        from .merge_recovery import finish_landed_cleanups, recover
+        from ..merge.recovery import finish_landed_cleanups, recover
 
         try:
             lines = recover(self.root, self.store, fix=True)
@@ -401,7 +401,7 @@ class Supervisor:
     # ------------------------------------------------------------------ launching
     def launch(self, mid: str, *, restart: bool = False) -> bool:
         """Create/reuse the worktree and spawn the worker; False (and a stored reason) if not."""
-        from .worktrees import ensure_worktree
+        from ..workspace.worktrees import ensure_worktree
 
         assert self.hooks is not None
         self.started.add(mid)
@@ -431,7 +431,7 @@ class Supervisor:
         procs.clear_signal(self.signal_dir(mid), mid)
         env = self.worker_env(mid)
         if self.gsd_program is not None:
-            from .gsd_checkout import prepare_checkout
+            from ..gsd.checkout import prepare_checkout
 
             try:
                 prepare_checkout(wt.path, mid, self.gsd_program, env)
@@ -488,7 +488,7 @@ class Supervisor:
 
     def signal_dir(self, mid: str) -> Path:
         """Where the worker reads its signal file: its checkout's own ``.gsd/parallel``."""
-        from .layout import checkout_path
+        from ..workspace.layout import checkout_path
 
         row = self.store.worker(mid, self.run_id)
         checkout = Path(row.worktree) if row and row.worktree else checkout_path(self.root, mid)
@@ -603,8 +603,8 @@ class Supervisor:
 
     def drain_session_events(self) -> None:
         """The user's own GSD session, as hooks; a milestone it completed re-plans the run."""
+        from ..workspace.git import current_branch
         from . import session_events
-        from .git import current_branch
 
         assert self.hooks is not None
         events = session_events.drain(
@@ -642,7 +642,7 @@ class Supervisor:
         if checkout is None:
             return False
         if self.gsd_program is not None:
-            from .gsd_checkout import gsd_says_complete
+            from ..gsd.checkout import gsd_says_complete
 
             return gsd_says_complete(checkout, mid)
         return milestone_complete_in(checkout / ".gsd", mid)
@@ -717,7 +717,7 @@ class Supervisor:
                 )  # fmt: skip
             return
         if outcome.state == WorkerState.COMPLETE and row is not None and self.gsd_program:
-            from .gsd_checkout import finish_checkout
+            from ..gsd.checkout import finish_checkout
 
             finish_checkout(Path(row.worktree), mid, row.branch)
         self._set_state(mid, outcome.state, outcome.reason)
@@ -857,7 +857,7 @@ class Supervisor:
         project = self.project()
         prefs_json = self.prefs.to_json()
         held = self.held()
-        from .worktrees import uncommitted_plans
+        from ..workspace.worktrees import uncommitted_plans
 
         started = {w.milestone_id for w in self.store.workers(self.run_id)}
         unplanned = {
@@ -921,8 +921,8 @@ class Supervisor:
             return
         from concurrent.futures import ThreadPoolExecutor
 
-        from .gsd_checkout import prepare_checkout
-        from .worktrees import ensure_worktree
+        from ..gsd.checkout import prepare_checkout
+        from ..workspace.worktrees import ensure_worktree
 
         project = self.project()
         checkouts: dict[str, Path] = {}
@@ -1066,7 +1066,7 @@ def worker_summary(row: WorkerRow) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m gsd_parallel_plugin.supervisor ROOT``: the background supervisor."""
+    """``python -m gsd_parallel_plugin.run.supervisor ROOT``: the background supervisor."""
     args = sys.argv[1:] if argv is None else argv
     root = Path(args[0]) if args else Path.cwd()
 

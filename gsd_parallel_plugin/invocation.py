@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from .. import hints
-from ..errors import ProjectError, UserError
-from ..models import CommandContext, Project
-from ..preferences import Preferences, load_preferences
+from . import hints
+from .errors import ProjectError, UserError
+from .models import CommandContext, Project
+from .preferences import Preferences, load_preferences
 
 MILESTONE_ID = re.compile(r"^M\d{3}(-[a-z0-9]{6})?$")
 NOT_ENABLED = "Parallel mode is not enabled. Set `parallel.enabled: true` in your preferences."
@@ -52,8 +52,8 @@ def load(ctx: CommandContext, *, warn: bool = True, strict: bool = True) -> Load
     warning naming the file there, not a refusal (the workers keep spending meanwhile).
     Its warnings are shown even with ``warn=False``: they say why a setting is not applied.
     """
-    from ..preferences import LENIENT_SUFFIX
-    from ..project import find_project_root, read_project
+    from .preferences import LENIENT_SUFFIX
+    from .project import find_project_root, read_project
 
     root = find_project_root(ctx.host.project_dir)
     preferences = load_preferences(root / ".gsd", strict=strict)
@@ -72,7 +72,7 @@ def load(ctx: CommandContext, *, warn: bool = True, strict: bool = True) -> Load
 
 
 def _default_branch(root: Path) -> str | None:
-    from .. import git
+    from .workspace import git
 
     try:
         return git.default_branch(root)

@@ -30,11 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import hints
-from .errors import GsdParallelError
-from .git import Git, GitCommandError, validate_milestone_id
-from .layout import branch_name, checkout_display
-from .merge_steps import (
+from .. import hints
+from ..errors import GsdParallelError
+from ..models import MergeResult, Milestone, Project
+from ..workspace.git import Git, GitCommandError, validate_milestone_id
+from ..workspace.layout import branch_name, checkout_display
+from .steps import (
     FALLBACK_IDENT,
     MERGING_DIR,
     NO_HOOKS,
@@ -56,12 +57,11 @@ from .merge_steps import (
     unfinished_checkout_merge,
     unmerged_paths,
 )
-from .models import MergeResult, Milestone, Project
 
 if TYPE_CHECKING:
-    from .plugins import Hooks
-    from .preferences import ParallelPreferences
-    from .store import Store
+    from ..plugins import Hooks
+    from ..preferences import ParallelPreferences
+    from ..store import Store
 
 __all__ = [
     "MERGING_DIR",
@@ -223,7 +223,7 @@ class _Merge:
                     f"then run {hints.cmd(f'merge {self.mid}')}"
                 ),
             )
-        from .worktrees import planning_mode
+        from ..workspace.worktrees import planning_mode
 
         if planning_mode(self.env.root) in {"untracked", "symlink"}:
             # The project keeps .gsd out of git: the milestone's planning files come back by
@@ -285,7 +285,7 @@ class _Merge:
     def _nothing_ahead(self) -> MergeResult:
         if self.slices is not None:
             return self._finish("skipped", error="nothing new to merge")
-        from .worktrees import worktree_path
+        from ..workspace.worktrees import worktree_path
 
         wt = worktree_path(self.env.root, self.mid)
         dirty: list[str] = []
@@ -322,7 +322,7 @@ class _Merge:
 
     # -- building
     def _make_tmp(self) -> Path:
-        from .worktrees import ensure_excludes
+        from ..workspace.worktrees import ensure_excludes
 
         ensure_excludes(self.env.root)
         path = self.env.parallel_dir / MERGING_DIR / f"{self.mid}-{self.merge_id}"
@@ -380,8 +380,8 @@ class _Merge:
 
     def _milestone_view(self) -> Milestone | None:
         """The milestone as its own branch sees it (done slices and tasks), for the message."""
-        from .project import read_project
-        from .worktrees import worktree_path
+        from ..project import read_project
+        from ..workspace.worktrees import worktree_path
 
         for where in (self.tmp, worktree_path(self.env.root, self.mid)):
             if where is None or not (where / ".gsd" / "milestones").is_dir():
@@ -448,6 +448,6 @@ class _Merge:
 
 def recover_interrupted_merges(project_root: Path, store: Store, fix: bool) -> list[str]:
     """``doctor``: describe (and with ``fix``, finish or clean up) merges cut short."""
-    from .merge_recovery import recover
+    from .recovery import recover
 
     return recover(Path(project_root), store, fix)

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import GsdParallelError
-from .models import Milestone, Project
-from .store import NANOS_PER_USD, WorkerRow
+from ..errors import GsdParallelError
+from ..models import Milestone, Project
+from ..store import NANOS_PER_USD, WorkerRow
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def forecast(
 ) -> Forecast:
     """Per worker: average cost per completed unit x units left in its plans (the run's
     average for a worker with no unit done yet). Pure; ``milestones`` as its worktree shows."""
-    from .views.eta import remaining_units
+    from ..views.eta import remaining_units
 
     rows = list(workers)
     spent_nanos = sum(w.cost_nanos for w in rows)
@@ -116,7 +116,7 @@ def worker_milestones(
     workers: Iterable[WorkerRow], fallback: Project | None = None
 ) -> dict[str, Milestone | None]:
     """Each worker's milestone as its worktree shows it (the root lags until the merge)."""
-    from .project import read_project
+    from ..project import read_project
 
     out: dict[str, Milestone | None] = {}
     for w in workers:

@@ -22,11 +22,11 @@ import sqlite3
 from contextlib import suppress
 from pathlib import Path
 
-from . import workers as procs
-from .errors import GsdParallelError
-from .layout import branch_name, checkout_path
-from .ndjson import read_new_events, summarize
-from .store import Store
+from ..errors import GsdParallelError
+from ..gsd.output import read_new_events, summarize
+from ..run import workers as procs
+from ..workspace.layout import branch_name, checkout_path
+from . import Store
 
 DB_NAME = "coordinator.db"
 
@@ -88,7 +88,7 @@ def restore_from_connection(conn: sqlite3.Connection, path: Path) -> bool:
 
 def _merged_on(root: Path, branch: str) -> dict[str, str]:
     """Milestone -> squash commit, from the ``GSD-Milestone:`` trailers on ``branch``."""
-    from .git import Git, GitCommandError
+    from ..workspace.git import Git, GitCommandError
 
     try:
         out = Git(root).run("log", "--format=%H%x1f%B%x00", branch)
@@ -107,8 +107,8 @@ def _merged_on(root: Path, branch: str) -> dict[str, str]:
 
 
 def _complete_in(checkout: Path, mid: str) -> bool:
-    from .gsd_checkout import gsd_says_complete
-    from .supervisor import milestone_complete_in
+    from ..gsd.checkout import gsd_says_complete
+    from ..run.supervisor import milestone_complete_in
 
     if not checkout.is_dir():
         return False
@@ -118,8 +118,8 @@ def _complete_in(checkout: Path, mid: str) -> bool:
 def rebuild_from_logs(root: Path, parallel_dir: Path, integration_branch: str) -> list[str]:
     """A new store with one run rebuilt from the workers' logs and status files; one line
     per milestone saying what was recovered."""
-    from .models import WorkerHandle
-    from .project import is_valid_milestone_id
+    from ..models import WorkerHandle
+    from ..project import is_valid_milestone_id
 
     db = parallel_dir / DB_NAME
     if db.exists() and db.stat().st_size == 0:
@@ -163,7 +163,7 @@ def rebuild_from_logs(root: Path, parallel_dir: Path, integration_branch: str) -
                 store.mark_merged(mid, merged[mid])
                 state, what = "complete", "merged"
             elif _complete_in(worktree, mid):
-                from .gsd_checkout import finish_checkout
+                from ..gsd.checkout import finish_checkout
 
                 with suppress(GsdParallelError):  # what the supervisor does when one completes
                     finish_checkout(worktree, mid, branch_name(mid))

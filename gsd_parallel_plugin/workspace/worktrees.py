@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from .errors import GitError, GsdParallelError, OperationFailed, ProjectError
+from ..errors import GitError, GsdParallelError, OperationFailed, ProjectError
 from .git import (
     Git,
     GitCommandError,
@@ -46,7 +46,7 @@ from .git import (
 from .layout import BRANCH_PREFIX, CHECKOUTS_DIRNAME, branch_name, checkout_path, checkouts_dir
 
 if TYPE_CHECKING:
-    from .models import Project
+    from ..models import Project
 
 EXCLUDE_PATTERNS = (".gsd/worktrees/", ".gsd/parallel/")
 """Added to ``<common git dir>/info/exclude`` by :func:`ensure_excludes`."""
@@ -147,7 +147,7 @@ def planning_mode(project_root: Path | str) -> PlanningMode:
 
 def ensure_excludes(project_root: Path | str) -> list[str]:
     """Ignore our checkouts and GSD's runtime files via ``info/exclude``; return additions."""
-    from .gsd_checkout import RUNTIME_EXCLUDES
+    from ..gsd.checkout import RUNTIME_EXCLUDES
 
     return add_exclude(project_root, (*EXCLUDE_PATTERNS, *RUNTIME_EXCLUDES))
 

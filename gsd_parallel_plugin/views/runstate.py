@@ -8,15 +8,15 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from .. import hints
-from ..budget import BUDGET_REASON, WARN_PERCENT, budget_message, envelope_of
 from ..errors import UserError
-from ..forecast import Forecast, forecast, worker_milestones
+from ..invocation import Loaded
+from ..run.budget import BUDGET_REASON, WARN_PERCENT, budget_message, envelope_of
+from ..run.forecast import Forecast, forecast, worker_milestones
 from ..store import NANOS_PER_USD, MergeRow, RunRow, Store, WorkerRow, usd_to_nanos
-from .common import Loaded
 
 if TYPE_CHECKING:
-    from ..eligibility import Veto
     from ..models import Milestone
+    from ..project.eligibility import Veto
 
 NO_RUN = "No parallel orchestration is currently active."
 READY_NO_SUPERVISOR = "can start now; no supervisor is running to start it (run `start`)"
@@ -29,7 +29,7 @@ def open_store(loaded: Loaded, *, create: bool = False) -> Store | None:
     """The project's store; None before anything ran. A store deleted or emptied under a
     run (its workers' logs are there) is an error naming ``doctor --fix``: opening it would
     create a new, empty one and hide the run and its cost."""
-    from ..store_rebuild import missing_message, store_missing
+    from ..store.rebuild import missing_message, store_missing
 
     path = loaded.parallel_dir / "coordinator.db"
     if store_missing(loaded.parallel_dir):
@@ -59,7 +59,7 @@ def with_plan_check(
 ) -> Veto:
     """``veto`` plus: a milestone whose planning files are not committed is held back (its
     checkout would start without them). Milestones this run started keep their checkout."""
-    from ..worktrees import uncommitted_plans
+    from ..workspace.worktrees import uncommitted_plans
 
     held = {
         mid: why
@@ -99,7 +99,7 @@ class RunView:
 
     @classmethod
     def read(cls, loaded: Loaded) -> RunView:
-        from ..supervisor import SupervisorLock
+        from ..run.supervisor import SupervisorLock
 
         store = open_store(loaded)
         if store is None:
@@ -123,7 +123,7 @@ class RunView:
     @property
     def stopped(self) -> bool:
         """Open, but nothing runs and nothing starts by itself (after ``stop``, all)."""
-        from ..views.snapshot import run_is_stopped
+        from .snapshot import run_is_stopped
 
         return run_is_stopped(
             self.run.state if self.run else None, self.supervisor, (w.state for w in self.workers)
@@ -217,7 +217,7 @@ class RunView:
 
     def waiting(self, loaded: Loaded) -> list[dict[str, str]]:
         """Milestones not running, with what they wait for."""
-        from ..eligibility import analyse
+        from ..project.eligibility import analyse
 
         prefs = loaded.preferences.parallel
         project = loaded.project
@@ -352,8 +352,8 @@ class RunView:
                 lines.append(f"  {verb} with {hints.cmd(f'resume {w.milestone_id}')}")
         waiting = self.waiting(loaded) if self.active else []
         if self.stopped:
-            from ..views.dashboard import stopped_line
-            from ..views.snapshot import STOPPED_NOT_STARTED
+            from .dashboard import stopped_line
+            from .snapshot import STOPPED_NOT_STARTED
 
             lines.append(f"\n{stopped_line()}")
             waiting = [

@@ -33,11 +33,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .project.paths import is_valid_milestone_id
-from .store.rows import nanos_to_usd, usd_to_nanos
+from ..project.paths import is_valid_milestone_id
+from ..store.rows import nanos_to_usd, usd_to_nanos
 
 if TYPE_CHECKING:
-    from .plugins import Hooks
+    from ..plugins import Hooks
 
 SPOOL = "session-events.jsonl"
 STATE = "session-events.state.json"

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .git import MILESTONE_ID_RE, Git, GitCommandError
-from .layout import BRANCH_PREFIX, branch_name, branch_ref, checkout_display
-from .merge import MergeEnv, SliceMerge
-from .merge_steps import (
+from ..workspace.git import MILESTONE_ID_RE, Git, GitCommandError
+from ..workspace.layout import BRANCH_PREFIX, branch_name, branch_ref, checkout_display
+from .attempt import MergeEnv, SliceMerge
+from .steps import (
     SLICE_REF_PREFIX,
     auto_resolvable,
     slice_point,
@@ -54,7 +54,7 @@ def _milestone_files(g: Git, ref: str, mid: str, suffix: str) -> list[str]:
 
 def complete_on_branch(g: Git, mid: str) -> bool:
     """True when ``milestone/<MID>`` commits a terminal ``<MID>-SUMMARY.md``."""
-    from .project import is_terminal_summary
+    from ..project import is_terminal_summary
 
     ref = branch_ref(mid)
     try:
@@ -67,8 +67,8 @@ def complete_on_branch(g: Git, mid: str) -> bool:
 def merge_candidates(env: MergeEnv) -> tuple[list[str], list[str]]:
     """Complete, unmerged milestones that have a branch (the store's word, or a terminal
     SUMMARY on the branch or in the worktree); and notes about ones that cannot merge."""
-    from .supervisor import milestone_complete_in
-    from .worktrees import worktree_path
+    from ..run.supervisor import milestone_complete_in
+    from ..workspace.worktrees import worktree_path
 
     g = Git(env.root)
     merged = env.store.merged_milestones()
@@ -174,8 +174,8 @@ def dry_run(env: MergeEnv, order: list[str]) -> list[DryRunResult]:
 
 def _dirty_checkout(env: MergeEnv, mid: str) -> list[str]:
     """The checkout's uncommitted files, as ``merge`` counts them (``.gsd`` copies aside)."""
-    from .errors import GsdParallelError
-    from .worktrees import worktree_path
+    from ..errors import GsdParallelError
+    from ..workspace.worktrees import worktree_path
 
     wt = worktree_path(env.root, mid)
     if not wt.is_dir():
@@ -195,8 +195,8 @@ def _landing_refusal(
 ) -> tuple[tuple[str, ...], str | None]:
     """What would stop the merge from moving ``integ`` to ``landed`` (``merge`` checks the
     same things in the same order): the blocking files and the reason, or no reason."""
-    from .merge_steps import paths_in_the_way, unmerged_paths
-    from .worktrees import planning_mode
+    from ..workspace.worktrees import planning_mode
+    from .steps import paths_in_the_way, unmerged_paths
 
     where = g.branch_checked_out_at(integ)
     if where is None:
@@ -258,7 +258,7 @@ def _take_theirs(g: Git, tree: str, theirs: str, paths: tuple[str, ...]) -> str:
 
 def done_slices(g: Git, ref: str, path: str) -> frozenset[str]:
     """Slices marked done in the roadmap at ``ref:path`` (none when it is not there)."""
-    from .project import parse_roadmap
+    from ..project import parse_roadmap
 
     try:
         text = g.run("show", f"{ref}:{path}")

@@ -30,9 +30,8 @@ from typing import Any, Literal
 
 import psutil
 
-from .errors import ProjectError, WorkerLaunchError
-from .models import WorkerHandle, WorkerSpec
-from .ndjson import (
+from ..errors import ProjectError, WorkerLaunchError
+from ..gsd.output import (
     NANOS_PER_USD,
     OUTCOME_EXIT_CODES,
     LogChunk,
@@ -45,7 +44,8 @@ from .ndjson import (
     summarize,
     usd_to_nanos,
 )
-from .project.paths import is_valid_milestone_id
+from ..models import WorkerHandle, WorkerSpec
+from ..project.paths import is_valid_milestone_id
 
 __all__ = [
     "NANOS_PER_USD",

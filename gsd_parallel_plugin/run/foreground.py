@@ -12,12 +12,12 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from ..invocation import Loaded
 from ..models import CommandContext
-from .common import Loaded
 
 if TYPE_CHECKING:
     from ..store import Store
-    from ..supervisor import Supervisor
+    from .supervisor import Supervisor
 
 
 class EventPrinter:
@@ -84,9 +84,9 @@ class Interrupt:
 
 def hand_over(loaded: Loaded) -> int | None:
     """Start a background supervisor for a run left open; its pid (None when none is needed)."""
-    from ..supervisor import spawn_background, supervisor_running
-    from .runstate import RunView
-    from .supervise import wait_until_supervising
+    from ..views.runstate import RunView
+    from .ensure import wait_until_supervising
+    from .supervisor import spawn_background, supervisor_running
 
     view = RunView.read(loaded)
     if not view.active or supervisor_running(loaded.parallel_dir):
@@ -98,7 +98,7 @@ def hand_over(loaded: Loaded) -> int | None:
 
 def run_foreground(ctx: CommandContext, loaded: Loaded) -> int:
     from ..store import Store
-    from ..supervisor import Supervisor, SupervisorLock
+    from .supervisor import Supervisor, SupervisorLock
 
     printer = EventPrinter(ctx)
     live = _live_table(ctx)

@@ -37,7 +37,7 @@ supervisor restarts). Cost a host tracks itself (its agents write no NDJSON cost
 reported with :func:`report_cost`, which records the delta in the store and then fires
 ``on_cost_update``::
 
-    from gsd_parallel_plugin.budget import report_cost
+    from gsd_parallel_plugin.run.budget import report_cost
     report_cost(project_root, "M002", 0.0123, hooks=session.hooks)
 
 The hook is a notification only: a plugin implementing it is never asked to record cost,
@@ -54,13 +54,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import GsdParallelError, UserError
+from ..errors import GsdParallelError, UserError
+from ..models import WorkerState
+from ..store import NANOS_PER_USD, RunRow, Store, WorkerRow, usd_to_nanos
 from .forecast import forecast, worker_milestones
-from .models import WorkerState
-from .store import NANOS_PER_USD, RunRow, Store, WorkerRow, usd_to_nanos
 
 if TYPE_CHECKING:
-    from .plugins import Hooks
+    from ..plugins import Hooks
     from .supervisor import Supervisor, Tracked
 
 BUDGET_REASON = "budget ceiling reached"
@@ -127,7 +127,7 @@ def report_cost(
     Raises :class:`UserError` when there is no current run or the milestone has no
     worker in it, ``ValueError`` for a negative or non-finite delta.
     """
-    from .git import validate_milestone_id
+    from ..workspace.git import validate_milestone_id
 
     validate_milestone_id(milestone_id)
     delta = Decimal(repr(delta_usd)) if isinstance(delta_usd, float) else Decimal(delta_usd)
@@ -151,7 +151,7 @@ def report_cost(
     report = CostReport(milestone_id, usd(nanos), row.cost, usd(total), run.budget_ceiling)
     if nanos:
         if hooks is None:
-            from .plugins import Hooks, create_plugin_manager
+            from ..plugins import Hooks, create_plugin_manager
 
             hooks = Hooks(create_plugin_manager(root).pm)
         hooks.on_cost_update(
@@ -414,7 +414,7 @@ class BudgetGuard:
         sup.notify(message, "warning")
 
     def _head(self, row: WorkerRow) -> str | None:
-        from .git import rev_parse
+        from ..workspace.git import rev_parse
 
         try:
             return rev_parse(self.sup.root, f"refs/heads/{row.branch}")

@@ -13,9 +13,10 @@ import os
 from contextlib import suppress
 from pathlib import Path
 
-from . import hints
-from .git import Git, GitCommandError
-from .merge_steps import (
+from .. import hints
+from ..store import MergeRow, Store
+from ..workspace.git import Git, GitCommandError
+from .steps import (
     MERGING_DIR,
     MergeLock,
     cleanup_after_landing,
@@ -23,7 +24,6 @@ from .merge_steps import (
     set_slice_point,
     short,
 )
-from .store import MergeRow, Store
 
 
 def _landed(g: Git, row: MergeRow) -> bool:
@@ -107,8 +107,8 @@ def finish_landed_cleanups(root: Path, store: Store, keep: set[str]) -> list[str
     does what the merge would have done next (a dirty worktree is kept, as then). One line per
     milestone cleaned or kept.
     """
-    from .layout import branch_name
-    from .worktrees import worktree_path
+    from ..workspace.layout import branch_name
+    from ..workspace.worktrees import worktree_path
 
     g = Git(root)
     lines: list[str] = []

@@ -15,11 +15,11 @@ from collections.abc import Callable, Sequence
 from contextlib import suppress
 from pathlib import Path
 
-from .errors import GsdParallelError
-from .git import Git, GitCommandError, same_path
-from .layout import branch_name, checkout_display
-from .locks import PidLock
-from .models import Milestone
+from ..errors import GsdParallelError
+from ..models import Milestone
+from ..workspace.git import Git, GitCommandError, same_path
+from ..workspace.layout import branch_name, checkout_display
+from ..workspace.locks import PidLock
 
 LOCK_NAME = "merge.lock"
 MERGING_DIR = "merging"
@@ -81,7 +81,7 @@ def unfinished_checkout_merge(root: Path, mid: str) -> str | None:
     """Why the milestone's checkout cannot merge now: it is in the middle of a ``git merge``
     (the user resolving a conflict there), or None. Merging its branch would only report the
     old conflict again: the user has to finish (or abort) that merge first."""
-    from .worktrees import worktree_path
+    from ..workspace.worktrees import worktree_path
 
     wt = worktree_path(root, mid)
     if not wt.is_dir():
@@ -219,7 +219,7 @@ def run_merge_check(command: Sequence[str], cwd: Path, mid: str) -> str | None:
 def cleanup_after_landing(root: Path, mid: str, merged_sha: str) -> list[str]:
     """After a milestone landed: bring untracked planning edits home, remove its worktree when
     clean, delete its branch when it still points at what landed. Returns notes for the user."""
-    from .worktrees import DirtyWorktreeError, remove_worktree, worktree_path
+    from ..workspace.worktrees import DirtyWorktreeError, remove_worktree, worktree_path
 
     notes: list[str] = []
     g = Git(root)
@@ -250,7 +250,7 @@ def copy_back_planning(root: Path, worktree: Path) -> int:
     """With an untracked ``.gsd`` (a directory or a symlink), copy the worker's planning edits
     (its SUMMARY among them) from the checkout's copy back to the project, never over a newer
     file."""
-    from .worktrees import copy_planning, planning_mode
+    from ..workspace.worktrees import copy_planning, planning_mode
 
     if planning_mode(root) not in {"untracked", "symlink"}:
         return 0

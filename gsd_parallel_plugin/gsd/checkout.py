@@ -35,10 +35,10 @@ from typing import Any
 
 import yaml
 
-from .errors import WorkerLaunchError
-from .git import Git, GitCommandError, add_exclude
-from .gsd_paths import GSD_RUNTIME_PATTERNS, WORKER_RUNTIME_FILES
-from .layout import CHECKOUTS_DIRNAME
+from ..errors import WorkerLaunchError
+from ..workspace.git import Git, GitCommandError, add_exclude
+from ..workspace.layout import CHECKOUTS_DIRNAME
+from .paths import GSD_RUNTIME_PATTERNS, WORKER_RUNTIME_FILES
 
 RUNTIME_EXCLUDES: tuple[str, ...] = (
     f"/{CHECKOUTS_DIRNAME}/",

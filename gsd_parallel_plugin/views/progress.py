@@ -2,7 +2,7 @@
 
 One API, three behaviours chosen by where the output goes::
 
-    from gsd_parallel_plugin.progress import progress
+    from gsd_parallel_plugin.views.progress import progress
 
     with progress(ctx, total=len(ids), label="Creating worktrees") as p:
         for mid in ids:
@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 if TYPE_CHECKING:
-    from .models import CommandContext
+    from ..models import CommandContext
 
 
 class Progress(Protocol):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import sh
 
-from .errors import GitError, OperationFailed, ProjectError
+from ..errors import GitError, OperationFailed, ProjectError
 
 MILESTONE_ID_RE = re.compile(r"M[0-9]{3}(?:-[a-z0-9]{6})?", re.ASCII)
 """GSD's milestone ID; ``[0-9]`` rather than ``\\d`` so non-ASCII digits never pass."""

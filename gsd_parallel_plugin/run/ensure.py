@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 from ..errors import GsdParallelError
+from ..invocation import Loaded
 from ..models import CommandContext
-from .common import Loaded
-from .runstate import LIVE_STATES, RunView
+from ..views.runstate import LIVE_STATES, RunView
 
 SPAWN_WAIT_SECONDS = 5.0
 
@@ -20,7 +20,7 @@ def ensure_supervisor(
     Returns True when one was started. ``force`` starts one even with no live worker
     (a queued command needs applying).
     """
-    from ..supervisor import spawn_background, supervisor_running
+    from .supervisor import spawn_background, supervisor_running
 
     if not view.active or supervisor_running(loaded.parallel_dir):
         return False
@@ -42,8 +42,8 @@ def work_left(loaded: Loaded, view: RunView) -> str | None:
     A supervisor killed during a merge (or between a merge and the start of what it unblocks)
     leaves no worker to adopt: without this the run could never finish by itself.
     """
-    from ..merge_steps import MERGING_DIR, MergeLock
-    from .runstate import open_store
+    from ..merge.steps import MERGING_DIR, MergeLock
+    from ..views.runstate import open_store
 
     store = open_store(loaded)
     if store is None:
@@ -68,7 +68,7 @@ def work_left(loaded: Loaded, view: RunView) -> str | None:
     if view.budget(loaded)["state"] == "exceeded":
         return None
     try:
-        from ..eligibility import analyse
+        from ..project.eligibility import analyse
 
         report = analyse(
             loaded.project,
@@ -90,7 +90,7 @@ def wait_until_supervising(loaded: Loaded, pid: int) -> None:
     having found nothing to do), so what the command prints next says it runs."""
     import psutil
 
-    from ..supervisor import supervisor_running
+    from .supervisor import supervisor_running
 
     deadline = time.monotonic() + SPAWN_WAIT_SECONDS
     while not supervisor_running(loaded.parallel_dir) and time.monotonic() < deadline:

@@ -1,0 +1,1 @@
+"""The GSD adapter: everything that knows how the real GSD worker behaves."""

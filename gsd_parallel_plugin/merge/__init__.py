@@ -1,0 +1,1 @@
+"""Landing finished milestones on the integration branch (never imports run/)."""

@@ -1,0 +1,1 @@
+"""Running a parallel run: the supervisor, its workers, budget, automerge."""

@@ -1,0 +1,1 @@
+"""Git plumbing: the repository, milestone checkouts and branches, lock files."""
