@@ -254,7 +254,9 @@ def test_kill_9_supervisor_mid_run_keeps_the_exact_total(tmp_path, cli, fake_wor
 
 def test_envelope_pauses_one_milestone_while_the_other_completes(tmp_path, cli, fake_worker):
     unit_cost = Decimal("0.02")
-    fake_worker(unit_seconds=0.2, unit_cost=float(unit_cost))
+    # One unit is the window between the budget being seen and the pause landing: 0.8 s holds
+    # on a loaded machine (at 0.2 s the worker could finish its last unit first).
+    fake_worker(unit_seconds=0.8, unit_cost=float(unit_cost))
     project = build_project(
         tmp_path / "proj",
         {
