@@ -151,8 +151,10 @@ def test_ctrl_c_during_start_wait_hands_the_run_to_a_background_supervisor(
     wait_until(lambda: project.git("log", "--format=%s", "main").startswith("feat: One"), timeout=90)
 
 
-def test_ctrl_c_with_json_still_prints_one_json_document(gsd_project, fake_worker):
-    fake_worker(unit_seconds=0.4)
+def test_ctrl_c_with_json_still_prints_one_json_document(gsd_project, cli, fake_worker):
+    """(Ctrl-C comes once the worker runs, and 1.5 s units outlast it: with 0.4 s units a
+    loaded machine saw the run end before the Ctrl-C, exit 0 instead of 130.)"""
+    fake_worker(unit_seconds=1.5)
     project = gsd_project(ONE)
     proc = subprocess.Popen(
         [sys.executable, "-m", "gsd_parallel_plugin", "--project", str(project.root), "--json",
@@ -161,7 +163,7 @@ def test_ctrl_c_with_json_still_prints_one_json_document(gsd_project, fake_worke
         start_new_session=True,
     )  # fmt: skip
     try:
-        wait_until(lambda: (project.gsd / "parallel" / "M001.stdout.log").is_file(), timeout=30)
+        wait_until(lambda: worker_states(cli, project.root).get("M001") == "running", timeout=30)
         os.killpg(proc.pid, signal.SIGINT)
         out, _err = proc.communicate(timeout=30)
     finally:

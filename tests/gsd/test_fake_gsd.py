@@ -249,6 +249,14 @@ def still_alive(proc: subprocess.Popen[str], seconds: float = 0.25) -> bool:
     return True
 
 
+def handlers_ready(proc: subprocess.Popen[str]) -> None:
+    """Wait for the worker's SIGTERM/SIGINT handlers (it says so on stderr first): a signal
+    sent before them kills the interpreter instead, which is not what a test asks about."""
+    assert proc.stderr is not None
+    while (line := proc.stderr.readline()) and line.rstrip("\n") != fake.SIGNAL_HANDLERS_READY:
+        pass
+
+
 def terminate(proc: subprocess.Popen[str]) -> tuple[int, list[dict[str, Any]], str]:
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
@@ -406,6 +414,7 @@ def test_an_already_complete_milestone_stays_silent(project: Project) -> None:
     assert project.run().rc == 0
     head = project.log("%H")
     proc = project.start()
+    handlers_ready(proc)  # (a loaded machine took longer than still_alive's 0.25 s to get there)
     assert still_alive(proc), "the real worker never exits on a completed milestone"
     rc, events, err = terminate(proc)
     assert rc == 11

@@ -15,7 +15,7 @@ import pytest
 
 from gsd_parallel_plugin.testing import wait_until
 from gsd_parallel_plugin.testing.builder import build_project
-from gsd_parallel_plugin.testing.scenarios import start_concurrently
+from gsd_parallel_plugin.testing.scenarios import start_concurrently, worker_states
 
 PREFS = {"enabled": True, "max_workers": 2}
 
@@ -209,13 +209,16 @@ def test_pause_resume_and_stop(tmp_path, cli, fake_worker):
 
 
 def test_pause_now_freezes_and_resume_thaws(tmp_path, cli, fake_worker):
-    fake_worker(unit_seconds=0.3)
+    """(The pause waits for a running worker, and 2.5 s units outlast the `pause` command:
+    with 0.3 s units a loaded machine saw the worker finish before it was paused.)"""
+    fake_worker(unit_seconds=2.5)
     project = build_project(
         tmp_path / "proj",
         {"M001": {"title": "One", "slices": {"S01": {"T01": ["a.txt"], "T02": ["b.txt"]}}}},
         preferences=PREFS,
     )
     assert cli("--project", project.root, "start").code == 0
+    wait_until(lambda: worker_states(cli, project.root).get("M001") == "running", timeout=30)
     assert cli("--project", project.root, "pause", "M001", "--now").code == 0
     w = workers_by_id(cli("--project", project.root, "status", "--json").json())["M001"]
     assert w["state"] == "paused"
