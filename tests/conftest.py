@@ -2,8 +2,9 @@
 
 Here are only the short names the tests use: ``cli``, ``fake_worker`` and the autouse
 ``isolated_gsd_home`` (every test gets the plugin's isolated ``$GSD_HOME``, never the
-developer's ``~/.gsd`` or their ``GSD_PARALLEL_*`` variables). ``wait_until`` and
-``CliResult`` are re-exported so ``from conftest import wait_until`` keeps working.
+developer's ``~/.gsd`` or their ``GSD_PARALLEL_*`` variables), and ``hook_log_plugin``.
+Helpers are imported from ``gsd_parallel_plugin.testing``; ``wait_until`` and ``CliResult``
+are still re-exported here for tests written against ``from conftest import wait_until``.
 
 Only the package itself is imported here, never its ``pytest_plugin`` module: pytest must
 be the first to import that one, or it could not rewrite it and would warn about it.
@@ -13,10 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from gsd_parallel_plugin.testing import CliResult, wait_until
+
+if TYPE_CHECKING:  # never at run time: pytest must import pytest_plugin first (see above)
+    from gsd_parallel_plugin.testing.pytest_plugin import PluginDir
 
 pytest_plugins = ["gsd_parallel_plugin.testing"]
 
@@ -63,3 +68,22 @@ def isolated_git(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for who in ("AUTHOR", "COMMITTER"):
         monkeypatch.setenv(f"GIT_{who}_NAME", "Test")
         monkeypatch.setenv(f"GIT_{who}_EMAIL", "test@example.com")
+
+
+@pytest.fixture
+def hook_log_plugin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gsd_plugin_dir: PluginDir
+) -> Callable[..., Path]:
+    """``hook_log_plugin(module, variable, source=None)``: load the plugin ``module`` (written
+    from ``source`` when given) through ``GSD_PARALLEL_PLUGINS``, here and in every process a
+    test starts, with ``$variable`` naming the JSON-lines log it writes; returns that log."""
+
+    def load(module: str, variable: str, source: str | None = None) -> Path:
+        if source is not None:
+            gsd_plugin_dir.write(module, source)
+        log = tmp_path / "hooks.jsonl"
+        monkeypatch.setenv("GSD_PARALLEL_PLUGINS", module)
+        monkeypatch.setenv(variable, str(log))
+        return log
+
+    return load

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -24,36 +23,12 @@ from e2e_support import (  # noqa: F401 - gsd_on_path, real_project are fixtures
 )
 
 from gsd_parallel_plugin.gsd.output import usd_to_nanos
-from gsd_parallel_plugin.testing import wait_until
+from gsd_parallel_plugin.testing import session_hook_log, wait_until
 from gsd_parallel_plugin.testing.real_gsd import GsdRpcSession, make_gsd_project
 
 pytestmark = pytest.mark.real_gsd
 
 WAIT = 240
-
-RECORDER = textwrap.dedent(
-    """
-    import json, os
-    from gsd_parallel_plugin import hookimpl
-
-    def _log(hook, **kw):
-        with open(os.environ["SESSION_HOOK_LOG"], "a") as fh:
-            fh.write(json.dumps({"hook": hook, **kw}, default=str) + "\\n")
-
-    @hookimpl
-    def on_cost_update(milestone_id, delta_usd, worker_total_usd, source):
-        _log("cost", mid=milestone_id, delta=delta_usd, total=worker_total_usd, source=source)
-
-    @hookimpl
-    def on_milestone_complete(milestone_id, branch, worktree):
-        _log("complete", mid=milestone_id, branch=branch, worktree=worktree)
-
-    @hookimpl
-    def on_gsd_session_start(session_id, cwd):
-        _log("start", session=session_id, cwd=cwd)
-    """
-)
-
 
 def eventually(predicate, why, timeout: float = WAIT) -> None:
     """``wait_until`` that says what it saw when it gives up."""
@@ -143,16 +118,10 @@ def test_global_install_answers_in_any_project(real_gsd, real_project, cli, tmp_
 
 
 def test_the_users_own_session_reaches_plugins(real_gsd, cli, gsd_on_path, scripted_model, gsd_home, tmp_path,
-                                              monkeypatch):  # fmt: skip
+                                              hook_log_plugin):  # fmt: skip
     """Acceptance: a milestone completed in the user's own GSD session reaches a plugin's
     on_milestone_complete; the session's spend reaches on_cost_update, to the nano-dollar."""
-    plugdir = tmp_path / "plugins"
-    plugdir.mkdir()
-    (plugdir / "session_recorder.py").write_text(RECORDER)
-    log = tmp_path / "hooks.jsonl"
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(plugdir), os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.setenv("GSD_PARALLEL_PLUGINS", "session_recorder")
-    monkeypatch.setenv("SESSION_HOOK_LOG", str(log))
+    log = hook_log_plugin(session_hook_log.MODULE, session_hook_log.LOG_VARIABLE)
     (gsd_home / "PREFERENCES.md").write_text("---\nparallel:\n  enabled: true\n---\n")
     root = make_gsd_project(tmp_path / "proj", ["M001"])
     install(cli, root, "--project")
