@@ -1,21 +1,26 @@
 """Hook specifications: the contract between gsd-parallel, its host and third-party plugins.
 
-Three kinds of hooks, as in DESIGN.md §2:
+Each spec declares its kind with ``@hookspec("<kind>")``; the kind sets pluggy's options
+(``firstresult``, ``historic``) and :data:`HOOK_KINDS` is read back from the specs, so a
+hook's kind is written once, here.  A new hook is a spec here, its section in ``hooks.md``
+and its typed method on :class:`~gsd_parallel_plugin.plugins.Hooks`;
+``tests/test_hooks_contract.py`` checks that the three agree, kinds included.
+Five kinds (``hooks.md``, "Kinds of hooks", has the table of what a raising plugin breaks):
 
 * **decision** hooks are ``firstresult``: the first non-None answer wins; the builtin
   implementation is registered ``trylast`` so any third-party plugin is asked first;
 * **veto** hooks collect every answer: any non-empty reason vetoes, reasons accumulate;
 * **broadcast** events return nothing; a plugin that raises is logged by name and the
-  coordinator carries on.
-
-Every hook here is documented in ``hooks.md`` (a test enforces it).
+  coordinator carries on;
+* **historic** is a broadcast a plugin registered later still receives (pluggy's ``historic``);
+* **collect** gathers every plugin's list; one plugin raising fails the whole collection.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
 
 import pluggy
 
@@ -25,13 +30,30 @@ if TYPE_CHECKING:
     from .host import HostSession
     from .models import Milestone, Project, SlashCommand, WorkerHandle, WorkerSpec
 
-hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+HookKind = Literal["decision", "veto", "broadcast", "historic", "collect"]
+KIND_ATTRIBUTE = PROJECT_NAME + "_kind"
+"""The attribute :func:`hookspec` sets on each spec function to its kind."""
+
+_F = TypeVar("_F", bound=Callable[..., object])
+_marker = pluggy.HookspecMarker(PROJECT_NAME)
+
+
+def hookspec(kind: HookKind) -> Callable[[_F], _F]:
+    """Mark a function as a hook spec of ``kind``; the kind decides pluggy's options."""
+    if kind not in get_args(HookKind):
+        raise ValueError(f"unknown hook kind {kind!r}: one of {', '.join(get_args(HookKind))}")
+
+    def mark(function: _F) -> _F:
+        setattr(function, KIND_ATTRIBUTE, kind)
+        return _marker(firstresult=kind == "decision", historic=kind == "historic")(function)
+
+    return mark
 
 
 # --------------------------------------------------------------------------- session
 
 
-@hookspec
+@hookspec("collect")
 def register_slash_commands(host: HostSession) -> Sequence[SlashCommand]:
     """Contribute ``/gsd <group> <name>`` subcommands.
 
@@ -45,7 +67,7 @@ def register_slash_commands(host: HostSession) -> Sequence[SlashCommand]:
     """
 
 
-@hookspec(historic=True)
+@hookspec("historic")
 def on_session_start(host: HostSession) -> None:
     """The host session is ready (plugins loaded, preferences not yet read).
 
@@ -57,7 +79,7 @@ def on_session_start(host: HostSession) -> None:
 # --------------------------------------------------------------------------- eligibility
 
 
-@hookspec
+@hookspec("veto")
 def check_eligibility(
     milestone: Milestone, project: Project, preferences: Mapping[str, Any]
 ) -> str | None:
@@ -78,7 +100,7 @@ def check_eligibility(
 # --------------------------------------------------------------------------- workers
 
 
-@hookspec(firstresult=True)
+@hookspec("decision")
 def spawn_worker(spec: WorkerSpec) -> WorkerHandle | None:
     """Launch the worker process for one milestone.
 
@@ -95,7 +117,7 @@ def spawn_worker(spec: WorkerSpec) -> WorkerHandle | None:
     """
 
 
-@hookspec
+@hookspec("broadcast")
 def on_worker_state_change(
     milestone_id: str, old_state: str | None, new_state: str, reason: str | None
 ) -> None:
@@ -111,7 +133,7 @@ def on_worker_state_change(
     """
 
 
-@hookspec
+@hookspec("broadcast")
 def on_milestone_complete(milestone_id: str, branch: str, worktree: Path) -> None:
     """A worker exited 0 and its worktree holds a terminal ``<MID>-SUMMARY.md``.
 
@@ -120,7 +142,7 @@ def on_milestone_complete(milestone_id: str, branch: str, worktree: Path) -> Non
     """
 
 
-@hookspec
+@hookspec("broadcast")
 def on_gsd_session_start(session_id: str, cwd: Path) -> None:
     """The user opened a GSD session with the gsd-parallel extension loaded.
 
@@ -130,7 +152,7 @@ def on_gsd_session_start(session_id: str, cwd: Path) -> None:
     """
 
 
-@hookspec
+@hookspec("broadcast")
 def on_gsd_session_end(session_id: str, cwd: Path, cost_usd: float) -> None:
     """That GSD session ended (GSD's ``session_shutdown``).
 
@@ -143,7 +165,7 @@ def on_gsd_session_end(session_id: str, cwd: Path, cost_usd: float) -> None:
 # --------------------------------------------------------------------------- budget
 
 
-@hookspec
+@hookspec("broadcast")
 def on_cost_update(
     milestone_id: str,
     delta_usd: float,
@@ -169,7 +191,7 @@ def on_cost_update(
     """
 
 
-@hookspec
+@hookspec("broadcast")
 def on_budget_exceeded(run_total_usd: float, budget_ceiling: float) -> None:
     """The run's total reached ``parallel.budget_ceiling``; every worker is being stopped.
 
@@ -180,7 +202,7 @@ def on_budget_exceeded(run_total_usd: float, budget_ceiling: float) -> None:
 # --------------------------------------------------------------------------- merge
 
 
-@hookspec(firstresult=True)
+@hookspec("decision")
 def choose_merge_order(
     candidates: Sequence[str], project: Project, preferences: Mapping[str, Any]
 ) -> Sequence[str] | None:
@@ -192,7 +214,7 @@ def choose_merge_order(
     """
 
 
-@hookspec(firstresult=True)
+@hookspec("decision")
 def resolve_merge_conflict(milestone_id: str, files: Sequence[str], worktree: Path) -> bool | None:
     """Resolve code conflicts of a squash merge before it is aborted.
 
@@ -203,7 +225,7 @@ def resolve_merge_conflict(milestone_id: str, files: Sequence[str], worktree: Pa
     """
 
 
-@hookspec
+@hookspec("veto")
 def before_merge(
     milestone_id: str, worktree: Path, changed_files: Sequence[str], commit: str
 ) -> str | None:
@@ -219,9 +241,17 @@ def before_merge(
     """
 
 
-@hookspec
+@hookspec("broadcast")
 def on_merge_complete(milestone_id: str, commit: str, branch: str) -> None:
     """A milestone landed on the integration branch ``branch`` as ``commit``.
 
     Broadcast, fired by the merging process after the ref moved.
     """
+
+
+HOOK_KINDS: dict[str, HookKind] = {
+    name: getattr(obj, KIND_ATTRIBUTE)
+    for name, obj in list(globals().items())
+    if hasattr(obj, KIND_ATTRIBUTE)
+}
+"""Hook name -> kind, read from the specs above (in their order)."""

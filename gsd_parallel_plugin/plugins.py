@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType, TracebackType
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import pluggy
 
@@ -51,24 +51,6 @@ ENV_DISABLE_AUTOLOAD = "GSD_PARALLEL_DISABLE_PLUGIN_AUTOLOAD"
 ENV_DISABLED = "GSD_PARALLEL_DISABLED_PLUGINS"
 BUILTIN_PREFIX = "gsd_parallel."
 
-HookKind = Literal["decision", "veto", "broadcast", "historic", "collect"]
-HOOK_KINDS: dict[str, HookKind] = {
-    "register_slash_commands": "collect",
-    "on_session_start": "historic",
-    "check_eligibility": "veto",
-    "spawn_worker": "decision",
-    "on_worker_state_change": "broadcast",
-    "on_milestone_complete": "broadcast",
-    "on_gsd_session_start": "broadcast",
-    "on_gsd_session_end": "broadcast",
-    "on_cost_update": "broadcast",
-    "on_budget_exceeded": "broadcast",
-    "choose_merge_order": "decision",
-    "resolve_merge_conflict": "decision",
-    "before_merge": "veto",
-    "on_merge_complete": "broadcast",
-}
-"""How each hook combines results and treats a raising plugin (documented in hooks.md)."""
 WRAPPERLESS_KINDS = frozenset({"broadcast", "collect"})
 """Kinds whose implementations :class:`Hooks` calls one by one, so wrappers never run."""
 
@@ -148,9 +130,9 @@ def plugin_problems(pm: pluggy.PluginManager, plugin: object) -> tuple[list[str]
         if not opts or not (opts.get("wrapper") or opts.get("hookwrapper")):
             continue
         name = opts.get("specname") or attr
-        if HOOK_KINDS.get(name) in WRAPPERLESS_KINDS:
+        if hookspecs.HOOK_KINDS.get(name) in WRAPPERLESS_KINDS:
             notes.append(
-                f"wrapper on {HOOK_KINDS[name]} hook '{name}' never runs "
+                f"wrapper on {hookspecs.HOOK_KINDS[name]} hook '{name}' never runs "
                 "(each implementation is called on its own); use a plain hookimpl"
             )
     return errors, notes

@@ -3,7 +3,7 @@
 Both are YAML frontmatter. Top-level keys belong to GSD and are kept untouched; the
 ``parallel:`` block is ours, merged key by key (project wins) and validated strictly:
 an invalid value stops the command with one line naming file, key, value and what is
-allowed, never a silent fallback (DESIGN.md §7).
+allowed, never a silent fallback.
 
 Commands that stop or inspect a run (``stop``, ``pause``, ``status``, ``watch``,
 ``doctor``) read them with ``strict=False``: a typo made during a run must not keep

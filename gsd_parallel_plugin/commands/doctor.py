@@ -1,7 +1,7 @@
 """``gsd-parallel doctor [--fix]``: find what a crash left behind, and clean what is provably dead.
 
 Checks: a stale supervisor lock; workers recorded as live whose process is gone; stale
-status and signal files; orphan worktrees and ``milestone/*`` branches; merges
+status and signal files; orphan worktrees and ``gsd-parallel/*`` branches; merges
 interrupted mid-way. ``--fix`` only removes what cannot hold work: never a worktree with
 uncommitted changes, never a branch with commits that did not land.
 """

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..hookspecs import HOOK_KINDS
 from ..invocation import ArgParser, parse
 from ..models import CommandContext, CommandResult
-from ..plugins import BUILTIN_PREFIX, ENV_DISABLED, HOOK_KINDS, PluginInfo
+from ..plugins import BUILTIN_PREFIX, ENV_DISABLED, PluginInfo
 
 
 def _is_builtin(info: PluginInfo) -> bool:

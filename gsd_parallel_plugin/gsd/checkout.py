@@ -1,7 +1,7 @@
 """What a checkout needs before the real GSD can work in it, and what GSD says when it is done.
 
 Everything here follows what the real ``gsd headless --json auto`` (GSD-2 3.0.0) was measured to
-do (``shared/real-gsd/FINDINGS.md``):
+do (docs/ARCHITECTURE.md, *The GSD adapter*):
 
 - GSD's SQLite DB (``<checkout>/.gsd/gsd.db``) is authoritative. A plan that exists only as
   markdown is not imported automatically: the worker then makes no model call and never exits.
@@ -48,7 +48,7 @@ RUNTIME_EXCLUDES: tuple[str, ...] = (
 """Patterns added to ``<common git dir>/info/exclude`` before any worker starts."""
 
 WORKER_GIT_PREFERENCES: Mapping[str, Any] = {"isolation": "none", "manage_gitignore": False}
-"""GSD's ``git:`` settings a worker in our layout needs (FINDINGS.md)."""
+"""GSD's ``git:`` settings a worker in our layout needs (see the module docstring)."""
 
 PREFERENCES_REL = ".gsd/PREFERENCES.md"
 RECOVER_TIMEOUT = 180.0

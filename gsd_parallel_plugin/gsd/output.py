@@ -1,5 +1,9 @@
 """Reading a worker's NDJSON stdout log: new events since an offset, and what they mean.
 
+Why one module: it is one protocol, GSD's NDJSON stream, read (offsets, partial lines) and
+interpreted (cost, units, notices, outcome) in one place, so a change in GSD's events is a change
+here only.
+
 Everything here is pure (no writes, no globals): the supervisor stores the new byte offset
 together with the cost it produced in one transaction, so a line is never counted twice and
 never lost, whatever crashes in between.
@@ -9,7 +13,7 @@ the middle of an enormous line we gave up on (see :func:`read_new_events`); that
 recognised from the file itself (the byte before the offset is not ``\\n``), so no state other
 than the offset is ever needed.
 
-Events that matter (GSD-FORMAT.md "The worker", GSD-2's ``headless-events.ts`` and
+Events that matter (GSD-2's ``headless-events.ts`` and
 ``stop-notice.ts``):
 
 - ``message_end`` with ``message.usage.cost.total`` (USD) and token counts;

@@ -3,7 +3,7 @@
 ``RUNTIME_EXCLUSION_PATHS`` is ``git-service.ts``'s list (paths GSD never stages);
 ``GSD_RUNTIME_PATTERNS`` is ``gitignore.ts``'s (the same plus continue files), the canonical list
 a project that commits ``.gsd/`` ignores. ``WORKER_RUNTIME_FILES`` are what runs of the real
-worker wrote besides (``shared/real-gsd/FINDINGS.md``).
+worker wrote besides (measured: docs/ARCHITECTURE.md, *The GSD adapter*).
 """
 
 from __future__ import annotations

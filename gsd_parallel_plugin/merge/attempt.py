@@ -1,7 +1,7 @@
-"""Merge reconciliation (DESIGN.md §9): land a completed milestone on its integration branch.
+"""Merge reconciliation: land a completed milestone on its integration branch.
 
 Every merge is built away from the user's checkout, in a temporary worktree detached at the
-integration branch tip (``.gsd/parallel/merging/<MID>-<n>``): squash-merge ``milestone/<MID>``;
+integration branch tip (``.gsd/parallel/merging/<MID>-<n>``): squash-merge ``gsd-parallel/<MID>``;
 ``.gsd/**`` and generated junk take the milestone's side; any other conflict goes to the
 ``resolve_merge_conflict`` hook, else the attempt stops and reports the files. The squash
 commit (``feat: <title>``, trailers ``GSD-Milestone``/``Branch``) then passes the
@@ -121,7 +121,7 @@ def add_merge_event(store: Store, message: str, mid: str, data: Any = None) -> N
 
 
 def merge_milestone(env: MergeEnv, mid: str, slices: SliceMerge | None = None) -> MergeResult:
-    """Merge ``milestone/<MID>`` (or, with ``slices``, a finished prefix of it); never raises
+    """Merge ``gsd-parallel/<MID>`` (or, with ``slices``, a finished prefix of it); never raises
     for a merge that fails: the result says what happened."""
     validate_milestone_id(mid)
     lock = MergeLock(env.parallel_dir)

@@ -53,7 +53,7 @@ def _milestone_files(g: Git, ref: str, mid: str, suffix: str) -> list[str]:
 
 
 def complete_on_branch(g: Git, mid: str) -> bool:
-    """True when ``milestone/<MID>`` commits a terminal ``<MID>-SUMMARY.md``."""
+    """True when ``gsd-parallel/<MID>`` commits a terminal ``<MID>-SUMMARY.md``."""
     from ..project import is_terminal_summary
 
     ref = branch_ref(mid)
@@ -268,7 +268,7 @@ def done_slices(g: Git, ref: str, path: str) -> frozenset[str]:
 
 
 def next_slice_merge(g: Git, mid: str, integration_branch: str) -> SliceMerge | None:
-    """The newly finished slices on ``milestone/<MID>`` and the commit that finished them.
+    """The newly finished slices on ``gsd-parallel/<MID>`` and the commit that finished them.
 
     None when nothing new is done, or when the roadmap is not in git (a project that keeps
     ``.gsd`` untracked): then the milestone merges once, when it completes.

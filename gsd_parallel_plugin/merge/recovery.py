@@ -1,6 +1,6 @@
 """``doctor --fix`` for merges: finish or clean up an attempt that ``kill -9`` cut short.
 
-A merge is journaled before it touches git (see :mod:`.merge`), so an unfinished row says
+A merge is journaled before it touches git (see :mod:`.attempt`), so an unfinished row says
 how far it got. It *landed* exactly when its squash commit is on the integration branch;
 then it is recorded as merged (and its worktree and branch cleaned up, as a finished merge
 would have). Otherwise it is recorded ``aborted`` and the user retries with ``merge <MID>``.

@@ -1,7 +1,7 @@
-"""The pieces of a merge (see :mod:`.merge` for the whole): the lock, git and filesystem
+"""The pieces of a merge (see :mod:`.attempt` for the whole): the lock, git and filesystem
 helpers, the commit message, ``merge_check``, and what happens after a milestone landed.
 
-Kept apart so :mod:`.merge_plan` (dry run, candidates) and :mod:`.merge_recovery`
+Kept apart so :mod:`.plan` (dry run, candidates) and :mod:`.recovery`
 (``doctor --fix``) share them without importing the merge engine.
 """
 
@@ -62,7 +62,7 @@ def short(sha: str | None) -> str:
 
 
 class MergeLock(PidLock):
-    """``.gsd/parallel/merge.lock``: one merge at a time per repository (see :mod:`.locks`)."""
+    """``.gsd/parallel/merge.lock``: one merge at a time per repository (see :mod:`..workspace.locks`)."""
 
     def __init__(self, parallel_dir: Path) -> None:
         super().__init__(parallel_dir / LOCK_NAME)

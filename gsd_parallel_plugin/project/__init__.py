@@ -1,4 +1,4 @@
-"""Reading GSD's ``.gsd/`` planning files (see GSD-FORMAT.md).
+"""Reading GSD's ``.gsd/`` planning files: roadmaps, slice plans, summaries, as GSD reads them.
 
 ``read_project`` is the entry point; the parsers are public for plugins and tests.
 ``preferences`` (a sibling module) reads PREFERENCES.md and is not re-exported here.

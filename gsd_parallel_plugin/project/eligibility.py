@@ -266,7 +266,7 @@ def plan_starts(
 
 
 def render_report(report: EligibilityReport, project: Project) -> str:
-    """GSD's ``# Parallel Eligibility Report`` text (DESIGN.md §8), plus the start plan."""
+    """GSD's ``# Parallel Eligibility Report`` text (GSD's own headings), plus the start plan."""
     lines = ["# Parallel Eligibility Report", ""]
     lines.append(f"## Eligible for Parallel Execution ({len(report.eligible)})")
     lines.append("")

@@ -1,6 +1,7 @@
 """Read a whole GSD project into :class:`~gsd_parallel_plugin.models.Project`.
 
-Every rule of GSD-FORMAT.md lives here or in the parsers it calls.  Reading never
+Every rule of GSD's project format (where ``.gsd`` is, milestone IDs and order, status,
+dependencies, slices and tasks) lives here or in the parsers it calls.  Reading never
 raises on file contents: a malformed, unreadable or odd file becomes a ``problems``
 entry on its milestone (or on the project) naming the file relative to the project
 root, and the rest of the project is still analysed.

@@ -1,6 +1,6 @@
 """Roadmap parsing: which slices a milestone has and which are done.
 
-Three shapes occur in real projects (GSD-FORMAT.md, "What real projects contain"):
+Three shapes occur in real projects (public repositories that commit ``.gsd/``):
 checkbox lines (GSD's renderer), Markdown tables, and ``### S01 - Title`` headings.
 Slices are read from the ``## Slices`` section (or any level-2 heading naming
 slices: ``## Slice Overview``, ``## Slice Table``, ...); when no such section yields a

@@ -4,7 +4,7 @@
   the host's ``confirm`` (the foreground ``start --wait`` on a terminal) says yes, otherwise
   it stays ``complete — awaiting merge`` with a notice; ``manual``: never by itself.
 - ``per-slice``: while a worker runs, each slice merges as soon as its roadmap line turns
-  ``[x]`` on the milestone branch (see :func:`.merge_plan.next_slice_merge`).
+  ``[x]`` on the milestone branch (see :func:`..merge.plan.next_slice_merge`).
 - A merge that lands re-plans the run, so dependents start from the integration branch that
   now holds their dependencies' code; so does a merge the user ran with ``merge``.
 

@@ -1,6 +1,6 @@
 """The isolation guard: notice a worker that reaches outside its own checkout and branch.
 
-The layout (:mod:`.layout`, :mod:`.gsd_checkout`) keeps the real GSD in its checkout; this is
+The layout (:mod:`..workspace.layout`, :mod:`..gsd.checkout`) keeps the real GSD in its checkout; this is
 the alarm for when something still goes wrong (a GSD upgrade, an agent running ``git``
 itself). A worker breaches isolation when:
 

@@ -2,7 +2,7 @@
 
 Each tick it reads every worker's new NDJSON output (cost and offset stored in one
 transaction), checks liveness by pid + create time (never by output silence), applies
-queued commands, decides what an exited worker means (DESIGN.md §5), restarts crashes
+queued commands, decides what an exited worker means (GSD's completion record, never exit 0), restarts crashes
 with backoff, fills free slots with the next eligible milestones, and writes GSD's
 status files. It exits when nothing runs and nothing can start.
 
@@ -48,7 +48,7 @@ Notify = Callable[[str, str], None]
 
 
 class SupervisorLock(PidLock):
-    """``.gsd/parallel/supervisor.lock``: one supervisor per project (see :mod:`.locks`)."""
+    """``.gsd/parallel/supervisor.lock``: one supervisor per project (see :mod:`..workspace.locks`)."""
 
     def __init__(self, parallel_dir: Path) -> None:
         super().__init__(parallel_dir / LOCK_NAME)
@@ -648,7 +648,7 @@ class Supervisor:
         return milestone_complete_in(checkout / ".gsd", mid)
 
     def decide(self, mid: str, tracked: Tracked, code: int | None) -> Outcome:
-        """What an exit means (DESIGN.md §5), in GSD's own words where it gave any."""
+        """What an exit means, in GSD's own words where it gave any."""
         row = self.store.worker(mid, self.run_id)
         complete = self.is_complete(mid, row)
         log = self.parallel_dir / f"{mid}.stdout.log"

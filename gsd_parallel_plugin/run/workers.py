@@ -9,7 +9,7 @@ Workers run in their own session (``start_new_session``), so they are process-gr
 (pgid == pid): the coordinator can exit and come back while they keep running, and a signal
 to the group reaches the worker and the tools it started, but not the coordinator.
 
-Reading the NDJSON stdout log lives in :mod:`.ndjson`; its public names are re-exported here.
+Reading the NDJSON stdout log lives in :mod:`..gsd.output`; its public names are re-exported here.
 """
 
 from __future__ import annotations

@@ -1,8 +1,13 @@
 """A stand-in for the real GSD worker (``gsd headless --json auto``): the fake GSD worker.
 
+Why one module: it is one program, started as its own process (``python -m``) on every launch of a
+fake worker, and it shares no code with the package it stands in for except :mod:`..gsd.paths`: it
+parses GSD's files itself, so a bug in ``project/`` cannot hide in both. Split up, it would still
+be one program, importing all of its parts on every launch.
+
 The real worker needs a model provider, so tests and the demo run this instead. It follows what
 the real one (GSD-2 3.0.0, ``gsd-build/gsd-2`` at ``76568edc0``) was measured to do
-(``shared/real-gsd/FINDINGS.md``) wherever an orchestrator can tell: command line, files, git
+(docs/ARCHITECTURE.md, *The GSD adapter*) wherever an orchestrator can tell: command line, files, git
 history, events, signals, exit codes and texts. Texts marked *real* below are GSD's, verbatim.
 
 Command line

@@ -1,5 +1,9 @@
 """A scripted OpenAI-compatible model that walks the real GSD auto mode through a milestone.
 
+Why one module: it is one server; the script (which unit a prompt is, what to answer) and the HTTP
+handler that streams it change together, and it runs both in a test's thread and as ``python -m``
+for the demo.
+
 GSD (``gsd headless --json auto``) talks to any ``openai-completions`` provider it finds in
 ``$GSD_HOME/agent/models.json``. This server is one: it answers ``POST .../chat/completions``
 with SSE chunks, so tests can run the real binary without a real model, offline and for free::

@@ -1,5 +1,9 @@
 """One read of everything ``watch`` shows, from the store opened read-only.
 
+Why one module: it is one read model, built for the one-second ``watch`` loop; the caching reader,
+the frozen views it returns and the estimates drawn from them share the same rows and would only be
+imported together.
+
 :class:`SnapshotReader` is built once and asked for a :class:`Snapshot` every second, so
 it keeps what is expensive to get: the store connection (reopened when the file is
 replaced, dropped when it disappears), the project (re-read when the event log moves or

@@ -159,7 +159,7 @@ class Git:
         return self.ok("show-ref", "--verify", "--quiet", f"refs/heads/{name}")
 
     def list_branches(self, prefix: str = "") -> list[str]:
-        """Local branch names, optionally only those under *prefix* (e.g. ``milestone/``)."""
+        """Local branch names, optionally only those under *prefix* (e.g. ``gsd-parallel/``)."""
         out = self.run("for-each-ref", "--format=%(refname)", f"refs/heads/{prefix}")
         return [ln.removeprefix("refs/heads/") for ln in out.splitlines() if ln]
 

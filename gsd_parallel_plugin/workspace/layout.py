@@ -1,6 +1,6 @@
 """Where a milestone's checkout lives and what its branch is called: one place for both.
 
-Measured with the real GSD (``shared/real-gsd/FINDINGS.md``), both names are load-bearing:
+Measured with the real GSD (docs/ARCHITECTURE.md, *The GSD adapter*), both names are load-bearing:
 
 - A checkout anywhere under ``/.gsd/worktrees/`` is moved by GSD to the project root at start
   (``escapeStaleWorktree``): the worker then commits on the main checkout's branch. Ours live

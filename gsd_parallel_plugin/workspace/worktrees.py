@@ -1,5 +1,9 @@
 """One checkout per milestone: ``.gsd-parallel/<MID>`` on ``gsd-parallel/<MID>`` (:mod:`.layout`).
 
+Why one module: creating, refreshing, removing and auditing a milestone checkout all apply the same
+layout and the same planning-file rules (what is runtime, what is copied, what is never
+overwritten); apart, each half would need the other's private rules.
+
 Safety rules, because a worktree holds a worker's unmerged work:
 
 - A worktree is reused when it is registered on the right branch. A reused branch is
@@ -19,7 +23,7 @@ Planning files. The real GSD needs a real ``.gsd`` directory in its checkout (it
   additive copy of the planning files (everything but the runtime entries in
   :data:`RUNTIME_ENTRIES`) that never overwrites a file already in the checkout, repeated on
   every ``ensure_worktree`` so new planning files arrive. The copy's edits stay in the
-  checkout; the merge brings them home (:func:`.merge_steps.copy_back_planning`).
+  checkout; the merge brings them home (:func:`..merge.steps.copy_back_planning`).
 """
 
 from __future__ import annotations
@@ -432,7 +436,7 @@ def remove_worktree(
 
 
 def list_milestone_worktrees(project_root: Path | str) -> list[MilestoneWorktree]:
-    """Every milestone worktree directory, registration and ``milestone/*`` branch, with problems.
+    """Every milestone worktree directory, registration and ``gsd-parallel/*`` branch, with problems.
 
     Doctor decides what to do; this only reports facts and inconsistencies.
     """

@@ -4,7 +4,7 @@ Each test runs ``python -m gsd_parallel_plugin.testing.fake_gsd`` in a checkout 
 gsd-parallel lays it out (``<root>/.gsd-parallel/<MID>`` on ``gsd-parallel/<MID>``, kept out
 of the root by ``info/exclude``), usually after ``headless recover``, and checks the NDJSON, the
 checkout's ``.gsd/gsd.db``, the disk and the branch history against what the real GSD worker
-was measured to do (``shared/real-gsd/FINDINGS.md``).
+was measured to do (docs/ARCHITECTURE.md, *The GSD adapter*).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 (``gsd headless --json auto`` driven by the scripted model) and against the shipped fake worker.
 
 Each test runs one worker by hand in a checkout prepared exactly as the supervisor prepares it
-(:func:`gsd_checkout.prepare_checkout` in ``.gsd-parallel/<MID>`` on ``gsd-parallel/<MID>``).
+(:func:`gsd_parallel_plugin.gsd.checkout.prepare_checkout` in ``.gsd-parallel/<MID>`` on ``gsd-parallel/<MID>``).
 The real half is marked ``real_gsd`` and skips, with the reason, where no real GSD is found.
 """
 

@@ -20,7 +20,8 @@ import pluggy
 import pytest
 
 from gsd_parallel_plugin import PROJECT_NAME, hookspecs
-from gsd_parallel_plugin.plugins import BUILTIN_PLUGINS, HOOK_KINDS, Hooks, create_plugin_manager
+from gsd_parallel_plugin.hookspecs import HOOK_KINDS, KIND_ATTRIBUTE
+from gsd_parallel_plugin.plugins import BUILTIN_PLUGINS, Hooks, create_plugin_manager
 from gsd_parallel_plugin.testing import (
     HookRecorder,
     build_project,
@@ -68,6 +69,7 @@ def test_every_hookspec_is_documented_with_its_exact_signature():
 def test_hook_kinds_agree_with_the_specs_and_the_summary_table():
     assert set(HOOK_KINDS) == set(SPECS)
     for name, kind in HOOK_KINDS.items():
+        assert getattr(SPECS[name], KIND_ATTRIBUTE) == kind, name  # the table is read from the spec
         opts = getattr(SPECS[name], PROJECT_NAME + "_spec")
         assert opts["firstresult"] == (kind == "decision"), name
         assert opts["historic"] == (kind == "historic"), name
@@ -75,6 +77,23 @@ def test_hook_kinds_agree_with_the_specs_and_the_summary_table():
     table = dict(re.findall(r"^\| `(\w+)` \| ([^|]+?) \|", text, re.MULTILINE))
     shown = {"historic": "broadcast (historic)"}
     assert {n: table.get(n) for n in SPECS} == {n: shown.get(k, k) for n, k in HOOK_KINDS.items()}
+
+
+def test_each_hook_section_in_hooks_md_states_the_specs_kind():
+    sections = re.split(r"^### `(\w+)\(", HOOKS_MD.read_text(), flags=re.MULTILINE)
+    stated = {
+        name: re.search(r"^- \*\*Kind:\*\* ([a-z]+(?:, historic)?)\b", body, re.MULTILINE)
+        for name, body in zip(sections[1::2], sections[2::2], strict=True)
+    }
+    shown = {"historic": "broadcast, historic"}
+    assert {n: m.group(1) if m else None for n, m in stated.items()} == {
+        n: shown.get(k, k) for n, k in HOOK_KINDS.items()
+    }
+
+
+def test_a_spec_of_an_unknown_kind_is_refused():
+    with pytest.raises(ValueError, match="unknown hook kind 'vote'"):
+        hookspecs.hookspec("vote")  # type: ignore[arg-type]
 
 
 def python_blocks(text: str) -> list[str]:

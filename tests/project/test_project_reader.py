@@ -81,7 +81,7 @@ completed_at: 2026-05-06T17:42:10.512Z
 
 
 def example_project(root: Path) -> None:
-    """The small example project of GSD-FORMAT.md."""
+    """A small example project: the shapes GSD writes, three milestones, one dependency."""
     write(root, ".gsd/PREFERENCES.md", "---\nparallel: {enabled: true, max_workers: 3}\n---\n")
     ms(root, "M001", {
         "M001-CONTEXT.md": "# M001: Core API\n",
