@@ -10,6 +10,7 @@ would conflict or fail merge_check, see :mod:`..merge.preview`).
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -161,7 +162,7 @@ def _preview(ctx: CommandContext, env: MergeEnv) -> CommandResult:
     order += [mid for mid in everything if mid not in order]  # a hook that forgot some
     results = preview(env, order, running)
     check = env.preferences.merge_check
-    gate = f"`{' '.join(check)}` (merge_check) after each" if check else "no merge_check configured"
+    gate = f"`{shlex.join(check)}` (merge_check) after each" if check else "no merge_check configured"
     lines = [f"In merge order, each on top of the ones before it; {gate}. Nothing was merged.\n"]
     for r in results:
         head = f"- **{r.id}** ({r.state})"

@@ -49,6 +49,13 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
         for m, shas in plan.order:
             lines.append(f"- **{m}** — {len(shas)} squash commit(s) on {plan.integ}: "
                          + ", ".join(f"`{s[:12]}`" for s in shas))  # fmt: skip
+        if plan.unmerged_dependents:
+            ctx.host.notify(
+                f"{', '.join(plan.unmerged_dependents)} depend(s) on what is reverted and "
+                "started from a branch that has it: check them before they merge "
+                f"({hints.cmd('merge --preview')}).",
+                "warning",
+            )
         if plan.refused:
             lines.append(
                 f"\nRefused: merged milestone(s) depend on {mid}: {', '.join(plan.dependents)}. "

@@ -122,6 +122,8 @@ class RevertPlan:
     dependents: list[str] = field(default_factory=list)
     """Merged milestones that depend on ``mid`` (directly or through others)."""
     with_dependents: bool = False
+    unmerged_dependents: list[str] = field(default_factory=list)
+    """Dependents not merged that have a branch: it started from the work being reverted."""
 
     @property
     def refused(self) -> bool:
@@ -134,6 +136,7 @@ class RevertPlan:
             "revert": [{"id": m, "commits": shas} for m, shas in self.order],
             "dependents": self.dependents,
             "refused": self.refused,
+            "unmerged_dependents": self.unmerged_dependents,
         }
 
 
@@ -162,9 +165,15 @@ def plan_revert(env: MergeEnv, mid: str, with_dependents: bool) -> RevertPlan:
                 dependents.append(m.id)
                 changed = True
     tip = f"refs/heads/{integ}"
-    newest = sorted(wanted if with_dependents else {mid}, key=lambda m: _age(g, landed[m][0], tip))
+    reverting = wanted if with_dependents else {mid}
+    newest = sorted(reverting, key=lambda m: _age(g, landed[m][0], tip))
+    unmerged = sorted(
+        m.id for m in env.project.milestones
+        if m.id not in landed and reverting & set(m.depends_on)
+        and g.branch_sha(branch_name(m.id)) is not None
+    )  # fmt: skip
     return RevertPlan(mid, integ, [(m, landed[m]) for m in newest], sorted(dependents),
-                      with_dependents)  # fmt: skip
+                      with_dependents, unmerged)  # fmt: skip
 
 
 def _age(g: Git, sha: str, tip: str) -> int:

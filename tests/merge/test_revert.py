@@ -234,3 +234,17 @@ def test_revert_killed_after_landing_is_finished_by_doctor_fix(tmp_path, cli):
     assert project.git("status", "--porcelain") == ""
     assert cli("--project", project.root, "doctor").code == 0
     assert f"GSD-Reverts: {m1}" in project.git("log", "-1", "--format=%B", "main")
+
+
+def test_a_running_dependent_is_named(tmp_path, cli):
+    """Not merged, so no refusal; but its branch started from the work being reverted."""
+    from gsd_parallel_plugin.workspace.worktrees import ensure_worktree
+
+    project = _project(tmp_path, depends=True)
+    complete(project, "M001")
+    assert cli("--project", project.root, "merge", "M001").code == 0
+    ensure_worktree(project.root, "M002", "main")
+    result = cli("--project", project.root, "revert", "M001", "--json")
+    assert result.code == 0, result.out + result.err
+    assert result.json()["plan"]["unmerged_dependents"] == ["M002"]
+    assert "M002 depend(s) on what is reverted" in result.err
