@@ -248,3 +248,21 @@ def test_a_running_dependent_is_named(tmp_path, cli):
     assert result.code == 0, result.out + result.err
     assert result.json()["plan"]["unmerged_dependents"] == ["M002"]
     assert "M002 depend(s) on what is reverted" in result.err
+
+
+def test_a_revert_that_conflicts_with_later_work_changes_nothing_and_names_the_files(tmp_path, cli):
+    project = _project(tmp_path)
+    complete(project, "M001")
+    assert cli("--project", project.root, "merge", "M001").code == 0
+    (project.root / "src/a.py").write_text("M001/S01/T01\nedited later on main\n")
+    project.commit_all("later work on a.py")
+    before = snapshot(project.root)
+    result = cli("--project", project.root, "revert", "M001", "--json")
+    assert result.code == 1
+    data = result.json()
+    assert data["outcome"] == "conflict" and data["files"] == ["src/a.py"]
+    assert "nothing was changed" in data["error"] and "GSD-Reverts: <sha>" in data["error"]
+    assert snapshot(project.root) == before
+    with _store(project) as s:
+        assert "M001" in s.merged_milestones() and s.unfinished_merges() == []
+    assert not list((project.gsd / "parallel" / "merging").glob("*"))
