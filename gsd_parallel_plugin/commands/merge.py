@@ -1,13 +1,16 @@
-"""``gsd-parallel merge [MID] [--dry-run]``: land completed milestones on the integration branch.
+"""``gsd-parallel merge [MID] [--dry-run | --preview]``: land completed milestones on the
+integration branch.
 
 Text output is GSD's ``# Merge Results`` list; ``--json`` prints
 ``{"results": [{"id", "outcome", "files", "commit", "error"}]}``. Exit 1 when any merge did
-not land (``--dry-run``: when any would conflict).
+not land (``--dry-run``: when any would conflict; ``--preview``: when any milestone in flight
+would conflict or fail merge_check, see :mod:`..merge.preview`).
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -36,7 +39,13 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
     parser = ArgParser(name)
     parser.add_argument("milestone", nargs="?")
     parser.add_argument("--dry-run", action="store_true")
+    parser.add_argument("--preview", action="store_true")
     args = parse(parser, ctx)
+    if args.preview and (args.milestone or args.dry_run):
+        raise UserError(
+            "merge --preview previews every milestone in flight: run it without a "
+            f"milestone ID or --dry-run ({hints.cmd('merge --preview')})"
+        )
     if os.environ.get("GSD_PARALLEL_WORKER"):
         raise UserError(IN_WORKER)
     loaded = load(ctx)
@@ -46,6 +55,8 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
         env = MergeEnv(
             loaded.root, loaded.project, store, ctx.host.hooks, prefs, notify=ctx.host.notify
         )
+        if args.preview:
+            return _preview(ctx, env)
         candidates, notes = merge_candidates(env)
         if args.milestone:
             mid = _explicit(loaded, store, args.milestone, candidates)
@@ -137,6 +148,48 @@ def _dry_run(env: MergeEnv, order: list[str]) -> CommandResult:
     data = {"dry_run": True, "results": [r.to_json() for r in results]}
     code = 1 if any(r.outcome in {"conflict", "refused"} for r in results) else 0
     return CommandResult(text, data, exit_code=code)
+
+
+def _preview(ctx: CommandContext, env: MergeEnv) -> CommandResult:
+    from ..merge.preview import in_flight, preview
+
+    complete, running = in_flight(env)
+    everything = [*complete, *running]
+    if not everything:
+        text = "No milestone in flight: nothing to preview.\n"
+        return CommandResult(text, {"preview": True, "results": []})
+    order = list(ctx.host.hooks.choose_merge_order(everything, env.project, env.preferences.to_json()))
+    order += [mid for mid in everything if mid not in order]  # a hook that forgot some
+    results = preview(env, order, running)
+    check = env.preferences.merge_check
+    gate = f"`{shlex.join(check)}` (merge_check) after each" if check else "no merge_check configured"
+    lines = [f"In merge order, each on top of the ones before it; {gate}. Nothing was merged.\n"]
+    for r in results:
+        head = f"- **{r.id}** ({r.state})"
+        if r.outcome == "clean":
+            lines.append(f"{head} — clean" + (", merge_check passed" if r.checked else ""))
+        elif r.outcome == "conflict":
+            lines.append(f"{head} — CONFLICT ({len(r.files)} file(s)):")
+            lines += [f"  - `{f}`" for f in r.files]
+        elif r.outcome == "check_failed":
+            first, *rest = (r.output or "merge_check failed").splitlines()
+            lines.append(f"{head} — FAILS merge_check with what is before it: {first}")
+            lines += [f"    {line}" for line in rest]
+        else:
+            lines.append(f"{head} — skipped: {r.error}")
+    text = "\n".join(["# Merge Preview\n", *lines]) + "\n"
+    bad = [r for r in results if r.outcome in {"conflict", "check_failed"}]
+    for r in bad:
+        what = "conflicts" if r.outcome == "conflict" else "breaks merge_check"
+        ctx.host.notify(
+            f"{r.id} {what} with the milestones merged before it: fix it on its branch in "
+            f"{checkout_display(r.id)} (a running worker can be paused with "
+            f"{hints.cmd(f'pause {r.id}')}), then run {hints.cmd('merge --preview')} again.",
+            "warning",
+        )
+    data = {"preview": True, "merge_check": list(check) if check else None,
+            "results": [r.to_json() for r in results]}  # fmt: skip
+    return CommandResult(text, data, exit_code=1 if bad else 0)
 
 
 def render_results(results: Sequence[MergeResult]) -> str:

@@ -39,7 +39,7 @@ export function splitArgs(line) {
 }
 
 // Subcommands whose first argument is a milestone ID.
-const TAKES_MILESTONE = new Set(["status", "stop", "pause", "resume", "merge", "logs"]);
+const TAKES_MILESTONE = new Set(["status", "stop", "pause", "resume", "merge", "revert", "logs"]);
 
 /** Milestone IDs of the project *cwd* is in (its `.gsd/milestones/` folders). */
 export function milestoneIds(cwd = process.cwd(), env = process.env) {
@@ -117,7 +117,7 @@ export function cannotAsk(ctx, env = process.env) {
 async function merge(pi, ctx, config, rest) {
   const yes = rest.includes("--yes") || rest.includes("-y");
   const args = rest.filter((a) => a !== "--yes" && a !== "-y");
-  if (args.includes("--dry-run")) return null;
+  if (args.includes("--dry-run") || args.includes("--preview")) return null; // changes nothing
   const plan = await runCli(pi, ctx, config, ["merge", ...args, "--dry-run", "--json"]);
   if (plan.code !== 0 && !`${plan.stdout}`.trim().startsWith("{")) {
     ctx.ui.notify(errorLine(plan), "error");
@@ -148,6 +148,25 @@ async function merge(pi, ctx, config, rest) {
   return args;
 }
 
+/** `/parallel revert MID`: it moves the integration branch, so like a merge it needs the
+ * user's yes (GSD's dialog), or --yes; `--dry-run` changes nothing and needs none. */
+async function revertAsk(ctx, rest) {
+  const yes = rest.includes("--yes") || rest.includes("-y");
+  const args = rest.filter((a) => a !== "--yes" && a !== "-y");
+  if (yes || args.includes("--dry-run")) return args;
+  const mid = args.find((a) => !a.startsWith("-")) || "";
+  const question = `Revert ${mid} on the integration branch${args.includes("--with-dependents") ? " (and what depends on it)" : ""}?`;
+  if (cannotAsk(ctx)) {
+    ctx.ui.notify(`${question} Not reverting without you: run /parallel revert ${args.join(" ")} --yes`, "warning");
+    return false;
+  }
+  if (!(await ctx.ui.confirm("gsd-parallel revert", question))) {
+    ctx.ui.notify("Revert cancelled.", "info");
+    return false;
+  }
+  return args;
+}
+
 export async function handle(pi, ctx, config, line) {
   const words = splitArgs(line);
   const name = words[0];
@@ -167,6 +186,11 @@ export async function handle(pi, ctx, config, line) {
     const decided = await merge(pi, ctx, config, rest);
     if (decided === false) return;
     if (Array.isArray(decided)) rest = decided;
+  }
+  if (name === "revert") {
+    const decided = await revertAsk(ctx, rest);
+    if (decided === false) return;
+    rest = decided;
   }
   const result = await runCli(pi, ctx, config, [name, ...rest]);
   const out = `${result.stdout || ""}`;

@@ -45,7 +45,7 @@ from .steps import (
     auto_resolvable,
     cleanup_after_landing,
     commit_message,
-    paths_in_the_way,
+    land_on_branch,
     quiet,
     remove_temp_worktree,
     run_merge_check,
@@ -397,43 +397,10 @@ class _Merge:
     # -- landing
     def _land(self, commit: str, changed: Sequence[str]) -> tuple[list[str], str | None]:
         """Move the integration branch to ``commit``; (blocking files, error) when it cannot."""
-        now = self.g.branch_sha(self.integ)
-        if now != self.base:
-            return [], (
-                f"{self.integ} moved while the merge was being built (now {short(now)}); "
-                f"run {hints.cmd(f'merge {self.mid}')} again"
-            )
-        where = self.g.branch_checked_out_at(self.integ)
-        if where is None:
-            try:
-                self.g.run("update-ref", "-m", f"gsd-parallel: merge {self._label()}",
-                           f"refs/heads/{self.integ}", commit, self.base)  # fmt: skip
-            except GitCommandError as exc:
-                return [], f"could not move {self.integ}: {exc}"
-            return [], None
-        wg = Git(where)
-        theirs = unmerged_paths(wg)
-        if theirs or wg.ok("rev-parse", "-q", "--verify", "MERGE_HEAD"):
-            shown = ", ".join(theirs[:10]) or "no conflicts left"
-            return theirs, (
-                f"{where} is in the middle of a merge of its own (unmerged: {shown}): finish it, or "
-                f"run `git merge --abort` there, then run {hints.cmd(f'merge {self.mid}')} again"
-            )
-        blocked = paths_in_the_way(wg, changed)
-        if blocked:
-            shown = ", ".join(blocked[:10]) + (f" (+{len(blocked) - 10} more)" if len(blocked) > 10 else "")
-            return blocked, (
-                f"uncommitted changes in {where} would be overwritten by the merge: {shown}; "
-                f"commit or move them, then run {hints.cmd(f'merge {self.mid}')} again"
-            )
-        try:
-            wg.run("merge", "--ff-only", "--quiet", commit)
-        except GitCommandError as exc:
-            first = next((ln for ln in exc.stderr.splitlines() if ln.strip()), str(exc))
-            return [], f"could not fast-forward {self.integ} in {where}: {first.strip()}"
-        if self.g.branch_sha(self.integ) != commit:
-            return [], f"{self.integ} did not move to {short(commit)}; it is unchanged"
-        return [], None
+        return land_on_branch(
+            self.g, self.integ, self.base, commit, changed,
+            reflog=f"gsd-parallel: merge {self._label()}", retry=f"merge {self.mid}",
+        )  # fmt: skip
 
     def _after_landing(self, commit: str) -> None:
         self.env.hooks.on_merge_complete(self.mid, commit, self.integ)

@@ -16,6 +16,8 @@ from pathlib import Path
 from .. import hints
 from ..store import MergeRow, Store
 from ..workspace.git import Git, GitCommandError
+from .revert import is_revert_row
+from .revert import recover_row as recover_revert_row
 from .steps import (
     MERGING_DIR,
     MergeLock,
@@ -63,6 +65,10 @@ def recover(root: Path, store: Store, fix: bool) -> list[str]:
 def _recover_row(
     g: Git, root: Path, store: Store, row: MergeRow, parallel_dir: Path, fix: bool
 ) -> str:
+    if is_revert_row(row):  # a `revert` journals like a merge (see .revert)
+        return recover_revert_row(g, root, store, row, fix) + _temp_worktree(
+            g, row, parallel_dir, fix
+        )
     mid, integ = row.milestone_id, row.integration_branch
     line = f"{mid}: merge #{row.id} was interrupted at step '{row.step}'"
     if _landed(g, row):
@@ -87,15 +93,21 @@ def _recover_row(
                 row.id, "aborted", error=f"interrupted at step '{row.step}'; cleaned by doctor"
             )
             line += f"; retry with {hints.cmd(f'merge {mid}')}"
-    if row.worktree:
-        path = Path(row.worktree)
-        present = os.path.lexists(path) or g.find_worktree(path) is not None
-        if present and fix:
-            remove_temp_worktree(g, path, parallel_dir)
-            line += f"; removed its temporary worktree {path}"
-        elif present:
-            line += f"; its temporary worktree {path} is still there"
-    return line
+    return line + _temp_worktree(g, row, parallel_dir, fix)
+
+
+def _temp_worktree(g: Git, row: MergeRow, parallel_dir: Path, fix: bool) -> str:
+    """The row's temporary worktree: removed with ``fix``; what was found, for the line."""
+    if not row.worktree:
+        return ""
+    path = Path(row.worktree)
+    present = os.path.lexists(path) or g.find_worktree(path) is not None
+    if present and fix:
+        remove_temp_worktree(g, path, parallel_dir)
+        return f"; removed its temporary worktree {path}"
+    if present:
+        return f"; its temporary worktree {path} is still there"
+    return ""
 
 
 def finish_landed_cleanups(root: Path, store: Store, keep: set[str]) -> list[str]:

@@ -131,6 +131,62 @@ def paths_in_the_way(wg: Git, changed: Sequence[str]) -> list[str]:
     return sorted(set(blocked))
 
 
+def land_on_branch(
+    g: Git,
+    integ: str,
+    base: str,
+    commit: str,
+    changed: Sequence[str],
+    *,
+    reflog: str,
+    retry: str,
+    what: str = "merge",
+) -> tuple[list[str], str | None]:
+    """Move ``integ`` from ``base`` to ``commit`` (a descendant): a fast-forward of the checkout
+    that has it (when the paths involved are clean there), else ``update-ref`` with the old
+    value checked. Returns (blocking files, error) when it cannot; then nothing moved.
+    ``retry`` is the command (words) the messages suggest; ``what`` names the operation."""
+    from .. import hints
+
+    again = hints.cmd(retry)
+    now = g.branch_sha(integ)
+    if now != base:
+        return [], (
+            f"{integ} moved while the {what} was being built (now {short(now)}); "
+            f"run {again} again"
+        )
+    where = g.branch_checked_out_at(integ)
+    if where is None:
+        try:
+            g.run("update-ref", "-m", reflog, f"refs/heads/{integ}", commit, base)
+        except GitCommandError as exc:
+            return [], f"could not move {integ}: {exc}"
+        return [], None
+    wg = Git(where)
+    theirs = unmerged_paths(wg)
+    if theirs or wg.ok("rev-parse", "-q", "--verify", "MERGE_HEAD"):
+        shown = ", ".join(theirs[:10]) or "no conflicts left"
+        return theirs, (
+            f"{where} is in the middle of a merge of its own (unmerged: {shown}): finish it, or "
+            f"run `git merge --abort` there, then run {again} again"
+        )
+    blocked = paths_in_the_way(wg, changed)
+    if blocked:
+        shown = ", ".join(blocked[:10]) + (f" (+{len(blocked) - 10} more)" if len(blocked) > 10 else "")
+        return blocked, (
+            f"uncommitted changes in {where} would be overwritten by the {what}: {shown}; "
+            f"commit or move them, then run {again} again"
+        )
+    try:
+        wg.run("merge", "--ff-only", "--quiet", commit)
+    except GitCommandError as exc:
+        first = next((ln for ln in exc.stderr.splitlines() if ln.strip()), str(exc))
+        return [], f"could not fast-forward {integ} in {where}: {first.strip()}"
+    if g.branch_sha(integ) != commit:
+        return [], f"{integ} did not move to {short(commit)}; it is unchanged"
+    return [], None
+
+
 def set_slice_point(g: Git, mid: str, commit: str) -> None:
     g.run("update-ref", "-m", "gsd-parallel: per-slice merge", f"{SLICE_REF_PREFIX}{mid}", commit)
 

@@ -122,6 +122,15 @@ class RecordsMixin(StoreBase):
                 (milestone_id, now() if at is None else at, commit),
             )
 
+    def unmark_milestone(self, milestone_id: str) -> None:
+        """Forget that the milestone completed and merged (``revert``: it is to run again)."""
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE milestones SET completed_at = NULL, merged_at = NULL, merge_commit = NULL"
+                " WHERE id = ?",
+                (milestone_id,),
+            )
+
     def milestones(self) -> dict[str, MilestoneRow]:
         rows = self._conn.execute("SELECT * FROM milestones ORDER BY id")
         return {r["id"]: MilestoneRow(**dict(r)) for r in rows}

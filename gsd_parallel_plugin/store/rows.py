@@ -23,7 +23,10 @@ RunState = Literal["active", "finished", "budget_exceeded"]
 RUN_STATES: tuple[str, ...] = ("active", "finished", "budget_exceeded")
 COMMANDS: tuple[str, ...] = ("pause", "resume", "stop")
 WORKER_STATES: frozenset[str] = frozenset(s.value for s in WorkerState)
-MERGE_OUTCOMES: tuple[str, ...] = ("merged", "conflict", "failed", "skipped", "aborted")
+MERGE_OUTCOMES: tuple[str, ...] = (
+    "merged", "conflict", "failed", "skipped", "aborted", "reverted"
+)
+"""``reverted``: a journal row of ``revert`` (:mod:`..merge.revert`) that landed."""
 
 
 def now() -> float:

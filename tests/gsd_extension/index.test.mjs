@@ -87,6 +87,43 @@ test("with a UI, merge asks and a no cancels", async () => {
   assert.deepEqual(ctx.notes.at(-1), ["info", "Merge cancelled."]);
 });
 
+test("merge --preview runs as is: no dry run first, no question", async () => {
+  const report = { code: 1, stdout: "# Merge Preview\n\n- **M001** (running) — CONFLICT\n", stderr: "" };
+  const { pi, calls } = fakePi([report]);
+  register(pi, config);
+  const ctx = fakeCtx(true, false);
+  await pi.commands.parallel.handler("merge --preview", ctx);
+  assert.equal(calls.length, 1);
+  assert.deepEqual(calls[0].args, ["--invoked-as=/parallel", "merge", "--preview"]);
+  assert.match(pi.messages[0].content, /Merge Preview/);
+});
+
+test("revert asks first; headless needs --yes, which is not passed on", async () => {
+  const done = { code: 0, stdout: "# Revert M001\n", stderr: "" };
+  const no = fakePi([done]);
+  register(no.pi, config);
+  const ctx = fakeCtx(true, false);
+  await no.pi.commands.parallel.handler("revert M001", ctx);
+  assert.equal(no.calls.length, 0);
+  assert.deepEqual(ctx.notes.at(-1), ["info", "Revert cancelled."]);
+
+  const headless = fakePi([done]);
+  register(headless.pi, config);
+  const hctx = fakeCtx(false, true);
+  await headless.pi.commands.parallel.handler("revert M001", hctx);
+  assert.equal(headless.calls.length, 0);
+  assert.match(hctx.notes.at(-1)[1], /run \/parallel revert M001 --yes/);
+
+  const yes = fakePi([done]);
+  register(yes.pi, config);
+  await yes.pi.commands.parallel.handler("revert M001 --yes", fakeCtx(false));
+  assert.deepEqual(yes.calls[0].args, ["--invoked-as=/parallel", "revert", "M001"]);
+  const dry = fakePi([done]);
+  register(dry.pi, config);
+  await dry.pi.commands.parallel.handler("revert M001 --dry-run", fakeCtx(false));
+  assert.deepEqual(dry.calls[0].args, ["--invoked-as=/parallel", "revert", "M001", "--dry-run"]);
+});
+
 // ------------------------------------------------------------------ the session's events
 import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
