@@ -7,9 +7,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from test_merge_support import PREFS, commit_in, complete, snapshot
-
 from gsd_parallel_plugin.testing.builder import build_project
+from gsd_parallel_plugin.testing.scenarios import PREFS, commit_in, complete, snapshot
 from gsd_parallel_plugin.workspace.worktrees import ensure_worktree
 
 # Passes with either file alone; fails when both are in the tree (they "break the build together").

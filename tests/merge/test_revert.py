@@ -12,12 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from test_merge_support import PREFS, complete, journal, main_log, snapshot
-
 from gsd_parallel_plugin.project import read_project
 from gsd_parallel_plugin.store import Store
 from gsd_parallel_plugin.testing import wait_until
 from gsd_parallel_plugin.testing.builder import build_project
+from gsd_parallel_plugin.testing.scenarios import PREFS, complete, journal, main_log, snapshot
 
 
 def _project(tmp_path: Path, *, depends: bool = False, **prefs: object):
