@@ -22,6 +22,7 @@ from gsd_parallel_plugin.testing.builder import build_project
 #: what a read-only ``status`` with no run must not import
 NOT_FOR_STATUS = (
     "sh",
+    "yaml",  # the project's simple frontmatter and preferences are read without it
     "rich",
     "psutil",
     "asyncio",
