@@ -19,7 +19,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -451,6 +450,8 @@ def add_exclude(repo: Path | str, patterns: Sequence[str]) -> list[str]:
         mode = exclude.stat().st_mode & 0o777
     except FileNotFoundError:
         mode = 0o644
+    import tempfile  # only here: it pulls in shutil and the compression modules
+
     fd, tmp = tempfile.mkstemp(prefix=".exclude.", dir=exclude.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
