@@ -20,10 +20,21 @@ NOT_ENABLED = "Parallel mode is not enabled. Set `parallel.enabled: true` in you
 IN_WORKER = "Cannot start parallel from within a parallel worker"
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's formatter at a fixed width. ``add_argument`` builds one to check each
+    metavar, and the default width asks ``shutil`` for the terminal size (``shutil`` imports
+    the compression modules). No parser here prints argparse help:
+    ``--help`` is the CLI's own text."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=80)
+
+
 class ArgParser(argparse.ArgumentParser):
     """argparse that reports problems as a UserError (exit 2) instead of exiting."""
 
     def __init__(self, name: str, **kwargs: object) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
         super().__init__(prog=hints.bare(name), add_help=False, **kwargs)  # type: ignore[arg-type]
 
     def error(self, message: str) -> NoReturn:

@@ -4,7 +4,9 @@ Discovery order (later registrations are called first by pluggy, and builtins ar
 ``trylast``, so third parties always win):
 
 1. builtin plugins (``gsd_parallel_plugin.builtin.*``);
-2. entry points in group ``gsd_parallel`` unless ``GSD_PARALLEL_DISABLE_PLUGIN_AUTOLOAD``;
+2. entry points in group ``gsd_parallel`` unless ``GSD_PARALLEL_DISABLE_PLUGIN_AUTOLOAD``
+   (``importlib.metadata`` is imported only when an installed distribution's
+   ``entry_points.txt`` has that section: see :func:`may_have_entry_points`);
 3. modules named in ``GSD_PARALLEL_PLUGINS`` (comma separated);
 4. modules named in the project's ``pyproject.toml`` under ``[tool.gsd-parallel] plugins``.
 
@@ -19,9 +21,7 @@ every call is seen by :attr:`Hooks.listeners` (the test recorder).
 
 from __future__ import annotations
 
-import difflib
 import importlib
-import logging
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -38,8 +38,6 @@ from .errors import GsdParallelError, PluginError
 if TYPE_CHECKING:
     from .host import HostSession
     from .models import Milestone, Project, SlashCommand, WorkerHandle, WorkerSpec
-
-log = logging.getLogger("gsd_parallel")
 
 BUILTIN_PLUGINS = (
     "gsd_parallel_plugin.builtin.commands",
@@ -139,6 +137,8 @@ def plugin_problems(pm: pluggy.PluginManager, plugin: object) -> tuple[list[str]
 
 
 def _describe_unknown(names: Sequence[str]) -> str:
+    import difflib
+
     known = sorted(_spec_names())
     parts = []
     for name in names:
@@ -167,6 +167,47 @@ def read_project_plugin_list(project_root: Path | None) -> tuple[list[str], list
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
         return [], [f"{path}: [tool.gsd-parallel] plugins must be a list of module names"]
     return plugins, []
+
+
+def may_have_entry_points(group: str) -> bool:
+    """Whether some distribution on ``sys.path`` may declare an entry point in ``group``.
+
+    Importing ``importlib.metadata`` and scanning every distribution costs more than the
+    rest of ``status``, and almost always finds nothing. This reads the ``entry_points.txt``
+    files directly, looking for the section header the way ``importlib.metadata`` parses it.
+    What it cannot judge cheaply (a zip or an egg on ``sys.path``, another distribution
+    finder on ``sys.meta_path``) counts as a yes, so the real discovery decides.
+    """
+    from importlib.machinery import PathFinder
+
+    if any(
+        hasattr(finder, "find_distributions") and finder is not PathFinder
+        for finder in sys.meta_path
+    ):
+        return True
+    for entry in sys.path:
+        base = entry or "."
+        if base.lower().endswith(".egg") or os.path.isfile(base):
+            return True
+        try:
+            children = os.listdir(base)
+        except OSError:
+            continue
+        for child in children:
+            if not child.lower().endswith((".dist-info", ".egg-info")):
+                continue
+            try:
+                with open(os.path.join(base, child, "entry_points.txt"), encoding="utf-8") as f:
+                    text = f.read()
+            except OSError:
+                continue
+            except UnicodeDecodeError:
+                return True
+            for line in text.splitlines():
+                line = line.strip()
+                if line.startswith("[") and line.endswith("]") and line.strip("[]") == group:
+                    return True
+    return False
 
 
 def create_plugin_manager(
@@ -212,7 +253,7 @@ def create_plugin_manager(
             None,
         )
 
-    if not env.get(ENV_DISABLE_AUTOLOAD):
+    if not env.get(ENV_DISABLE_AUTOLOAD) and may_have_entry_points(PROJECT_NAME):
         from importlib.metadata import entry_points
 
         for ep in entry_points(group=PROJECT_NAME):
@@ -271,6 +312,13 @@ def plugin_name_for(pm: pluggy.PluginManager, tb: TracebackType | None) -> str |
 CallListener = Callable[[str, Mapping[str, Any]], None]
 
 
+def _log_warning(message: str) -> None:
+    """The default :attr:`Hooks.warn`: the ``gsd_parallel`` logger (imported when used)."""
+    import logging
+
+    logging.getLogger("gsd_parallel").warning(message)
+
+
 class Hooks:
     """Typed facade over ``pm.hook``: one method per hook, so a type checker sees each call.
 
@@ -290,7 +338,7 @@ class Hooks:
         self.pm = pm
         self.listeners: list[CallListener] = []
         self.broadcast_errors: list[str] = []
-        self.warn: Callable[[str], None] = warn or log.warning
+        self.warn: Callable[[str], None] = warn or _log_warning
 
     # -- plumbing
     def implementers(self, name: str) -> list[str]:

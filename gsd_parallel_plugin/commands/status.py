@@ -1,4 +1,8 @@
-"""``gsd-parallel status [MID]``."""
+"""``gsd-parallel status [MID]``.
+
+Read-only and asked often: with no run it imports nothing beyond the project reader
+(``tests/test_import_hygiene.py``; ``bench/bench_startup.py`` measures it).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ from .. import hints
 from ..errors import UserError
 from ..invocation import ArgParser, Loaded, load, milestone_arg, parse
 from ..models import CommandContext, CommandResult
-from ..run.ensure import ensure_supervisor
 from ..views.runstate import NO_RUN, RunView
 
 
@@ -19,6 +22,8 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
     view = RunView.read(loaded)
     if view.run is None:
         return CommandResult(NO_RUN, {"active": False, "workers": [], "waiting": [], "total_cost": 0.0})
+    from ..run.ensure import ensure_supervisor  # a run exists: it may need a supervisor
+
     if ensure_supervisor(ctx, loaded, view):
         view = RunView.read(loaded)
     if mid is not None:

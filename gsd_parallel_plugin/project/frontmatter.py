@@ -5,6 +5,9 @@ file line, because dependencies (``depends_on`` in CONTEXT) decide what may run 
 must not be guessed.  :func:`scan_frontmatter` mimics GSD's own line-based reader
 (``key: value`` and ``- item`` lists, no YAML types), used where GSD's reading is the
 truth we must match: a SUMMARY's ``status`` or a VALIDATION's ``verdict``.
+
+PyYAML is imported only when a block falls outside the trivial subset :func:`_simple_block`
+reads itself: importing it costs more than the rest of ``gsd-parallel status``.
 """
 
 from __future__ import annotations
@@ -12,22 +15,19 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import yaml
-
-try:  # libyaml is several times faster: 2,000 CONTEXT files per read_project.
-    _Loader: Any = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - depends on how PyYAML was built
-    _Loader = yaml.SafeLoader
-
 _YAML_WORDS = frozenset(
     ["yes", "no", "true", "false", "on", "off", "null", "y", "n"]
 )  # scalars YAML would not read as strings (case-insensitive match below)
 _SIMPLE_SCALAR = r"[A-Za-z][A-Za-z0-9_\-]*"
+_SIMPLE_VALUE = r"[A-Za-z0-9_.\-]+"  # a candidate for _typed, which decides
 _SIMPLE_KEY_RE = re.compile(
-    rf"^({_SIMPLE_SCALAR}|_[A-Za-z0-9_\-]*):(?: +(?:({_SIMPLE_SCALAR})|\[ *((?:{_SIMPLE_SCALAR})"
+    rf"^({_SIMPLE_SCALAR}|_[A-Za-z0-9_\-]*):(?: +(?:({_SIMPLE_VALUE})|\[ *((?:{_SIMPLE_SCALAR})"
     rf"(?: *, *{_SIMPLE_SCALAR})*)? *\]))? *$"
 )
 _SIMPLE_ITEM_RE = re.compile(rf"^( +)- +({_SIMPLE_SCALAR}) *$")
+_SIMPLE_ENTRY_RE = re.compile(rf"^( +)({_SIMPLE_SCALAR}|_[A-Za-z0-9_\-]*): +({_SIMPLE_VALUE}) *$")
+_SIMPLE_NUMBER_RE = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?")
+_NOT_SIMPLE = object()
 _KEY_RE = re.compile(r"^([A-Za-z_][\w.\-]*)[ \t]*:(?:[ \t]+(.*)|)$")
 _ITEM_RE = re.compile(r"^[ \t]+-[ \t]+(.*)$")
 
@@ -61,17 +61,32 @@ def split_frontmatter(text: str) -> tuple[list[str] | None, str, bool]:
     return lines, "", False
 
 
+def _typed(word: str) -> Any:
+    """``word`` as YAML reads it when that is certain (``true``/``false``, a plain decimal
+    integer or ``1.5``-style float, a word that is no YAML keyword), else ``_NOT_SIMPLE``."""
+    if word in ("true", "false"):
+        return word == "true"
+    number = _SIMPLE_NUMBER_RE.fullmatch(word)
+    if number:
+        return float(word) if number.group(1) else int(word)
+    if re.fullmatch(_SIMPLE_SCALAR, word) and word.lower() not in _YAML_WORDS:
+        return word
+    return _NOT_SIMPLE
+
+
 def _simple_block(lines: list[str]) -> dict[str, Any] | None:
-    """Parse the trivial YAML GSD writes (``key: word``, ``key: [a, b]``, ``- item``).
+    """Parse the trivial YAML GSD writes (``key: word``, ``key: [a, b]``, ``- item``, and
+    one level of ``key:`` / ``  sub: value`` as in PREFERENCES.md).
 
     Returns None as soon as a line falls outside that subset, and the caller uses
     the full YAML parser.  Inside the subset the result equals ``yaml.safe_load``'s
-    (no typed scalars: every word starts with a letter and is not yes/no/null/...);
-    skipping YAML here keeps 2,000-milestone projects fast.
+    (words start with a letter and are not yes/no/null/...; the only typed scalars are
+    ``true``, ``false`` and plain decimal numbers); skipping YAML here keeps
+    2,000-milestone projects, and every command's start, fast.
     """
     data: dict[str, Any] = {}
-    key: str | None = None
-    indent: str | None = None
+    key: str | None = None  # the top-level key whose indented block is open
+    indent: str | None = None  # that block's indentation, once its first line is seen
     for line in lines:
         if not line.strip():
             continue
@@ -81,9 +96,10 @@ def _simple_block(lines: list[str]) -> dict[str, Any] | None:
             if key.lower() in _YAML_WORDS:
                 return None
             if scalar is not None:
-                if scalar.lower() in _YAML_WORDS:
+                value = _typed(scalar)
+                if value is _NOT_SIMPLE:
                     return None
-                data[key], key = scalar, None
+                data[key], key = value, None
             elif "[" in line:
                 values = [v.strip() for v in items.split(",")] if items else []
                 if any(v.lower() in _YAML_WORDS for v in values):
@@ -93,13 +109,24 @@ def _simple_block(lines: list[str]) -> dict[str, Any] | None:
                 data[key], indent = None, None
             continue
         item = _SIMPLE_ITEM_RE.match(line)
-        if item is None or key is None or item.group(2).lower() in _YAML_WORDS:
+        entry = None if item else _SIMPLE_ENTRY_RE.match(line)
+        found = item or entry
+        if found is None or key is None:
             return None
         if indent is None:
-            indent, data[key] = item.group(1), []
-        elif item.group(1) != indent:
+            indent, data[key] = found.group(1), [] if item else {}
+        elif found.group(1) != indent:
             return None
-        data[key].append(item.group(2))
+        block = data[key]
+        if item is not None:
+            if not isinstance(block, list) or item.group(2).lower() in _YAML_WORDS:
+                return None
+            block.append(item.group(2))
+        elif entry is not None:
+            sub, value = entry.group(2), _typed(entry.group(3))
+            if not isinstance(block, dict) or sub.lower() in _YAML_WORDS or value is _NOT_SIMPLE:
+                return None
+            block[sub] = value
     return data
 
 
@@ -121,9 +148,13 @@ def parse_frontmatter(text: str) -> tuple[dict[str, Any] | None, str, str | None
     simple = _simple_block(lines)
     if simple is not None:
         return simple, body, None
+    import yaml
+
+    # libyaml is several times faster: 2,000 CONTEXT files per read_project.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # a safe loader: no arbitrary objects
     block = "\n".join(lines)
     try:
-        data = yaml.load(block, Loader=_Loader)  # a safe loader: no arbitrary objects
+        data = yaml.load(block, Loader=loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 2 if mark is not None else 2

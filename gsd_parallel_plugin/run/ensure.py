@@ -20,9 +20,11 @@ def ensure_supervisor(
     Returns True when one was started. ``force`` starts one even with no live worker
     (a queued command needs applying).
     """
+    if not view.active:
+        return False
     from .supervisor import spawn_background, supervisor_running
 
-    if not view.active or supervisor_running(loaded.parallel_dir):
+    if supervisor_running(loaded.parallel_dir):
         return False
     adopt = any(w.state in LIVE_STATES or w.state == "crashed" for w in view.workers)
     why = None if force or adopt else work_left(loaded, view)

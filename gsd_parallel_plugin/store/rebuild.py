@@ -13,6 +13,9 @@ rebuilt is rebuilt:
   reported, its status file names its process, and the integration branch's squash
   commits (``GSD-Milestone:`` trailers) say what was merged. The run's history (events,
   the merge journal, the state of earlier runs) is gone; the cost is not.
+
+``status`` imports this module for :func:`store_missing` on every call: what only a rebuild
+needs (worker processes, the NDJSON reader, git) is imported inside the functions.
 """
 
 from __future__ import annotations
@@ -23,10 +26,6 @@ from contextlib import suppress
 from pathlib import Path
 
 from ..errors import GsdParallelError
-from ..gsd.output import read_new_events, summarize
-from ..run import workers as procs
-from ..workspace.layout import branch_name, checkout_path
-from . import Store
 
 DB_NAME = "coordinator.db"
 
@@ -118,8 +117,12 @@ def _complete_in(checkout: Path, mid: str) -> bool:
 def rebuild_from_logs(root: Path, parallel_dir: Path, integration_branch: str) -> list[str]:
     """A new store with one run rebuilt from the workers' logs and status files; one line
     per milestone saying what was recovered."""
+    from ..gsd.output import read_new_events, summarize
     from ..models import WorkerHandle
     from ..project import is_valid_milestone_id
+    from ..run import workers as procs
+    from ..workspace.layout import branch_name, checkout_path
+    from . import Store
 
     db = parallel_dir / DB_NAME
     if db.exists() and db.stat().st_size == 0:

@@ -1,4 +1,8 @@
-"""A read of the coordination store that commands share: status text, JSON, waiting list."""
+"""A read of the coordination store that commands share: status text, JSON, waiting list.
+
+``status`` with no run reads nothing but the project: the store, budget and forecast
+modules are imported by the methods that need them, so that answer stays quick.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +14,16 @@ from typing import TYPE_CHECKING, Any
 from .. import hints
 from ..errors import UserError
 from ..invocation import Loaded
-from ..run.budget import BUDGET_REASON, WARN_PERCENT, budget_message, envelope_of
-from ..run.forecast import Forecast, forecast, worker_milestones
-from ..store import NANOS_PER_USD, MergeRow, RunRow, Store, WorkerRow, usd_to_nanos
 
 if TYPE_CHECKING:
     from ..models import Milestone
     from ..project.eligibility import Veto
+    from ..run.forecast import Forecast
+    from ..store import MergeRow, RunRow, Store, WorkerRow
 
 NO_RUN = "No parallel orchestration is currently active."
 READY_NO_SUPERVISOR = "can start now; no supervisor is running to start it (run `start`)"
-__all__ = ["NO_RUN", "RunView", "budget_message", "open_store", "refuse_if_budget_exhausted"]
+__all__ = ["NO_RUN", "RunView", "open_store", "refuse_if_budget_exhausted"]
 LIVE_STATES = {"starting", "running", "pausing", "stopping"}
 HELD_STATES = {"paused", "stopped", "failed", "blocked", "complete"}
 
@@ -29,9 +32,12 @@ def open_store(loaded: Loaded, *, create: bool = False) -> Store | None:
     """The project's store; None before anything ran. A store deleted or emptied under a
     run (its workers' logs are there) is an error naming ``doctor --fix``: opening it would
     create a new, empty one and hide the run and its cost."""
+    path = loaded.parallel_dir / "coordinator.db"
+    if not create and not path.exists() and not any(loaded.parallel_dir.glob("*.stdout.log")):
+        return None  # nothing ran here (not missing either): no need to import the store
+    from ..store import Store
     from ..store.rebuild import missing_message, store_missing
 
-    path = loaded.parallel_dir / "coordinator.db"
     if store_missing(loaded.parallel_dir):
         raise UserError(missing_message(loaded.parallel_dir))
     if not create and not path.exists():
@@ -41,6 +47,9 @@ def open_store(loaded: Loaded, *, create: bool = False) -> Store | None:
 
 def refuse_if_budget_exhausted(loaded: Loaded) -> None:
     """``start``/``resume`` refuse once the run's total reached the ceiling."""
+    from ..run.budget import budget_message
+    from ..store import NANOS_PER_USD, usd_to_nanos
+
     ceiling = loaded.preferences.parallel.budget_ceiling
     store = open_store(loaded)
     if store is None or ceiling is None:
@@ -99,11 +108,11 @@ class RunView:
 
     @classmethod
     def read(cls, loaded: Loaded) -> RunView:
-        from ..run.supervisor import SupervisorLock
-
         store = open_store(loaded)
         if store is None:
             return cls()
+        from ..run.supervisor import SupervisorLock
+
         with store:
             run = store.active_run() or store.latest_run()
             workers = store.workers(run.id) if run else []
@@ -139,6 +148,8 @@ class RunView:
     def held(self) -> list[str]:
         """Milestones this run will not start again (what the ceiling stopped continues
         once it is raised: ``start`` refuses while it is not)."""
+        from ..run.budget import BUDGET_REASON
+
         if not self.active:
             return []
         over = self.run is not None and self.run.state == "budget_exceeded"
@@ -151,6 +162,9 @@ class RunView:
     # ------------------------------------------------------------------ budget
     def budget(self, loaded: Loaded) -> dict[str, Any]:
         """Spent / ceiling, percent and state (``ok``, ``warning`` from 80 %, ``exceeded``)."""
+        from ..run.budget import WARN_PERCENT, budget_message
+        from ..store import NANOS_PER_USD, usd_to_nanos
+
         ceiling = loaded.preferences.parallel.budget_ceiling
         spent = sum(w.cost_nanos for w in self.workers)
         state, percent, message = "ok", None, None
@@ -172,6 +186,8 @@ class RunView:
 
     def forecast(self, loaded: Loaded) -> Forecast | None:
         """Projected cost to finish, while some worker of the run is unfinished."""
+        from ..run.forecast import forecast, worker_milestones
+
         if self._forecast is None:
             unfinished = [w for w in self.workers if w.state not in {"complete", "failed"}]
             self._forecast = (
@@ -299,6 +315,9 @@ class RunView:
         return {"outcome": row.outcome, "files": list(row.files), "error": row.error}
 
     def _worker_budget_json(self, loaded: Loaded, w: WorkerRow) -> dict[str, Any]:
+        from ..run.budget import envelope_of
+        from ..store import NANOS_PER_USD
+
         envelope = envelope_of(w, loaded.preferences.parallel.milestone_budget)
         fc = self.forecast(loaded)
         wf = fc.worker(w.milestone_id) if fc else None
@@ -309,6 +328,8 @@ class RunView:
         }
 
     def render_status(self, loaded: Loaded) -> str:
+        from ..run.budget import BUDGET_REASON
+
         if not self.workers or self.run is None:
             return NO_RUN + "\n"
         lines = []
@@ -375,6 +396,9 @@ class RunView:
         return "\n".join(lines) + "\n"
 
     def _worker_budget_text(self, loaded: Loaded, w: WorkerRow) -> list[str]:
+        from ..run.budget import envelope_of
+        from ..store import NANOS_PER_USD
+
         out = []
         envelope = envelope_of(w, loaded.preferences.parallel.milestone_budget)
         if envelope is not None:

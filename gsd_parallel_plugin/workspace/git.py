@@ -6,25 +6,33 @@ with one readable line. Arguments are passed as a list to the git binary, never 
 shell, so a milestone ID or a path can never become a command.
 
 Needs git >= 2.36 (``worktree list --porcelain -z``).
+
+``sh`` (which pulls in asyncio) is imported on the first call that reads git's output:
+probes whose exit code is the answer (``ok``, e.g. ``default_branch`` in a repository with a
+``main``) run git through :mod:`subprocess`, so read-only commands such as ``status`` start
+quickly.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import tempfile
+import subprocess
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import sh
+from typing import Any
 
 from ..errors import GitError, OperationFailed, ProjectError
 
 MILESTONE_ID_RE = re.compile(r"M[0-9]{3}(?:-[a-z0-9]{6})?", re.ASCII)
 """GSD's milestone ID; ``[0-9]`` rather than ``\\d`` so non-ASCII digits never pass."""
 
-_ALL_CODES = tuple(range(256))
+# What sh's ``_new_group=True`` does in the child (``setpgid(0, 0)``), for subprocess.
+_NEW_GROUP: dict[str, Any] = (
+    {"process_group": 0} if sys.version_info >= (3, 11) else {"start_new_session": True}
+)
 
 _SCRUBBED_ENV = (
     # Set by git when it runs a hook or an alias; inherited, they would point every
@@ -93,19 +101,31 @@ class Git:
         self.cwd = Path(cwd)
         if not self.cwd.is_dir():
             raise ProjectError(f"not a directory: {self.cwd}")
-        self._git = sh.git.bake(
-            "--no-pager",
-            _tty_out=False,
-            _cwd=str(self.cwd),
-            _env={**git_env(), **(env or {})},  # extra env, e.g. a scratch GIT_INDEX_FILE
-            _decode_errors="surrogateescape",
-            # its own process group: a terminal's Ctrl-C (sent to the foreground group)
-            # must not kill a git that a foreground supervisor is in the middle of running
-            _new_group=True,
-        )
+        self._env = {**git_env(), **(env or {})}  # extra env, e.g. a scratch GIT_INDEX_FILE
+        self._baked: Any = None
+
+    @property
+    def _git(self) -> Any:
+        """``sh.git`` baked for this directory, made on first use (see the module docstring)."""
+        if self._baked is None:
+            import sh
+
+            self._baked = sh.git.bake(
+                "--no-pager",
+                _tty_out=False,
+                _cwd=str(self.cwd),
+                _env=self._env,
+                _decode_errors="surrogateescape",
+                # its own process group: a terminal's Ctrl-C (sent to the foreground group)
+                # must not kill a git that a foreground supervisor is in the middle of running
+                _new_group=True,
+            )
+        return self._baked
 
     def run(self, *args: str, input: str | None = None) -> str:
         """Run ``git <args>`` (``input`` on stdin); stdout with trailing newlines removed."""
+        import sh
+
         try:
             out = self._git(*args, _in=input) if input is not None else self._git(*args)
         except sh.ErrorReturnCode as exc:
@@ -119,9 +139,26 @@ class Git:
         return str(out).rstrip("\n")
 
     def ok(self, *args: str) -> bool:
-        """True when ``git <args>`` exits 0 (any other exit is False, never an exception)."""
-        cmd = self._git(*args, _ok_code=_ALL_CODES, _return_cmd=True)
-        return cmd.exit_code == 0
+        """True when ``git <args>`` exits 0 (any other exit is False, never an exception).
+
+        Through :mod:`subprocess`, in its own process group like every call: the answer
+        needs no output, and no ``sh`` import.
+        """
+        try:
+            done = subprocess.run(
+                ["git", "--no-pager", *args],
+                cwd=self.cwd,
+                env=self._env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                check=False,
+                **_NEW_GROUP,
+            )
+        except FileNotFoundError:
+            self._git  # noqa: B018 - no git on PATH: sh's CommandNotFound, as for every call
+            raise
+        return done.returncode == 0
 
     # -- refs -------------------------------------------------------------------------
 
@@ -413,6 +450,8 @@ def add_exclude(repo: Path | str, patterns: Sequence[str]) -> list[str]:
         mode = exclude.stat().st_mode & 0o777
     except FileNotFoundError:
         mode = 0o644
+    import tempfile  # only here: it pulls in shutil and the compression modules
+
     fd, tmp = tempfile.mkstemp(prefix=".exclude.", dir=exclude.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -158,10 +158,16 @@ SIMPLE_LINES = [
     "title: Auth", "a: yes", "b: No", "c: [a, null]", "yes: x", "_k: v", "k-2: v-2",
     "x: [a,b ,c]", "x: [a, ]", "x: [ ]", "", " ", "k: 1", "k: a b", "k:\ta", "k: 'q'",
     "  - Yes", "  -  M006", "k:  v  ", "true:",
+    # PREFERENCES.md: one level of mapping with typed scalars
+    "parallel:", "git:", "  enabled: true", "  enabled: false", "  enabled: True", "  max_workers: 2",
+    "  budget_ceiling: 5.0", "  budget_ceiling: 0.10", "  k: -3", "  k: -0.5", "  k: 007", "  k: 010", "k: 08", "  k: 1_000",
+    "  k: 1.5e3", "  k: .5", "  k: a.b", "  k: 5.", "  auto_merge: auto", "  merge_order: by-completion",
+    "  main_branch: trunk", "  on: x", "  k: null", "  k: ~", "   k: v", "    k: v", "  k:", "  k: [a]",
+    "  - M001", "k: 0", "k: 12", "k: 2.5", "k: -1", "k: true", "k: 0x1F", "k: 1.0.0", "version: 1",
 ]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=600, deadline=None)
 @given(st.lists(st.sampled_from(SIMPLE_LINES), max_size=8))
 def test_frontmatter_fast_path_agrees_with_yaml(lines: list[str]) -> None:
     import yaml
