@@ -9,7 +9,7 @@ from __future__ import annotations
 from conftest import wait_until
 from test_merge_support import PREFS
 
-from gsd_parallel_plugin.run.supervisor import supervisor_running
+from gsd_parallel_plugin.run.supervisor_lock import supervisor_running
 from gsd_parallel_plugin.testing.builder import build_project
 
 CONFIRM = {**PREFS, "auto_merge": "confirm"}

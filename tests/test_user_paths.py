@@ -17,7 +17,7 @@ import psutil
 import pytest
 from conftest import wait_until
 
-from gsd_parallel_plugin.run.supervisor import SupervisorLock
+from gsd_parallel_plugin.run.supervisor_lock import SupervisorLock
 from gsd_parallel_plugin.testing.builder import build_project, write_preferences
 
 ONE = {"M001": {"title": "One", "slices": {"S01": {"T01": ["a.txt"], "T02": ["b.txt"]}}}}

@@ -20,7 +20,7 @@ def ensure_supervisor(
     Returns True when one was started. ``force`` starts one even with no live worker
     (a queued command needs applying).
     """
-    from .supervisor import spawn_background, supervisor_running
+    from .supervisor_lock import spawn_background, supervisor_running
 
     if not view.active or supervisor_running(loaded.parallel_dir):
         return False
@@ -44,6 +44,7 @@ def work_left(loaded: Loaded, view: RunView) -> str | None:
     """
     from ..merge.steps import MERGING_DIR, MergeLock
     from ..views.runstate import open_store
+    from .decisions import RunFacts, exit_decision
 
     store = open_store(loaded)
     if store is None:
@@ -58,7 +59,10 @@ def work_left(loaded: Loaded, view: RunView) -> str | None:
             return "removing the temporary worktree of an interrupted merge"
     if view.stopped:
         return None  # the user stopped it: only their `resume` or `start` goes on
-    if view.workers and all(w.state == "complete" for w in view.workers) and not view.awaiting_merge:
+    # The rule the supervisor closes the run by; a run with no worker is not worth a new one.
+    if view.workers and exit_decision(RunFacts.of(
+        (w.state for w in view.workers), awaiting_merge=view.awaiting_merge
+    )).done:  # fmt: skip
         return "closing the run: every milestone in it is complete and merged"
     if loaded.preferences.parallel.auto_merge == "auto":
         for mid, rows in merges.items():
@@ -90,7 +94,7 @@ def wait_until_supervising(loaded: Loaded, pid: int) -> None:
     having found nothing to do), so what the command prints next says it runs."""
     import psutil
 
-    from .supervisor import supervisor_running
+    from .supervisor_lock import supervisor_running
 
     deadline = time.monotonic() + SPAWN_WAIT_SECONDS
     while not supervisor_running(loaded.parallel_dir) and time.monotonic() < deadline:

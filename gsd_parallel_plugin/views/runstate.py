@@ -99,7 +99,7 @@ class RunView:
 
     @classmethod
     def read(cls, loaded: Loaded) -> RunView:
-        from ..run.supervisor import SupervisorLock
+        from ..run.supervisor_lock import SupervisorLock
 
         store = open_store(loaded)
         if store is None:
