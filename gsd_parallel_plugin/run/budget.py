@@ -14,7 +14,7 @@ worker's new output (so the store holds the cost of everything read so far):
   counting and the workers the ceiling stopped are launched again.
 - **Overshoot bound.** Spending is seen when it is read, so the final total can exceed
   the ceiling by (a) what all workers spend between two checks (one tick,
-  ``supervisor.TICK_SECONDS``, plus the time to read their logs) and (b) what they spend
+  ``run.supervisor.TICK_SECONDS``, plus the time to read their logs) and (b) what they spend
   after the SIGTERM until they exit, at most ``stop_grace_seconds`` (then SIGKILL). So
   ``overshoot <= sum over workers of spend rate x (tick + grace)``; a worker that stops
   promptly on SIGTERM (GSD does, exit 11) leaves only (a) plus an unit it was committing.
