@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gsd_parallel_plugin import git
 from gsd_parallel_plugin.errors import GitError, OperationFailed, ProjectError
+from gsd_parallel_plugin.workspace import git
 
 pytestmark = pytest.mark.usefixtures("isolated_git")
 

@@ -43,7 +43,7 @@ class Tracked:
     handle: WorkerHandle
     launched_here: bool
     requested: str | None = None
-    """What we asked of it: ``pause``, ``stop``, ``budget``, or one of :data:`BLOCKING_STOPS`
+    """What we asked of it: ``pause``, ``stop``, ``budget``, or a key of :data:`.decisions.BLOCKING_STOPS`
     (we stopped it because it cannot go on); decides how an exit reads."""
     stop_deadline: float | None = None
     term_at: float | None = None
@@ -58,7 +58,7 @@ class Tracked:
     provider_failed_at: float | None = None
     provider_error: str | None = None
     block_reason: str | None = None
-    """Why we stopped it, when ``requested`` is one of :data:`BLOCKING_STOPS`."""
+    """Why we stopped it, when ``requested`` is a key of :data:`.decisions.BLOCKING_STOPS`."""
 
 
 class SupervisorCore:
