@@ -98,7 +98,7 @@ def diagnose(loaded: Loaded) -> list[Finding]:
 
 
 def _lock_findings(loaded: Loaded) -> list[Finding]:
-    from ..run.supervisor import LOCK_NAME, SupervisorLock
+    from ..run.supervisor_lock import LOCK_NAME, SupervisorLock
 
     path = loaded.parallel_dir / LOCK_NAME
     if SupervisorLock.holder(loaded.parallel_dir) is not None or not path.exists():
@@ -121,8 +121,9 @@ def _lock_findings(loaded: Loaded) -> list[Finding]:
 
 
 def _worker_findings(loaded: Loaded) -> list[Finding]:
-    from ..run import workers as procs
-    from ..run.supervisor import supervisor_running
+    from .. import processes
+    from ..gsd import status_files
+    from ..run.supervisor_lock import supervisor_running
 
     findings: list[Finding] = []
     store = open_store(loaded)
@@ -140,7 +141,7 @@ def _worker_findings(loaded: Loaded) -> list[Finding]:
     live_pids: set[str] = set()
     for row in rows:
         handle = WorkerHandle(row.pid, row.create_time) if row.pid and row.create_time is not None else None
-        alive = handle is not None and procs.is_alive(handle)
+        alive = handle is not None and processes.is_alive(handle)
         if alive:
             live_pids.add(row.milestone_id)
         if row.state in LIVE_STATES and not alive and not supervised and run is not None:
@@ -162,9 +163,9 @@ def _worker_findings(loaded: Loaded) -> list[Finding]:
                 )
             )
     known = {row.milestone_id: row for row in rows or last_rows}
-    for status_file in sorted(procs.status_dir(loaded.parallel_dir).glob("*.status.json")):
+    for status_file in sorted(status_files.status_dir(loaded.parallel_dir).glob("*.status.json")):
         mid = status_file.name.removesuffix(".status.json")
-        data = procs.read_status_file(loaded.parallel_dir, mid) if _valid(mid) else None
+        data = status_files.read_status_file(loaded.parallel_dir, mid) if _valid(mid) else None
         state = (data or {}).get("state")
         if mid in live_pids or (mid in known and state == known[mid].state):
             continue

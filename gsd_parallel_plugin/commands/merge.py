@@ -225,7 +225,7 @@ def _hints(
             )
     if not any(r.outcome == "merged" for r in results):
         return
-    from ..run.supervisor import supervisor_running
+    from ..run.supervisor_lock import supervisor_running
 
     after = _after_merge(ctx, loaded)
     supervised = supervisor_running(loaded.parallel_dir)

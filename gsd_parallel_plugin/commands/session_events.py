@@ -19,7 +19,7 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
     from ..preferences import load_preferences
     from ..project import find_project_root
     from ..run import session_events
-    from ..run.supervisor import spawn_background, supervisor_running
+    from ..run.supervisor_lock import spawn_background, supervisor_running
     from ..store import Store
     from ..workspace.git import current_branch
 

@@ -199,7 +199,7 @@ def start_background(
     data: dict[str, object],
 ) -> CommandResult:
     from ..run.ensure import wait_until_supervising
-    from ..run.supervisor import spawn_background, supervisor_running
+    from ..run.supervisor_lock import spawn_background, supervisor_running
 
     parallel_dir = loaded.parallel_dir
     spawned_at = time.time()

@@ -67,7 +67,7 @@ def complete_on_branch(g: Git, mid: str) -> bool:
 def merge_candidates(env: MergeEnv) -> tuple[list[str], list[str]]:
     """Complete, unmerged milestones that have a branch (the store's word, or a terminal
     SUMMARY on the branch or in the worktree); and notes about ones that cannot merge."""
-    from ..run.supervisor import milestone_complete_in
+    from ..project.summary import milestone_complete_in
     from ..workspace.worktrees import worktree_path
 
     g = Git(env.root)

@@ -9,6 +9,7 @@ slightly off is still what GSD considers it).
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from .frontmatter import scan_frontmatter
 
@@ -56,3 +57,31 @@ def validation_needs_attention(text: str) -> bool:
     """True when a VALIDATION file's frontmatter says ``verdict: needs-attention``."""
     value = scan_frontmatter(text).get("verdict")
     return isinstance(value, str) and value.strip().lower() == "needs-attention"
+
+
+def milestone_complete_in(gsd_dir: Path, milestone_id: str) -> bool:
+    """True when ``gsd_dir`` holds a terminal ``<MID>-SUMMARY.md`` for the milestone.
+
+    ``gsd_dir`` is a project's ``.gsd`` or a checkout's: the planning files as GSD left them.
+    """
+    milestones = gsd_dir / "milestones"
+    try:
+        candidates = [d for d in milestones.iterdir() if d.name.startswith(milestone_id)]
+    except OSError:
+        return False
+    want = f"{milestone_id}-summary.md".lower()
+    for directory in candidates:
+        rest = directory.name[len(milestone_id) :]
+        if rest and not rest.startswith("-"):
+            continue  # M0012 is not M001
+        try:
+            files = [f for f in directory.iterdir() if f.name.lower() == want]
+        except OSError:
+            continue
+        for f in files:
+            try:
+                if is_terminal_summary(f.read_text(encoding="utf-8", errors="replace")):
+                    return True
+            except OSError:
+                continue
+    return False

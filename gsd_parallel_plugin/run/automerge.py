@@ -16,7 +16,9 @@ their output is read on the next tick, nothing is lost).
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from .. import hints
 from ..models import MergeResult
@@ -24,17 +26,49 @@ from ..workspace.layout import branch_name, checkout_display
 
 if TYPE_CHECKING:
     from ..merge.attempt import MergeEnv, SliceMerge
-    from .supervisor import Supervisor
+    from ..models import Project
+    from ..plugins import Hooks
+    from ..preferences import ParallelPreferences
+    from ..store import Store
+    from .core import Confirm, Notify
 
 LOCK_WAIT_SECONDS = 30.0
 SLICE_CHECK_SECONDS = 0.5
 """How often running milestones' branches are looked at for finished slices (git calls)."""
 
 
+class MergeHost(Protocol):
+    """What the auto-merger needs of the supervisor (and all it may touch)."""
+
+    @property
+    def root(self) -> Path: ...
+    @property
+    def parallel_dir(self) -> Path: ...
+    @property
+    def store(self) -> Store: ...
+    @property
+    def run_id(self) -> int: ...
+    @property
+    def prefs(self) -> ParallelPreferences: ...
+    @property
+    def hooks(self) -> Hooks | None: ...
+    @property
+    def notify(self) -> Notify: ...
+    @property
+    def confirm(self) -> Confirm | None:
+        """Asks the user (``auto_merge: confirm``); None when nobody is there to answer."""
+    @property
+    def tracked(self) -> Iterable[str]:
+        """The milestones whose workers run now."""
+    def project(self) -> Project: ...
+    def project_changed(self) -> None:
+        """A merge landed: dependents may start now."""
+
+
 class AutoMerger:
     """Called by the supervisor when a milestone completes, and every tick."""
 
-    def __init__(self, supervisor: Supervisor) -> None:
+    def __init__(self, supervisor: MergeHost) -> None:
         self.sup = supervisor
         self.attempted: set[str] = set()
         """Milestones this supervisor already tried (or asked about): never twice."""
@@ -72,7 +106,7 @@ class AutoMerger:
         return milestone.title if milestone else mid
 
     def _ask(self, question: str) -> bool | None:
-        confirm = getattr(self.sup, "confirm", None)
+        confirm = self.sup.confirm
         return confirm(question) if confirm is not None else None
 
     # ------------------------------------------------------------------ completion
@@ -117,7 +151,7 @@ class AutoMerger:
             self.unlanded.add(mid)
         if result.outcome == "merged" or mid in self.sup.store.merged_milestones():
             self.unlanded.discard(mid)
-            self.sup._project_dirty = True  # dependents may start now
+            self.sup.project_changed()  # dependents may start now
         elif result.outcome == "conflict":
             self.sup.notify(
                 f"{label}: merge CONFLICT in {len(result.files)} file(s): "
@@ -137,7 +171,7 @@ class AutoMerger:
         merged = len(self.sup.store.merged_milestones())
         if merged != self._merged_count:
             if self._merged_count >= 0:
-                self.sup._project_dirty = True
+                self.sup.project_changed()
             self._merged_count = merged
         if self.pending and not self._lock_busy():
             self._merge(self.pending.pop(0))

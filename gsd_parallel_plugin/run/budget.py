@@ -14,7 +14,7 @@ worker's new output (so the store holds the cost of everything read so far):
   counting and the workers the ceiling stopped are launched again.
 - **Overshoot bound.** Spending is seen when it is read, so the final total can exceed
   the ceiling by (a) what all workers spend between two checks (one tick,
-  ``supervisor.TICK_SECONDS``, plus the time to read their logs) and (b) what they spend
+  ``run.supervisor.TICK_SECONDS``, plus the time to read their logs) and (b) what they spend
   after the SIGTERM until they exit, at most ``stop_grace_seconds`` (then SIGKILL). So
   ``overshoot <= sum over workers of spend rate x (tick + grace)``; a worker that stops
   promptly on SIGTERM (GSD does, exit 11) leaves only (a) plus an unit it was committing.
@@ -52,16 +52,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import GsdParallelError, UserError
-from ..models import WorkerState
 from ..store import NANOS_PER_USD, RunRow, Store, WorkerRow, usd_to_nanos
 from .forecast import forecast, worker_milestones
 
 if TYPE_CHECKING:
+    from ..models import Project
     from ..plugins import Hooks
-    from .supervisor import Supervisor, Tracked
+    from ..preferences import ParallelPreferences
+    from .core import Notify, Tracked
 
 BUDGET_REASON = "budget ceiling reached"
 ENVELOPE_REASON = "milestone budget reached"
@@ -208,10 +209,37 @@ class StallWatch:
 # --------------------------------------------------------------------------- the guard
 
 
+class BudgetHost(Protocol):
+    """What the guard needs of the supervisor (and all it may touch)."""
+
+    @property
+    def root(self) -> Path: ...
+    @property
+    def store(self) -> Store: ...
+    @property
+    def run_id(self) -> int: ...
+    @property
+    def prefs(self) -> ParallelPreferences: ...
+    @property
+    def hooks(self) -> Hooks | None: ...
+    @property
+    def notify(self) -> Notify: ...
+    @property
+    def tracked(self) -> Mapping[str, Tracked]:
+        """The workers running now, by milestone (read only)."""
+    def project(self) -> Project: ...
+    def slots_full(self) -> bool: ...
+    def launch(self, mid: str) -> bool: ...
+    def stop(self, mid: str, tracked: Tracked, why: str) -> None: ...
+    def apply(self, command: str, mid: str, args: dict[str, Any]) -> None:
+        """Apply a queued-command-like request (the guard pauses with it)."""
+    def cancel_restarts(self, reason: str) -> list[str]: ...
+
+
 class BudgetGuard:
     """Called by the supervisor every tick after cost was read."""
 
-    def __init__(self, supervisor: Supervisor) -> None:
+    def __init__(self, supervisor: BudgetHost) -> None:
         self.sup = supervisor
         self.exceeded = False
         self._said: set[str] | None = None
@@ -295,9 +323,7 @@ class BudgetGuard:
         self._relaunch.clear()
         for mid, tracked in list(sup.tracked.items()):
             sup.stop(mid, tracked, "budget")
-        for mid in list(sup.restart_at):
-            del sup.restart_at[mid]
-            sup._set_state(mid, WorkerState.STOPPED, BUDGET_REASON)
+        sup.cancel_restarts(BUDGET_REASON)
         if first and ceiling is not None:
             message = budget_message(usd(ceiling), usd(spent))
             data = {"kind": "exceeded", "spent": usd(spent), "ceiling": usd(ceiling),
@@ -312,7 +338,7 @@ class BudgetGuard:
         sup = self.sup
         waiting: list[str] = []
         for mid in self._relaunch:
-            full = len(sup.tracked) + len(sup.restart_at) >= sup.prefs.max_workers
+            full = sup.slots_full()
             if mid in sup.tracked or full:
                 waiting.append(mid)  # still stopping (adopted), or no slot yet
                 continue

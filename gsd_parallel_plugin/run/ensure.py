@@ -22,7 +22,7 @@ def ensure_supervisor(
     """
     if not view.active:
         return False
-    from .supervisor import spawn_background, supervisor_running
+    from .supervisor_lock import spawn_background, supervisor_running
 
     if supervisor_running(loaded.parallel_dir):
         return False
@@ -46,6 +46,7 @@ def work_left(loaded: Loaded, view: RunView) -> str | None:
     """
     from ..merge.steps import MERGING_DIR, MergeLock
     from ..views.runstate import open_store
+    from .decisions import RunFacts, exit_decision
 
     store = open_store(loaded)
     if store is None:
@@ -60,7 +61,10 @@ def work_left(loaded: Loaded, view: RunView) -> str | None:
             return "removing the temporary worktree of an interrupted merge"
     if view.stopped:
         return None  # the user stopped it: only their `resume` or `start` goes on
-    if view.workers and all(w.state == "complete" for w in view.workers) and not view.awaiting_merge:
+    # The rule the supervisor closes the run by; a run with no worker is not worth a new one.
+    if view.workers and exit_decision(RunFacts.of(
+        (w.state for w in view.workers), awaiting_merge=view.awaiting_merge
+    )).done:  # fmt: skip
         return "closing the run: every milestone in it is complete and merged"
     if loaded.preferences.parallel.auto_merge == "auto":
         for mid, rows in merges.items():
@@ -92,7 +96,7 @@ def wait_until_supervising(loaded: Loaded, pid: int) -> None:
     having found nothing to do), so what the command prints next says it runs."""
     import psutil
 
-    from .supervisor import supervisor_running
+    from .supervisor_lock import supervisor_running
 
     deadline = time.monotonic() + SPAWN_WAIT_SECONDS
     while not supervisor_running(loaded.parallel_dir) and time.monotonic() < deadline:

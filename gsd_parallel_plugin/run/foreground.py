@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..invocation import Loaded
@@ -54,9 +55,10 @@ class Interrupt:
     their own sessions and keep going. A second Ctrl-C leaves at once.
     """
 
-    def __init__(self, sup: Supervisor, ctx: CommandContext) -> None:
-        self.sup = sup
+    def __init__(self, ctx: CommandContext, request_stop: Callable[[], None]) -> None:
         self.ctx = ctx
+        self.request_stop = request_stop
+        """Ends the supervisor's loop after its current tick."""
         self.count = 0
         self.prompting = False
         """A question is waiting for an answer: Ctrl-C must end the wait (input() would not)."""
@@ -75,7 +77,7 @@ class Interrupt:
         self.count += 1
         if self.count > 1:
             raise KeyboardInterrupt
-        self.sup._stop_requested = True  # the loop ends after this tick, the run stays open
+        self.request_stop()  # the loop ends after this tick, the run stays open
         if not self.ctx.json:
             self.ctx.host.notify("Interrupted: handing the run to a background supervisor…")
         if self.prompting:
@@ -86,7 +88,7 @@ def hand_over(loaded: Loaded) -> int | None:
     """Start a background supervisor for a run left open; its pid (None when none is needed)."""
     from ..views.runstate import RunView
     from .ensure import wait_until_supervising
-    from .supervisor import spawn_background, supervisor_running
+    from .supervisor_lock import spawn_background, supervisor_running
 
     view = RunView.read(loaded)
     if not view.active or supervisor_running(loaded.parallel_dir):
@@ -98,7 +100,8 @@ def hand_over(loaded: Loaded) -> int | None:
 
 def run_foreground(ctx: CommandContext, loaded: Loaded) -> int:
     from ..store import Store
-    from .supervisor import Supervisor, SupervisorLock
+    from .supervisor import Supervisor
+    from .supervisor_lock import SupervisorLock
 
     printer = EventPrinter(ctx)
     live = _live_table(ctx)
@@ -108,7 +111,6 @@ def run_foreground(ctx: CommandContext, loaded: Loaded) -> int:
         if live is not None:
             live.update(_table(sup))
 
-    sup = Supervisor(loaded.root, notify=ctx.host.notify, hooks=ctx.host.hooks, on_tick=on_tick)
     def confirm(question: str) -> bool | None:
         """Ask with the live table stopped, so the prompt is not redrawn over."""
         if live is not None:
@@ -123,8 +125,9 @@ def run_foreground(ctx: CommandContext, loaded: Loaded) -> int:
             if live is not None:
                 live.start()
 
-    interrupt = Interrupt(sup, ctx)
-    sup.confirm = confirm  # type: ignore[attr-defined]
+    sup = Supervisor(loaded.root, notify=ctx.host.notify, hooks=ctx.host.hooks, on_tick=on_tick,
+                     confirm=confirm)  # fmt: skip
+    interrupt = Interrupt(ctx, sup.request_stop)
     try:
         if live is not None:
             live.start()

@@ -107,7 +107,7 @@ def _merged_on(root: Path, branch: str) -> dict[str, str]:
 
 def _complete_in(checkout: Path, mid: str) -> bool:
     from ..gsd.checkout import gsd_says_complete
-    from ..run.supervisor import milestone_complete_in
+    from ..project.summary import milestone_complete_in
 
     if not checkout.is_dir():
         return False
@@ -117,10 +117,11 @@ def _complete_in(checkout: Path, mid: str) -> bool:
 def rebuild_from_logs(root: Path, parallel_dir: Path, integration_branch: str) -> list[str]:
     """A new store with one run rebuilt from the workers' logs and status files; one line
     per milestone saying what was recovered."""
+    from .. import processes
     from ..gsd.output import read_new_events, summarize
+    from ..gsd.status_files import read_status_file
     from ..models import WorkerHandle
     from ..project import is_valid_milestone_id
-    from ..run import workers as procs
     from ..workspace.layout import branch_name, checkout_path
     from . import Store
 
@@ -140,7 +141,7 @@ def rebuild_from_logs(root: Path, parallel_dir: Path, integration_branch: str) -
                 continue
             chunk = read_new_events(log, 0)
             progress = summarize(chunk.events)
-            status = procs.read_status_file(parallel_dir, mid) or {}
+            status = read_status_file(parallel_dir, mid) or {}
             worktree = Path(status.get("worktreePath") or checkout_path(root, mid))
             stderr = parallel_dir / f"{mid}.stderr.log"
             store.add_worker(
@@ -151,11 +152,11 @@ def rebuild_from_logs(root: Path, parallel_dir: Path, integration_branch: str) -
             store.add_cost(run.id, mid, progress.cost_nanos, progress.tokens)
             raw_pid = status.get("pid")
             pid = raw_pid if isinstance(raw_pid, int) and raw_pid > 0 else None
-            create_time = procs.process_create_time(pid) if pid is not None else None
+            create_time = processes.process_create_time(pid) if pid is not None else None
             alive = (
                 pid is not None
                 and create_time is not None
-                and procs.is_alive(WorkerHandle(pid, create_time))
+                and processes.is_alive(WorkerHandle(pid, create_time))
             )
             if alive:
                 any_live = True

@@ -272,8 +272,8 @@ def stop_leftovers(root: Path, grace: float = 5.0) -> list[int]:
     """
     from ..errors import StoreError
     from ..models import WorkerHandle
-    from ..run.supervisor import SupervisorLock
-    from ..run.workers import is_alive, kill_tree
+    from ..processes import is_alive, kill_tree
+    from ..run.supervisor_lock import SupervisorLock
     from ..store import Store
 
     parallel_dir = (root / ".gsd" / "parallel").resolve()

@@ -111,7 +111,7 @@ class RunView:
         store = open_store(loaded)
         if store is None:
             return cls()
-        from ..run.supervisor import SupervisorLock
+        from ..run.supervisor_lock import SupervisorLock
 
         with store:
             run = store.active_run() or store.latest_run()

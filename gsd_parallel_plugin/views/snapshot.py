@@ -69,7 +69,7 @@ NO_STORE = no_store_notice()
 
 def supervisor_status(parallel_dir: Path) -> dict[str, Any] | None:
     """The live supervisor's ``{"pid", "create_time"}``, or None when none runs."""
-    from ..run.supervisor import LOCK_NAME
+    from ..run.supervisor_lock import LOCK_NAME
     from ..workspace.locks import read_holder
 
     return read_holder(parallel_dir / LOCK_NAME)

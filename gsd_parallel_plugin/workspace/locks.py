@@ -24,7 +24,7 @@ def read_holder(path: Path) -> dict[str, Any] | None:
     A holder killed with ``kill -9`` leaves its record behind; psutil says it is gone,
     and a reused pid has another start time.
     """
-    from ..run.workers import is_alive
+    from ..processes import is_alive
 
     try:
         data = json.loads(path.read_bytes()[:4096] or b"{}")
@@ -51,7 +51,7 @@ class PidLock:
         ``yield_to_holder`` gives up at once when a live holder is recorded, and keeps
         trying (a brief contention) when none is.
         """
-        from ..run.workers import process_create_time
+        from ..processes import process_create_time
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)

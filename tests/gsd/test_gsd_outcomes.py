@@ -11,9 +11,11 @@ from pathlib import Path
 import psutil
 import pytest
 
+from gsd_parallel_plugin import processes
 from gsd_parallel_plugin.models import WorkerHandle
-from gsd_parallel_plugin.run import supervisor as sup_mod
-from gsd_parallel_plugin.run.workers import _LAUNCHED, process_create_time
+from gsd_parallel_plugin.processes import _LAUNCHED, process_create_time
+from gsd_parallel_plugin.run.core import Tracked
+from gsd_parallel_plugin.run.supervisor import Supervisor
 from gsd_parallel_plugin.testing.builder import build_project
 
 ONE = {"M001": {"title": "Core", "slices": {"S01": {"T01": ["src/a.py"], "T02": ["src/b.py"]}}}}
@@ -99,15 +101,15 @@ def test_the_exit_code_survives_a_reap_by_the_liveness_check(tmp_path, monkeypat
     while psutil.Process(proc.pid).status() != psutil.STATUS_ZOMBIE:
         time.sleep(0.01)
     calls = []
-    real_exit_status = sup_mod.procs.exit_status
+    real_exit_status = processes.exit_status
 
     def racy(handle: WorkerHandle) -> int | None:
         calls.append(handle)
         return None if len(calls) == 1 else real_exit_status(handle)  # it was running a moment ago
 
-    monkeypatch.setattr(sup_mod.procs, "exit_status", racy)
-    supervisor = sup_mod.Supervisor(project.root)
-    tracked = sup_mod.Tracked(WorkerHandle(proc.pid, created), launched_here=True)
+    monkeypatch.setattr(processes, "exit_status", racy)
+    supervisor = Supervisor(project.root)
+    tracked = Tracked(WorkerHandle(proc.pid, created), launched_here=True)
     assert supervisor._exit_code("M001", tracked) == (True, 10)
     _LAUNCHED.pop(proc.pid, None)
 

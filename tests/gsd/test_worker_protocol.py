@@ -22,7 +22,7 @@ import pytest
 
 from gsd_parallel_plugin.gsd import checkout as gc
 from gsd_parallel_plugin.gsd.output import read_new_events, summarize
-from gsd_parallel_plugin.run.workers import write_signal
+from gsd_parallel_plugin.gsd.status_files import write_signal
 from gsd_parallel_plugin.testing.builder import GIT_IDENTITY
 from gsd_parallel_plugin.testing.real_gsd import make_gsd_project
 from gsd_parallel_plugin.workspace import worktrees as wtm

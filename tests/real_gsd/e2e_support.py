@@ -108,7 +108,7 @@ def status_file(project_root: Path, mid: str) -> dict[str, Any]:
 
 
 def supervisor_alive(project_root: Path) -> bool:
-    from gsd_parallel_plugin.run.supervisor import supervisor_running
+    from gsd_parallel_plugin.run.supervisor_lock import supervisor_running
 
     return supervisor_running(project_root / ".gsd" / "parallel")
 

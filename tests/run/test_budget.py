@@ -115,7 +115,7 @@ def alive(pid: int | None) -> bool:
 
 
 def supervisor_gone(project) -> bool:
-    from gsd_parallel_plugin.run.supervisor import supervisor_running
+    from gsd_parallel_plugin.run.supervisor_lock import supervisor_running
 
     return not supervisor_running(project.gsd / "parallel")
 

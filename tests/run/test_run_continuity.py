@@ -6,7 +6,7 @@ Issue 13, items 2 and 3 (with the default ``auto_merge: confirm`` and nobody to 
 
 from __future__ import annotations
 
-from gsd_parallel_plugin.run.supervisor import supervisor_running
+from gsd_parallel_plugin.run.supervisor_lock import supervisor_running
 from gsd_parallel_plugin.testing import wait_until
 from gsd_parallel_plugin.testing.builder import build_project
 from gsd_parallel_plugin.testing.scenarios import PREFS

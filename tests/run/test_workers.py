@@ -19,26 +19,30 @@ import pytest
 
 from gsd_parallel_plugin.errors import ProjectError, WorkerLaunchError
 from gsd_parallel_plugin.gsd.checkout import ensure_runtime_excludes, prepare_checkout
-from gsd_parallel_plugin.models import WorkerHandle, WorkerSpec
-from gsd_parallel_plugin.run.workers import (
+from gsd_parallel_plugin.gsd.status_files import (
     clear_signal,
+    read_signal,
+    read_status_file,
+    write_signal,
+    write_status_file,
+)
+from gsd_parallel_plugin.models import WorkerHandle, WorkerSpec
+from gsd_parallel_plugin.processes import (
     exit_status,
     forget,
-    infer_outcome,
     is_alive,
     is_stopped,
     kill_tree,
-    launch,
     process_create_time,
-    read_new_events,
-    read_signal,
-    read_status_file,
-    read_stderr_tail,
     send_signal_group,
-    summarize,
     wait_exit,
-    write_signal,
-    write_status_file,
+)
+from gsd_parallel_plugin.run.workers import (
+    infer_outcome,
+    launch,
+    read_new_events,
+    read_stderr_tail,
+    summarize,
 )
 from gsd_parallel_plugin.testing.builder import build_project, fake_worker_env
 

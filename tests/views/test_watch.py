@@ -194,7 +194,7 @@ def test_supervisor_status_follows_a_real_lock_holder(busy_run: BuiltProject) ->
     holder = subprocess.Popen(
         [sys.executable, "-c",
          "import sys, time; from pathlib import Path;"
-         "from gsd_parallel_plugin.run.supervisor import SupervisorLock;"
+         "from gsd_parallel_plugin.run.supervisor_lock import SupervisorLock;"
          "assert SupervisorLock(Path(sys.argv[1])).acquire(); print('held', flush=True); time.sleep(60)",
          str(parallel)],
         stdout=subprocess.PIPE, text=True,

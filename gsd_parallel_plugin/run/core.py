@@ -1,0 +1,130 @@
+"""What the supervisor's parts share: the workers it tracks and the state every part reads.
+
+:class:`SupervisorCore` is the base of :class:`.spawning.Spawning` (launching, adoption),
+:class:`.worker_control.WorkerControl` (output, exits, commands, stops) and
+:class:`.supervisor.Supervisor` (the loop); the attributes are set by ``Supervisor``.
+Collaborators outside this family (the budget guard, the auto-merger) never see it: they
+get the narrow ports they declare (:class:`.budget.BudgetHost`, :class:`.automerge.MergeHost`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..models import Project, WorkerHandle, WorkerState
+
+if TYPE_CHECKING:
+    from ..plugins import Hooks
+    from ..preferences import ParallelPreferences, Preferences
+    from ..store import Store
+    from .automerge import AutoMerger
+    from .budget import BudgetGuard
+    from .isolation import IsolationGuard
+
+LIVE_STATES = {"starting", "running", "pausing", "stopping"}
+"""States in which a process is (or should be) alive."""
+HELD_STATES = {"paused", "stopped", "failed", "blocked", "complete"}
+"""States that keep a milestone from being started again by backfill in this run."""
+GUARD_SECONDS = 1.0
+
+Notify = Callable[[str, str], None]
+Confirm = Callable[[str], "bool | None"]
+"""Asks the user a yes/no question; None when nobody can answer."""
+
+
+@dataclass
+class Tracked:
+    """A worker process this supervisor watches."""
+
+    handle: WorkerHandle
+    launched_here: bool
+    requested: str | None = None
+    """What we asked of it: ``pause``, ``stop``, ``budget``, or a key of :data:`.decisions.BLOCKING_STOPS`
+    (we stopped it because it cannot go on); decides how an exit reads."""
+    stop_deadline: float | None = None
+    term_at: float | None = None
+    """When a graceful stop turns into SIGTERM (the worker did not end its unit by then)."""
+    frozen: bool = False
+    checkout: Path | None = None
+    launched_at: float = field(default_factory=time.time)
+    log_start: int = 0
+    """Size of the stdout log at launch: notices before it belong to earlier runs."""
+    model_seen: bool = False
+    """The model answered at least once since launch (adopted workers count as seen)."""
+    provider_failed_at: float | None = None
+    provider_error: str | None = None
+    block_reason: str | None = None
+    """Why we stopped it, when ``requested`` is a key of :data:`.decisions.BLOCKING_STOPS`."""
+
+
+class SupervisorCore:
+    """The supervisor's state (set in ``Supervisor.__post_init__``) and what every part uses."""
+
+    root: Path
+    notify: Notify
+    hooks: Hooks | None
+    confirm: Confirm | None
+    gsd_dir: Path
+    parallel_dir: Path
+    preferences: Preferences
+    store: Store
+    run_id: int
+    tracked: dict[str, Tracked]
+    restart_at: dict[str, float]
+    started: set[str]
+    unplanned: dict[str, str]
+    """Milestones the last plan held back: their planning files are not committed."""
+    budget: BudgetGuard
+    merger: AutoMerger
+    gsd_program: tuple[str, ...] | None
+    """The GSD program of the worker command; None for a worker that is not GSD."""
+    guard: IsolationGuard
+    _project: Project | None
+    _project_dirty: bool
+    _replan: bool
+    _default_branch: str | None
+    _status_written: dict[str, tuple[Any, ...]]
+    _stop_requested: bool
+    _halted: bool
+    """``stop`` (all) came: nothing new starts in this session (``start`` or ``resume`` go on)."""
+    _store_at: float
+    _store_id: Any
+    _guard_at: float
+
+    @property
+    def prefs(self) -> ParallelPreferences:
+        return self.preferences.parallel
+
+    def project(self) -> Project:
+        """The project as the root's ``.gsd`` says, re-read only after something changed it."""
+        if self._project is None or self._project_dirty:
+            from ..project import read_project
+
+            if self._default_branch is None:
+                from ..workspace.git import default_branch
+
+                self._default_branch = default_branch(self.root)
+            self._project = read_project(
+                self.root,
+                default_branch=self._default_branch,
+                git_main_branch=self.preferences.git_main_branch,
+            )
+            self._project_dirty = False
+        return self._project
+
+    def project_changed(self) -> None:
+        """The project's files changed (a merge landed): re-read them, re-plan the run."""
+        self._project_dirty = True
+
+    def _set_state(self, mid: str, state: WorkerState | str, reason: str | None = None) -> None:
+        old = self.store.set_state(mid, self.run_id, state, reason)
+        new = str(state)
+        if old != new:
+            assert self.hooks is not None
+            self.hooks.on_worker_state_change(mid, old, new, reason)
+            if new in {"failed", "crashed", "blocked"}:
+                self.notify(f"{mid}: {new}" + (f" — {reason}" if reason else ""), "warning")
