@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gsd_parallel_plugin import gsd_checkout as gc
-from gsd_parallel_plugin import worktrees as wtm
+from gsd_parallel_plugin.gsd import checkout as gc
+from gsd_parallel_plugin.workspace import worktrees as wtm
 from gsd_parallel_plugin.errors import WorkerLaunchError
 
 pytestmark = pytest.mark.usefixtures("isolated_git")

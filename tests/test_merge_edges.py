@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from gsd_parallel_plugin.merge.attempt.steps import auto_resolvable, commit_message
+from gsd_parallel_plugin.merge.steps import auto_resolvable, commit_message
 from test_merge_support import PREFS, complete, journal
 
 from gsd_parallel_plugin import hookimpl

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from gsd_parallel_plugin import gsd_checkout as gc
-from gsd_parallel_plugin import worktrees as wtm
+from gsd_parallel_plugin.gsd import checkout as gc
+from gsd_parallel_plugin.workspace import worktrees as wtm
 from gsd_parallel_plugin.gsd.output import read_new_events, summarize
 from gsd_parallel_plugin.run.workers import write_signal
 from gsd_parallel_plugin.testing.builder import GIT_IDENTITY

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gsd_parallel_plugin import worktrees as wtm
+from gsd_parallel_plugin.workspace import worktrees as wtm
 from gsd_parallel_plugin.errors import GitError, GsdParallelError, ProjectError
 
 pytestmark = pytest.mark.usefixtures("isolated_git")
