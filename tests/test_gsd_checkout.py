@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from gsd_parallel_plugin.errors import WorkerLaunchError
 from gsd_parallel_plugin.gsd import checkout as gc
 from gsd_parallel_plugin.workspace import worktrees as wtm
-from gsd_parallel_plugin.errors import WorkerLaunchError
 
 pytestmark = pytest.mark.usefixtures("isolated_git")
 

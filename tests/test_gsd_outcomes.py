@@ -11,8 +11,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from gsd_parallel_plugin.run import supervisor as sup_mod
 from gsd_parallel_plugin.models import WorkerHandle
+from gsd_parallel_plugin.run import supervisor as sup_mod
 from gsd_parallel_plugin.run.workers import _LAUNCHED, process_create_time
 from gsd_parallel_plugin.testing.builder import build_project
 

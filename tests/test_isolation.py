@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from gsd_parallel_plugin.workspace import worktrees as wtm
 from gsd_parallel_plugin.models import WorkerHandle
 from gsd_parallel_plugin.run.isolation import IsolationGuard, WatchedWorker, checkout_head
 from gsd_parallel_plugin.run.workers import process_create_time
+from gsd_parallel_plugin.workspace import worktrees as wtm
 
 pytestmark = pytest.mark.usefixtures("isolated_git")
 

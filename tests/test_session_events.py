@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from conftest import wait_until
 
-from gsd_parallel_plugin.run import session_events
 from gsd_parallel_plugin.plugins import Hooks, create_plugin_manager
+from gsd_parallel_plugin.run import session_events
 from gsd_parallel_plugin.testing.builder import build_project, write_milestone
 
 RECORDER = textwrap.dedent(

@@ -21,11 +21,11 @@ from typing import Any
 import pytest
 
 from gsd_parallel_plugin.gsd import checkout as gc
-from gsd_parallel_plugin.workspace import worktrees as wtm
 from gsd_parallel_plugin.gsd.output import read_new_events, summarize
 from gsd_parallel_plugin.run.workers import write_signal
 from gsd_parallel_plugin.testing.builder import GIT_IDENTITY
 from gsd_parallel_plugin.testing.real_gsd import make_gsd_project
+from gsd_parallel_plugin.workspace import worktrees as wtm
 
 FAKE = (sys.executable, "-m", "gsd_parallel_plugin.testing.fake_gsd")
 PREFLIGHT = "chore: auto-commit after complete-milestone-preflight"

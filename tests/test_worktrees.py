@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gsd_parallel_plugin.workspace import worktrees as wtm
 from gsd_parallel_plugin.errors import GitError, GsdParallelError, ProjectError
+from gsd_parallel_plugin.workspace import worktrees as wtm
 
 pytestmark = pytest.mark.usefixtures("isolated_git")
 

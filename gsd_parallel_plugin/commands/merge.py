@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 
 from .. import hints
 from ..errors import ProjectError, UserError
-from ..invocation import MILESTONE_ID, ArgParser, Loaded, load, parse
+from ..invocation import ArgParser, Loaded, load, parse
+from ..milestone_ids import validate_milestone_id
 from ..models import CommandContext, CommandResult, MergeResult
 from ..views.runstate import RunView, open_store
 from ..workspace.layout import branch_name, checkout_display
@@ -82,9 +83,7 @@ def _explicit(
     """``merge MID``: the milestone, or a ready answer when there is nothing to do."""
     from ..workspace import git
 
-    if not MILESTONE_ID.match(value):
-        raise ProjectError(f"invalid milestone ID {value!r}: expected M001 or M001-abc123")
-    mid = value
+    mid = validate_milestone_id(value)
     if mid in candidates:
         return mid
     merged = store.merged_milestones()

@@ -32,8 +32,9 @@ from typing import TYPE_CHECKING, Any
 
 from .. import hints
 from ..errors import GsdParallelError
+from ..milestone_ids import validate_milestone_id
 from ..models import MergeResult, Milestone, Project
-from ..workspace.git import Git, GitCommandError, validate_milestone_id
+from ..workspace.git import Git, GitCommandError
 from ..workspace.layout import branch_name, checkout_display
 from .steps import (
     FALLBACK_IDENT,

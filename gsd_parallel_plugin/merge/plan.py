@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..workspace.git import MILESTONE_ID_RE, Git, GitCommandError
+from ..milestone_ids import MILESTONE_ID_RE
+from ..workspace.git import Git, GitCommandError
 from ..workspace.layout import BRANCH_PREFIX, branch_name, branch_ref, checkout_display
 from .attempt import MergeEnv, SliceMerge
 from .steps import (

@@ -127,7 +127,7 @@ def report_cost(
     Raises :class:`UserError` when there is no current run or the milestone has no
     worker in it, ``ValueError`` for a negative or non-finite delta.
     """
-    from ..workspace.git import validate_milestone_id
+    from ..milestone_ids import validate_milestone_id
 
     validate_milestone_id(milestone_id)
     delta = Decimal(repr(delta_usd)) if isinstance(delta_usd, float) else Decimal(delta_usd)

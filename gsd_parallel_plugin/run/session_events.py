@@ -33,7 +33,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..project.paths import is_valid_milestone_id
+from ..milestone_ids import is_valid_milestone_id
 from ..store.rows import nanos_to_usd, usd_to_nanos
 
 if TYPE_CHECKING:

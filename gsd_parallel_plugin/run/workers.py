@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 import psutil
 
-from ..errors import ProjectError, WorkerLaunchError
+from ..errors import WorkerLaunchError
 from ..gsd.output import (
     NANOS_PER_USD,
     OUTCOME_EXIT_CODES,
@@ -44,8 +44,8 @@ from ..gsd.output import (
     summarize,
     usd_to_nanos,
 )
+from ..milestone_ids import validate_milestone_id
 from ..models import WorkerHandle, WorkerSpec
-from ..project.paths import is_valid_milestone_id
 
 __all__ = [
     "NANOS_PER_USD",
@@ -337,11 +337,6 @@ def kill_tree(handle: WorkerHandle) -> bool:
 # --- files shared with GSD ----------------------------------------------------------------
 
 
-def _check_id(milestone_id: str) -> None:
-    if not is_valid_milestone_id(milestone_id):
-        raise ProjectError(f"invalid milestone ID: {milestone_id!r} (expected M001 or M001-abc123)")
-
-
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -371,7 +366,7 @@ def _read_json_object(path: Path) -> dict[str, Any] | None:
 
 
 def signal_path(parallel_dir: Path, milestone_id: str) -> Path:
-    _check_id(milestone_id)
+    validate_milestone_id(milestone_id)
     return parallel_dir / f"{milestone_id}.signal.json"
 
 
@@ -386,7 +381,7 @@ def status_dir(parallel_dir: Path) -> Path:
 
 
 def status_path(parallel_dir: Path, milestone_id: str) -> Path:
-    _check_id(milestone_id)
+    validate_milestone_id(milestone_id)
     return status_dir(parallel_dir) / f"{milestone_id}.status.json"
 
 

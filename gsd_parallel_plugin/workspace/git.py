@@ -11,7 +11,6 @@ Needs git >= 2.36 (``worktree list --porcelain -z``).
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +20,6 @@ import sh
 
 from ..errors import GitError, OperationFailed, ProjectError
 
-MILESTONE_ID_RE = re.compile(r"M[0-9]{3}(?:-[a-z0-9]{6})?", re.ASCII)
 """GSD's milestone ID; ``[0-9]`` rather than ``\\d`` so non-ASCII digits never pass."""
 
 _ALL_CODES = tuple(range(256))
@@ -38,17 +36,6 @@ _SCRUBBED_ENV = (
     "GIT_ALTERNATE_OBJECT_DIRECTORIES",
     "GIT_NAMESPACE",
 )
-
-
-def validate_milestone_id(mid: str) -> str:
-    """Return *mid* unchanged when it is a GSD milestone ID, else raise ProjectError.
-
-    Called before an ID becomes a path or a branch name, so ``../M001`` or
-    ``M001; rm -rf /`` can never reach the filesystem or git.
-    """
-    if not isinstance(mid, str) or MILESTONE_ID_RE.fullmatch(mid) is None:
-        raise ProjectError(f"invalid milestone ID: {mid!r} (expected M### or M###-xxxxxx)")
-    return mid
 
 
 def git_env() -> dict[str, str]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .git import validate_milestone_id
+from ..milestone_ids import validate_milestone_id
 
 BRANCH_PREFIX = "gsd-parallel/"
 """Every milestone branch is ``gsd-parallel/<MID>``."""
