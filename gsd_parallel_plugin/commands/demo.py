@@ -269,7 +269,7 @@ def _run_real(ctx: CommandContext, target: Path, gsd: Path, version: str | None)
         elapsed = time.monotonic() - started
         requests, billed = model.requests, model.billed_nanos()
 
-    from ..store import NANOS_PER_USD
+    from ..money import NANOS_PER_USD
 
     log = git(project, "log", "--oneline", "--no-decorate", "main")
     run_text, run_data = run_result.text, run_result.data

@@ -33,11 +33,12 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-NANOS_PER_USD = 1_000_000_000
+from ..money import NANOS_PER_USD, cost_to_nanos
+
 TOKEN_KEYS = ("input", "output", "cacheRead", "cacheWrite")
 
 Announcement = Literal["paused", "blocked", "stopped", "complete"]
@@ -258,24 +259,6 @@ def _merge_flags(a: Progress, b: Progress) -> Progress:
     )
 
 
-def usd_to_nanos(value: Any) -> int | None:
-    """A JSON cost in USD as integer nano-USD; None for anything that is not a finite number >= 0.
-
-    Goes through the shortest decimal repr of the float, so ``0.0087`` is exactly 8_700_000.
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value < 0:
-        return None
-    try:
-        nanos = (Decimal(repr(value)) * NANOS_PER_USD).to_integral_value(ROUND_HALF_EVEN)
-    except InvalidOperation:
-        return None
-    return int(nanos)
-
-
 def _count(value: Any) -> int:
     if isinstance(value, bool):
         return 0
@@ -352,7 +335,7 @@ class _Acc:
         if not isinstance(usage, dict):
             return
         cost = usage.get("cost")
-        nanos = usd_to_nanos(cost.get("total")) if isinstance(cost, dict) else None
+        nanos = cost_to_nanos(cost.get("total")) if isinstance(cost, dict) else None
         self.cost += nanos or 0
         for key in TOKEN_KEYS:
             self.tokens[key] += _count(usage.get(key))

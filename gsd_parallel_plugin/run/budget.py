@@ -56,7 +56,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import GsdParallelError, UserError
 from ..models import WorkerState
-from ..store import NANOS_PER_USD, RunRow, Store, WorkerRow, usd_to_nanos
+from ..money import NANOS_PER_USD, usd_to_nanos
+from ..store import RunRow, Store, WorkerRow
 from .forecast import forecast, worker_milestones
 
 if TYPE_CHECKING:

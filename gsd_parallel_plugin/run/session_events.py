@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..milestone_ids import is_valid_milestone_id
-from ..store.rows import nanos_to_usd, usd_to_nanos
+from ..money import nanos_to_usd, usd_to_nanos
 
 if TYPE_CHECKING:
     from ..plugins import Hooks

@@ -24,10 +24,11 @@ from typing import Any
 
 from ..errors import GsdParallelError, PluginError, WorkerLaunchError
 from ..models import Milestone, Project, WorkerHandle, WorkerSpec, WorkerState
+from ..money import NANOS_PER_USD
 from ..plugins import Hooks, create_plugin_manager
 from ..preferences import ParallelPreferences, Preferences, load_preferences
 from ..project.eligibility import analyse
-from ..store import NANOS_PER_USD, Store, WorkerRow, to_ms
+from ..store import Store, WorkerRow, to_ms
 from ..workspace.layout import branch_name
 from ..workspace.locks import PidLock, read_holder
 from . import workers as procs

@@ -32,7 +32,6 @@ import psutil
 
 from ..errors import WorkerLaunchError
 from ..gsd.output import (
-    NANOS_PER_USD,
     OUTCOME_EXIT_CODES,
     LogChunk,
     Outcome,
@@ -42,13 +41,11 @@ from ..gsd.output import (
     read_new_events,
     read_progress,
     summarize,
-    usd_to_nanos,
 )
 from ..milestone_ids import validate_milestone_id
 from ..models import WorkerHandle, WorkerSpec
 
 __all__ = [
-    "NANOS_PER_USD",
     "OUTCOME_EXIT_CODES",
     "LogChunk",
     "Outcome",
@@ -70,7 +67,6 @@ __all__ = [
     "read_stderr_tail",
     "send_signal_group",
     "summarize",
-    "usd_to_nanos",
     "wait_exit",
     "write_signal",
     "write_status_file",

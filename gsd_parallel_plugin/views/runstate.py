@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 from .. import hints
 from ..errors import UserError
 from ..invocation import Loaded
+from ..money import NANOS_PER_USD, usd_to_nanos
 from ..run.budget import BUDGET_REASON, WARN_PERCENT, budget_message, envelope_of
 from ..run.forecast import Forecast, forecast, worker_milestones
-from ..store import NANOS_PER_USD, MergeRow, RunRow, Store, WorkerRow, usd_to_nanos
+from ..store import MergeRow, RunRow, Store, WorkerRow
 
 if TYPE_CHECKING:
     from ..models import Milestone
