@@ -34,7 +34,7 @@ from .. import hints
 from ..errors import GsdParallelError
 from ..milestone_ids import validate_milestone_id
 from ..models import MergeResult, Milestone, Project
-from ..workspace.git import Git, GitCommandError
+from ..workspace.git import Git, GitCommandError, split_z
 from ..workspace.layout import branch_name, checkout_display
 from .steps import (
     FALLBACK_IDENT,
@@ -53,7 +53,6 @@ from .steps import (
     set_slice_point,
     short,
     slice_point,
-    split_z,
     take_milestone_side,
     unfinished_checkout_merge,
     unmerged_paths,

@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from ..milestone_ids import MILESTONE_ID_RE
-from ..workspace.git import Git, GitCommandError
+from ..workspace.git import Git, GitCommandError, split_z
 from ..workspace.layout import BRANCH_PREFIX, branch_name, branch_ref, checkout_display
 from .attempt import MergeEnv, SliceMerge
 from .steps import (
     SLICE_REF_PREFIX,
     auto_resolvable,
     slice_point,
-    split_z,
     unfinished_checkout_merge,
 )
 

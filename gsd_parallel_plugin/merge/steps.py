@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..errors import GsdParallelError
 from ..models import Milestone
-from ..workspace.git import Git, GitCommandError, same_path
+from ..workspace.git import Git, GitCommandError, same_path, split_z
 from ..workspace.layout import branch_name, checkout_display
 from ..workspace.locks import PidLock
 
@@ -47,11 +47,6 @@ def auto_resolvable(path: str) -> bool:
     if any(p in JUNK_DIRS for p in parts[:-1]):
         return True
     return parts[-1] in JUNK_NAMES or parts[-1].endswith(JUNK_SUFFIXES)
-
-
-def split_z(out: str) -> list[str]:
-    """NUL-separated output as a list, without empty fields."""
-    return [p for p in out.split("\0") if p]
 
 
 def short(sha: str | None) -> str:

@@ -189,7 +189,7 @@ class Git:
         args = ["status", "--porcelain=v1", "-z", f"--untracked-files={untracked}"]
         if paths is not None:
             args += ["--", *paths]
-        fields = _split_z(self.run(*args))
+        fields = split_z(self.run(*args))
         entries: list[tuple[str, str]] = []
         i = 0
         while i < len(fields):
@@ -204,7 +204,7 @@ class Git:
 
     def tracked_files(self, path: str) -> list[str]:
         """Paths in the index at or under *path*."""
-        return _split_z(self.run("ls-files", "-z", "--cached", "--", path))
+        return split_z(self.run("ls-files", "-z", "--cached", "--", path))
 
 
 def _decode(data: bytes | str | None) -> str:
@@ -215,12 +215,13 @@ def _decode(data: bytes | str | None) -> str:
     return data.decode("utf-8", "replace")
 
 
-def _split_z(out: str) -> list[str]:
-    """Split NUL-terminated output, dropping the trailing empty field."""
-    parts = out.split("\0")
-    if parts and parts[-1] == "":
-        parts.pop()
-    return parts
+def split_z(out: str) -> list[str]:
+    """git's ``-z`` output (NUL-terminated paths) as a list, the one splitter for all of it.
+
+    Empty fields are dropped: the terminator after the last path leaves one, and git never
+    writes an empty path (a status entry and a rename's old path are both non-empty).
+    """
+    return [p for p in out.split("\0") if p]
 
 
 # --------------------------------------------------------------------------- worktree list
