@@ -42,7 +42,8 @@ from ..money import NANOS_PER_USD, cost_to_nanos
 TOKEN_KEYS = ("input", "output", "cacheRead", "cacheWrite")
 
 Announcement = Literal["paused", "blocked", "stopped", "complete"]
-Outcome = Literal["complete", "paused", "blocked", "stopped", "crashed"]
+InferredOutcome = Literal["complete", "paused", "blocked", "stopped", "crashed"]
+"""How a worker ended, as its log and files tell it (:func:`infer_outcome`, no exit code)."""
 
 OUTCOME_EXIT_CODES: Mapping[str, int] = {"complete": 0, "stopped": 0, "paused": 10, "blocked": 10}
 """The GSD exit code an inferred outcome stands for (``crashed`` has none)."""
@@ -486,7 +487,7 @@ def infer_outcome(
     *,
     since_offset: int = 0,
     tail_bytes: int = 256 << 10,
-) -> Outcome:
+) -> InferredOutcome:
     """How a worker whose exit code we cannot know (adopted after a restart) ended.
 
     ``complete`` when the milestone's SUMMARY is terminal (the disk is the truth, whatever the

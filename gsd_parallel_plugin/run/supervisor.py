@@ -190,7 +190,9 @@ GUARD_SECONDS = 1.0
 
 
 @dataclass
-class Outcome:
+class ExitDecision:
+    """What a worker's exit means: the state it settles in, and why (:meth:`Supervisor.decide`)."""
+
     state: WorkerState
     reason: str | None = None
 
@@ -648,7 +650,7 @@ class Supervisor:
             return gsd_says_complete(checkout, mid)
         return milestone_complete_in(checkout / ".gsd", mid)
 
-    def decide(self, mid: str, tracked: Tracked, code: int | None) -> Outcome:
+    def decide(self, mid: str, tracked: Tracked, code: int | None) -> ExitDecision:
         """What an exit means (DESIGN.md §5), in GSD's own words where it gave any."""
         row = self.store.worker(mid, self.run_id)
         complete = self.is_complete(mid, row)
@@ -656,25 +658,25 @@ class Supervisor:
         said = procs.read_progress(log, tracked.log_start)
         notice = _first_line(said.last_notify)
         if tracked.requested == "isolation":  # whatever it finished, it is not merged blindly
-            return Outcome(WorkerState.FAILED, tracked.block_reason)
+            return ExitDecision(WorkerState.FAILED, tracked.block_reason)
         if complete:
-            return Outcome(WorkerState.COMPLETE)
+            return ExitDecision(WorkerState.COMPLETE)
         if tracked.requested in BLOCKING_STOPS:
-            return Outcome(BLOCKING_STOPS[tracked.requested], tracked.block_reason)
-        paused = Outcome(WorkerState.PAUSED, _pause_reason(row))
+            return ExitDecision(BLOCKING_STOPS[tracked.requested], tracked.block_reason)
+        paused = ExitDecision(WorkerState.PAUSED, _pause_reason(row))
         if code is None:  # adopted: infer from the log
             hint = procs.infer_outcome(log, False, since_offset=tracked.log_start)
             code = procs.OUTCOME_EXIT_CODES.get(hint)
             if code is None and tracked.requested in {"pause", "stop", "budget"}:
                 code = 11  # ended by the SIGTERM we sent it (an interrupting pause, a stop)
             if code is None:
-                return Outcome(WorkerState.CRASHED, "worker vanished (exit status unknown)")
+                return ExitDecision(WorkerState.CRASHED, "worker vanished (exit status unknown)")
         if code == 0:
             if tracked.requested == "budget":
-                return Outcome(WorkerState.STOPPED, BUDGET_REASON)
+                return ExitDecision(WorkerState.STOPPED, BUDGET_REASON)
             if tracked.requested == "stop":
-                return Outcome(WorkerState.STOPPED, None)
-            return Outcome(
+                return ExitDecision(WorkerState.STOPPED, None)
+            return ExitDecision(
                 WorkerState.STOPPED,
                 "GSD exited without completing the milestone" + (f": {notice}" if notice else ""),
             )
@@ -682,14 +684,14 @@ class Supervisor:
             if tracked.requested == "pause":
                 return paused
             # Paused for a provider error, blocked, the uncommitted-changes guard: GSD says which.
-            return Outcome(WorkerState.BLOCKED, notice or "GSD reported the milestone blocked (exit 10)")
+            return ExitDecision(WorkerState.BLOCKED, notice or "GSD reported the milestone blocked (exit 10)")
         if tracked.requested == "pause" and (code == 11 or code < 0):
             return paused  # interrupted on purpose (budget guard); resumable like any pause
         if tracked.requested in {"stop", "budget"}:
-            return Outcome(WorkerState.STOPPED, BUDGET_REASON if tracked.requested == "budget" else None)
+            return ExitDecision(WorkerState.STOPPED, BUDGET_REASON if tracked.requested == "budget" else None)
         tail = procs.read_stderr_tail(self.parallel_dir / f"{mid}.stderr.log")
         how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-        return Outcome(WorkerState.CRASHED, f"{how}" + (f": {tail[-1]}" if tail else ""))
+        return ExitDecision(WorkerState.CRASHED, f"{how}" + (f": {tail[-1]}" if tail else ""))
 
     def settle(self, mid: str, tracked: Tracked, code: int | None) -> None:
         assert self.hooks is not None

@@ -33,8 +33,8 @@ import psutil
 from ..errors import WorkerLaunchError
 from ..gsd.output import (
     OUTCOME_EXIT_CODES,
+    InferredOutcome,
     LogChunk,
-    Outcome,
     Progress,
     classify_notice,
     infer_outcome,
@@ -47,8 +47,8 @@ from ..models import WorkerHandle, WorkerSpec
 
 __all__ = [
     "OUTCOME_EXIT_CODES",
+    "InferredOutcome",
     "LogChunk",
-    "Outcome",
     "Progress",
     "classify_notice",
     "clear_signal",
