@@ -25,6 +25,9 @@ class ExitCode(IntEnum):
     BROKEN_PIPE = 141
     """Output closed early (``| head``: 128 + SIGPIPE), the shell's convention."""
 
+    def __str__(self) -> str:
+        return str(self.value)  # "130", also on Python 3.10 (whose IntEnum says "ExitCode.…")
+
 
 class GsdExit(IntEnum):
     """What a headless GSD worker exits with (DESIGN.md: 0 done or stopped, 1 error,
@@ -37,3 +40,6 @@ class GsdExit(IntEnum):
     """Paused (a pause we asked for, a provider error) or blocked: GSD's notice says which."""
     CANCELLED = 11
     """Ended by SIGTERM (an interrupting pause, a stop)."""
+
+    def __str__(self) -> str:
+        return str(self.value)

@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import hints
 from ..errors import GsdParallelError
+from ..exitcodes import ExitCode
 from ..invocation import ArgParser, Loaded, load, parse
 from ..models import CommandContext, CommandResult, WorkerHandle
 from ..views.runstate import LIVE_STATES, open_store
@@ -69,7 +70,8 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
     if remaining and not args.fix and any(f.fix and f.fixable for f in remaining):
         lines += ["", f"Run {hints.cmd('doctor --fix')} to clean what is marked fixable."]
     data = {"problems": [f.to_json() for f in findings], "fixed": args.fix}
-    return CommandResult("\n".join(lines) + "\n", data, exit_code=1 if remaining else 0)
+    code = ExitCode.FAILED if remaining else ExitCode.OK
+    return CommandResult("\n".join(lines) + "\n", data, exit_code=code)
 
 
 def diagnose(loaded: Loaded) -> list[Finding]:

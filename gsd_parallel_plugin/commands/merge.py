@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from .. import hints
 from ..errors import ProjectError, UserError
+from ..exitcodes import ExitCode
 from ..invocation import ArgParser, Loaded, load, parse
 from ..milestone_ids import validate_milestone_id
 from ..models import CommandContext, CommandResult, MergeResult
@@ -66,7 +67,7 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
         landed = set(store.merged_milestones())
     text = render_results(results)
     _hints(ctx, loaded, results, waiting_before)
-    code = 1 if any(r.id not in landed for r in results) else 0
+    code = ExitCode.FAILED if any(r.id not in landed for r in results) else ExitCode.OK
     return CommandResult(text, {"results": [r.to_json() for r in results]}, exit_code=code)
 
 
@@ -134,7 +135,7 @@ def _dry_run(env: MergeEnv, order: list[str]) -> CommandResult:
             lines.append(f"- **{r.id}** — skipped: {r.error}")
     text = "\n".join(["# Merge Dry Run\n", *lines]) + "\n"
     data = {"dry_run": True, "results": [r.to_json() for r in results]}
-    code = 1 if any(r.outcome in {"conflict", "refused"} for r in results) else 0
+    code = ExitCode.FAILED if any(r.outcome in {"conflict", "refused"} for r in results) else ExitCode.OK
     return CommandResult(text, data, exit_code=code)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .. import hints
 from ..errors import GitError
+from ..exitcodes import ExitCode
 from ..invocation import ArgParser, Loaded, load, parse, require_enabled, veto_for
 from ..models import CommandContext, CommandResult, EligibilityReport
 from ..project.eligibility import analyse, render_report, report_json
@@ -72,14 +73,14 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
             # Merges or waiting work were left without a supervisor (killed during a merge).
             return CommandResult(f"{text}\n{CARRIES_ON}", {**data, "started": [], "supervisor_started": True})
         none = NOTHING_NEW if held else NONE_ELIGIBLE
-        return CommandResult(f"{text}\n{none}", {**data, "started": []}, exit_code=0)
+        return CommandResult(f"{text}\n{none}", {**data, "started": []})
     if args.wait:
-        from ..run.foreground import INTERRUPTED, hand_over, run_foreground
+        from ..run.foreground import hand_over, run_foreground
 
         if not ctx.json:  # the report and plan first, as `start` prints them, then the run
             print(text.rstrip("\n") + "\n", file=ctx.host.out, flush=True)
         code = run_foreground(ctx, loaded)
-        if code == INTERRUPTED:
+        if code == ExitCode.INTERRUPTED:
             pid = hand_over(loaded)
             final = RunView.read(loaded)
             who = f"a background supervisor (pid {pid})" if pid else "the background supervisor"
@@ -234,7 +235,7 @@ def start_background(
     result = {**data, **view.status_json(loaded)}
     result["started"] = [w.milestone_id for w in started]
     result["errors"] = [{"id": w.milestone_id, "error": w.state_reason} for w in failed]
-    code = 1 if failed and not started else 0
+    code = ExitCode.FAILED if failed and not started else ExitCode.OK
     return CommandResult(f"{text}\n" + "\n".join(lines) + "\n", result, exit_code=code)
 
 

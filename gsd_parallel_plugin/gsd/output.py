@@ -37,6 +37,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
+from ..exitcodes import GsdExit
 from ..money import NANOS_PER_USD, cost_to_nanos
 
 TOKEN_KEYS = ("input", "output", "cacheRead", "cacheWrite")
@@ -45,7 +46,12 @@ Announcement = Literal["paused", "blocked", "stopped", "complete"]
 InferredOutcome = Literal["complete", "paused", "blocked", "stopped", "crashed"]
 """How a worker ended, as its log and files tell it (:func:`infer_outcome`, no exit code)."""
 
-OUTCOME_EXIT_CODES: Mapping[str, int] = {"complete": 0, "stopped": 0, "paused": 10, "blocked": 10}
+OUTCOME_EXIT_CODES: Mapping[str, int] = {
+    "complete": GsdExit.DONE,
+    "stopped": GsdExit.DONE,
+    "paused": GsdExit.PAUSED_OR_BLOCKED,
+    "blocked": GsdExit.PAUSED_OR_BLOCKED,
+}
 """The GSD exit code an inferred outcome stands for (``crashed`` has none)."""
 
 _PAUSED_PREFIXES = ("auto-mode paused", "step-mode paused")

@@ -12,6 +12,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from ..exitcodes import ExitCode
 from ..invocation import Loaded
 from ..models import CommandContext
 
@@ -40,10 +41,6 @@ class EventPrinter:
             if event.kind in self.KINDS and not self.ctx.json:
                 stamp = time.strftime("%H:%M:%S", time.localtime(event.at))
                 print(f"[{stamp}] {event.message}", file=self.ctx.host.err, flush=True)
-
-
-INTERRUPTED = 130
-"""``run_foreground``'s code after Ctrl-C: the run goes on under a background supervisor."""
 
 
 class Interrupt:
@@ -134,15 +131,15 @@ def run_foreground(ctx: CommandContext, loaded: Loaded) -> int:
             except KeyboardInterrupt:
                 if not interrupt.count:
                     raise  # not ours (no handler in this thread): the host deals with it
-                code = INTERRUPTED  # a second Ctrl-C: leave now, still handing the run over
+                code = ExitCode.INTERRUPTED  # a second Ctrl-C: leave now, still handing the run over
     finally:
         if live is not None:
             live.stop()
     if interrupt.count:
-        return INTERRUPTED
-    if code == 0 and set(sup.merger.unlanded) - set(sup.store.merged_milestones()):
-        return 1  # every worker finished, but a merge conflicted or failed: not a success
-    if code != 3:
+        return ExitCode.INTERRUPTED  # the run goes on under a background supervisor
+    if code == ExitCode.OK and set(sup.merger.unlanded) - set(sup.store.merged_milestones()):
+        return ExitCode.FAILED  # every worker finished, but a merge conflicted or failed: not a success
+    if code != ExitCode.ANOTHER_SUPERVISOR:
         return code
     # Another supervisor holds the lock: follow it until it is done.
     store = Store(loaded.parallel_dir / "coordinator.db")
@@ -153,7 +150,7 @@ def run_foreground(ctx: CommandContext, loaded: Loaded) -> int:
         printer(store)
         run = store.active_run() or store.latest_run()
         rows = store.workers(run.id) if run else []
-    return 0 if all(w.state == "complete" for w in rows) else 1
+    return ExitCode.OK if all(w.state == "complete" for w in rows) else ExitCode.FAILED
 
 
 def _live_table(ctx: CommandContext):  # type: ignore[no-untyped-def]

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import GsdParallelError, PluginError, WorkerLaunchError
+from ..exitcodes import ExitCode, GsdExit
 from ..models import Milestone, Project, WorkerHandle, WorkerSpec, WorkerState
 from ..money import NANOS_PER_USD
 from ..plugins import Hooks, create_plugin_manager
@@ -668,10 +669,10 @@ class Supervisor:
             hint = procs.infer_outcome(log, False, since_offset=tracked.log_start)
             code = procs.OUTCOME_EXIT_CODES.get(hint)
             if code is None and tracked.requested in {"pause", "stop", "budget"}:
-                code = 11  # ended by the SIGTERM we sent it (an interrupting pause, a stop)
+                code = GsdExit.CANCELLED  # ended by the SIGTERM we sent it (an interrupting pause, a stop)
             if code is None:
                 return ExitDecision(WorkerState.CRASHED, "worker vanished (exit status unknown)")
-        if code == 0:
+        if code == GsdExit.DONE:
             if tracked.requested == "budget":
                 return ExitDecision(WorkerState.STOPPED, BUDGET_REASON)
             if tracked.requested == "stop":
@@ -680,12 +681,12 @@ class Supervisor:
                 WorkerState.STOPPED,
                 "GSD exited without completing the milestone" + (f": {notice}" if notice else ""),
             )
-        if code == 10:
+        if code == GsdExit.PAUSED_OR_BLOCKED:
             if tracked.requested == "pause":
                 return paused
             # Paused for a provider error, blocked, the uncommitted-changes guard: GSD says which.
             return ExitDecision(WorkerState.BLOCKED, notice or "GSD reported the milestone blocked (exit 10)")
-        if tracked.requested == "pause" and (code == 11 or code < 0):
+        if tracked.requested == "pause" and (code == GsdExit.CANCELLED or code < 0):
             return paused  # interrupted on purpose (budget guard); resumable like any pause
         if tracked.requested in {"stop", "budget"}:
             return ExitDecision(WorkerState.STOPPED, BUDGET_REASON if tracked.requested == "budget" else None)
@@ -1005,7 +1006,7 @@ class Supervisor:
         """Run until done. 0 when every milestone started in this session completed."""
         lock = SupervisorLock(self.parallel_dir)
         if not lock.acquire():
-            return 3
+            return ExitCode.ANOTHER_SUPERVISOR
         previous = signal.getsignal(signal.SIGTERM)
         signal.signal(signal.SIGTERM, self._on_sigterm)
         try:
@@ -1019,7 +1020,7 @@ class Supervisor:
         finally:
             signal.signal(signal.SIGTERM, previous)
             lock.release()
-        return 0 if self.all_started_complete() else 1
+        return ExitCode.OK if self.all_started_complete() else ExitCode.FAILED
 
     def _on_sigterm(self, signum: int, frame: object) -> None:
         self._stop_requested = True
@@ -1081,7 +1082,7 @@ def main(argv: list[str] | None = None) -> int:
         return sup.run()
     except GsdParallelError as exc:
         print(f"supervisor: {exc}", file=sys.stderr, flush=True)
-        return 2
+        return ExitCode.USER_ERROR
 
 
 if __name__ == "__main__":
