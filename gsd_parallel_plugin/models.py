@@ -171,6 +171,24 @@ class WorkerState(str, Enum):
         return self.value
 
 
+LIVE_STATES: frozenset[str] = frozenset(
+    s.value for s in (WorkerState.STARTING, WorkerState.RUNNING, WorkerState.PAUSING, WorkerState.STOPPING)
+)
+"""A process is (or should be) running for the worker: it takes a slot, it may spend."""
+
+HELD_STATES: frozenset[str] = frozenset(
+    s.value
+    for s in (
+        WorkerState.PAUSED,
+        WorkerState.STOPPED,
+        WorkerState.FAILED,
+        WorkerState.BLOCKED,
+        WorkerState.COMPLETE,
+    )
+)
+"""Settled, and not started again by this run on its own (the user resumes, or it is done)."""
+
+
 @dataclass(frozen=True)
 class MergeResult:
     id: str

@@ -17,8 +17,8 @@ from .. import hints
 from ..errors import GsdParallelError
 from ..exitcodes import ExitCode
 from ..invocation import ArgParser, Loaded, load, parse
-from ..models import CommandContext, CommandResult, WorkerHandle
-from ..views.runstate import LIVE_STATES, open_store
+from ..models import LIVE_STATES, CommandContext, CommandResult, WorkerHandle
+from ..views.runstate import open_store
 from ..workspace.layout import branch_name
 
 

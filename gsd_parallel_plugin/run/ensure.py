@@ -6,8 +6,8 @@ import time
 
 from ..errors import GsdParallelError
 from ..invocation import Loaded
-from ..models import CommandContext
-from ..views.runstate import LIVE_STATES, RunView
+from ..models import LIVE_STATES, CommandContext
+from ..views.runstate import RunView
 
 SPAWN_WAIT_SECONDS = 5.0
 

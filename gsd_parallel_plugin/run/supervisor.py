@@ -24,7 +24,15 @@ from typing import Any
 
 from ..errors import GsdParallelError, PluginError, WorkerLaunchError
 from ..exitcodes import ExitCode, GsdExit
-from ..models import Milestone, Project, WorkerHandle, WorkerSpec, WorkerState
+from ..models import (
+    HELD_STATES,
+    LIVE_STATES,
+    Milestone,
+    Project,
+    WorkerHandle,
+    WorkerSpec,
+    WorkerState,
+)
 from ..money import NANOS_PER_USD
 from ..plugins import Hooks, create_plugin_manager
 from ..preferences import ParallelPreferences, Preferences, load_preferences
@@ -37,10 +45,6 @@ from .budget import BUDGET_REASON
 
 TICK_SECONDS = 0.1
 RESTART_BACKOFF = (0.5, 2.0, 5.0, 10.0, 30.0)
-LIVE_STATES = {"starting", "running", "pausing", "stopping"}
-"""States in which a process is (or should be) alive."""
-HELD_STATES = {"paused", "stopped", "failed", "blocked", "complete"}
-"""States that keep a milestone from being started again by backfill in this run."""
 LOCK_NAME = "supervisor.lock"
 
 Notify = Callable[[str, str], None]

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from .. import hints
 from ..errors import UserError
 from ..invocation import Loaded
+from ..models import HELD_STATES, LIVE_STATES
 from ..money import NANOS_PER_USD, usd_to_nanos
 from ..run.budget import BUDGET_REASON, WARN_PERCENT, budget_message, envelope_of
 from ..run.forecast import Forecast, forecast, worker_milestones
@@ -22,8 +23,6 @@ if TYPE_CHECKING:
 NO_RUN = "No parallel orchestration is currently active."
 READY_NO_SUPERVISOR = "can start now; no supervisor is running to start it (run `start`)"
 __all__ = ["NO_RUN", "RunView", "budget_message", "open_store", "refuse_if_budget_exhausted"]
-LIVE_STATES = {"starting", "running", "pausing", "stopping"}
-HELD_STATES = {"paused", "stopped", "failed", "blocked", "complete"}
 
 
 def open_store(loaded: Loaded, *, create: bool = False) -> Store | None:

@@ -20,11 +20,10 @@ from typing import Any
 
 from .. import hints
 from ..errors import GsdParallelError
-from ..models import Milestone, Project
+from ..models import HELD_STATES, LIVE_STATES, Milestone, Project
 from ..preferences import Preferences
 from ..store import EventRow, MergeRow, RunRow, Store, WorkerRow
 from .eta import (
-    LIVE_STATES,
     Queued,
     active_seconds,
     eta_for,
@@ -34,7 +33,6 @@ from .eta import (
     task_progress,
 )
 
-HELD_STATES = frozenset({"paused", "stopped", "failed", "blocked", "complete"})
 STOPPED_NOT_STARTED = "not started: the run is stopped"
 
 
