@@ -94,6 +94,36 @@ class Project:
         return tuple(m.id for m in self.milestones)
 
 
+class VerdictKind(str, Enum):
+    """Why a milestone may or may not run, as a kind: code compares these, never the reason text."""
+
+    ELIGIBLE = "eligible"
+    PROBLEMS = "problems"
+    """Its planning files are malformed."""
+    GHOST = "ghost"
+    COMPLETE = "complete"
+    AWAITING_MERGE = "awaiting_merge"
+    """Complete in its checkout, not yet on the integration branch."""
+    PARKED = "parked"
+    CYCLE = "cycle"
+    """Part of a dependency cycle."""
+    BLOCKED = "blocked"
+    """A dependency is not complete (or unknown)."""
+    WAITING_FOR_MERGE = "waiting_for_merge"
+    """Every dependency is complete, some not merged yet."""
+    VETOED = "vetoed"
+    """A plugin's ``check_eligibility`` refused it."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+WAITS_FOR_OTHERS: frozenset[VerdictKind] = frozenset(
+    {VerdictKind.CYCLE, VerdictKind.BLOCKED, VerdictKind.WAITING_FOR_MERGE}
+)
+"""Ineligible only until other milestones finish or merge: listed with the waiting ones."""
+
+
 @dataclass(frozen=True)
 class Verdict:
     """One milestone's eligibility, with GSD's reason text."""
@@ -102,6 +132,8 @@ class Verdict:
     title: str
     eligible: bool
     reason: str
+    kind: VerdictKind | None = field(default=None, compare=False)
+    """Set by :func:`~gsd_parallel_plugin.project.eligibility.analyse`."""
 
 
 @dataclass(frozen=True)
@@ -110,10 +142,23 @@ class Overlap:
     files: tuple[str, ...]
 
 
+class WaitKind(str, Enum):
+    """Why an eligible milestone is not planned to start now."""
+
+    OVERLAP = "overlap"
+    """Its files overlap a milestone that runs, starts or waits for its merge (serialize)."""
+    SLOT = "slot"
+    """No free worker slot (``max_workers``)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
 class Waiting:
     id: str
     reason: str
+    kind: WaitKind | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -187,6 +232,29 @@ HELD_STATES: frozenset[str] = frozenset(
     )
 )
 """Settled, and not started again by this run on its own (the user resumes, or it is done)."""
+
+
+class StateReason(str, Enum):
+    """The fixed ``state_reason`` texts: what the code writes and reads back as a kind.
+
+    Stored in SQLite as this very text (a store written before reads the same), shown to
+    people as it is. Code compares with a member (``row.state_reason == StateReason.BUDGET``),
+    never with the words, so rewording one changes the text everywhere at once.
+    """
+
+    BUDGET = "budget ceiling reached"
+    """Stopped by the run's ceiling: launched again when the ceiling is raised."""
+    ENVELOPE = "milestone budget reached"
+    PAUSE_REQUESTED = "pause requested"
+    """The user's ``pause`` (no reason of the budget guard): a paused worker keeps no reason."""
+    FROZEN = "frozen (pause --now)"
+    RESTARTED = "restarted"
+    RESUMED = "resumed"
+    PAUSE_CANCELLED = "pause cancelled"
+    STOPPED_WHILE_WAITING = "stopped while waiting to restart"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass(frozen=True)

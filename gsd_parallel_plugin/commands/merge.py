@@ -17,7 +17,7 @@ from ..errors import ProjectError, UserError
 from ..exitcodes import ExitCode
 from ..invocation import ArgParser, Loaded, load, parse
 from ..milestone_ids import validate_milestone_id
-from ..models import CommandContext, CommandResult, MergeResult
+from ..models import CommandContext, CommandResult, MergeResult, WaitKind
 from ..views.runstate import RunView, open_store
 from ..workspace.layout import branch_name, checkout_display
 
@@ -244,9 +244,8 @@ def _after_merge(ctx: CommandContext, before: Loaded) -> _AfterMerge:
         awaiting_merge=view.awaiting_merge,
         held=view.held,
     )
-    slot = "waiting for a free worker slot"
     startable = [
-        *report.plan.start, *(w.id for w in report.plan.waiting if w.reason.startswith(slot))
+        *report.plan.start, *(w.id for w in report.plan.waiting if w.kind == WaitKind.SLOT)
     ]
     waiting = [w["id"] for w in view.waiting(loaded) if w["id"] not in startable]
     return _AfterMerge(loaded, view, startable, waiting)

@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import GsdParallelError, UserError
-from ..models import WorkerState
+from ..models import StateReason, WorkerState
 from ..money import NANOS_PER_USD, usd_to_nanos
 from ..store import RunRow, Store, WorkerRow
 from .forecast import forecast, worker_milestones
@@ -64,8 +64,6 @@ if TYPE_CHECKING:
     from ..plugins import Hooks
     from .supervisor import Supervisor, Tracked
 
-BUDGET_REASON = "budget ceiling reached"
-ENVELOPE_REASON = "milestone budget reached"
 STALL_PREFIX = "spending without progress for "
 WARN_PERCENT = 80
 
@@ -245,7 +243,7 @@ class BudgetGuard:
         self._relaunch = [
             w.milestone_id
             for w in store.workers(latest.id)
-            if w.state in {"stopped", "stopping"} and w.state_reason == BUDGET_REASON
+            if w.state in {"stopped", "stopping"} and w.state_reason == StateReason.BUDGET
         ]
         limit = "removed" if ceiling is None else f"raised to ${ceiling:.2f}"
         store.add_event(
@@ -298,7 +296,7 @@ class BudgetGuard:
             sup.stop(mid, tracked, "budget")
         for mid in list(sup.restart_at):
             del sup.restart_at[mid]
-            sup._set_state(mid, WorkerState.STOPPED, BUDGET_REASON)
+            sup._set_state(mid, WorkerState.STOPPED, StateReason.BUDGET)
         if first and ceiling is not None:
             message = budget_message(usd(ceiling), usd(spent))
             data = {"kind": "exceeded", "spent": usd(spent), "ceiling": usd(ceiling),
@@ -318,7 +316,7 @@ class BudgetGuard:
                 waiting.append(mid)  # still stopping (adopted), or no slot yet
                 continue
             row = rows.get(mid)
-            if row is not None and row.state == "stopped" and row.state_reason == BUDGET_REASON:
+            if row is not None and row.state == "stopped" and row.state_reason == StateReason.BUDGET:
                 sup.launch(mid)
         self._relaunch = waiting
 
@@ -365,7 +363,7 @@ class BudgetGuard:
             return
         if tracked.requested is not None or tracked.frozen or row.state not in {"running", "starting"}:
             return
-        self.sup.apply("pause", mid, {"reason": ENVELOPE_REASON})
+        self.sup.apply("pause", mid, {"reason": StateReason.ENVELOPE})
         message = (
             f"{mid}: milestone budget reached (${row.cost:.2f} of ${usd(limit):.2f}); it pauses"
             f" after its current unit. Resume with `resume {mid} --budget USD`."

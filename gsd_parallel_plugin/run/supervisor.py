@@ -29,6 +29,7 @@ from ..models import (
     LIVE_STATES,
     Milestone,
     Project,
+    StateReason,
     WorkerHandle,
     WorkerSpec,
     WorkerState,
@@ -41,7 +42,6 @@ from ..store import Store, WorkerRow, to_ms
 from ..workspace.layout import branch_name
 from ..workspace.locks import PidLock, read_holder
 from . import workers as procs
-from .budget import BUDGET_REASON
 
 TICK_SECONDS = 0.1
 RESTART_BACKOFF = (0.5, 2.0, 5.0, 10.0, 30.0)
@@ -313,7 +313,7 @@ class Supervisor:
                 tracked.requested = "pause"
             elif row.state == "stopping":
                 # A budget stop stays one (raising the ceiling continues it): the reason says so.
-                budget = row.state_reason == BUDGET_REASON
+                budget = row.state_reason == StateReason.BUDGET
                 tracked.requested = "budget" if budget else "stop"
                 grace = self.prefs.stop_grace_seconds
                 tracked.term_at = time.time() + (0 if budget else grace)
@@ -398,6 +398,7 @@ class Supervisor:
 
     # ------------------------------------------------------------------ state changes
     def _set_state(self, mid: str, state: WorkerState | str, reason: str | None = None) -> None:
+        reason = None if reason is None else str(reason)  # a StateReason is stored as its text
         old = self.store.set_state(mid, self.run_id, state, reason)
         new = str(state)
         if old != new:
@@ -483,7 +484,7 @@ class Supervisor:
         self.tracked[mid] = Tracked(
             handle, launched_here=True, checkout=wt.path, log_start=_size(stdout_log)
         )
-        self._set_state(mid, WorkerState.RUNNING, "restarted" if restart else None)
+        self._set_state(mid, WorkerState.RUNNING, StateReason.RESTARTED if restart else None)
         return True
 
     def worker_env(self, mid: str) -> dict[str, str]:
@@ -678,7 +679,7 @@ class Supervisor:
                 return ExitDecision(WorkerState.CRASHED, "worker vanished (exit status unknown)")
         if code == GsdExit.DONE:
             if tracked.requested == "budget":
-                return ExitDecision(WorkerState.STOPPED, BUDGET_REASON)
+                return ExitDecision(WorkerState.STOPPED, StateReason.BUDGET)
             if tracked.requested == "stop":
                 return ExitDecision(WorkerState.STOPPED, None)
             return ExitDecision(
@@ -693,7 +694,8 @@ class Supervisor:
         if tracked.requested == "pause" and (code == GsdExit.CANCELLED or code < 0):
             return paused  # interrupted on purpose (budget guard); resumable like any pause
         if tracked.requested in {"stop", "budget"}:
-            return ExitDecision(WorkerState.STOPPED, BUDGET_REASON if tracked.requested == "budget" else None)
+            why = StateReason.BUDGET if tracked.requested == "budget" else None
+            return ExitDecision(WorkerState.STOPPED, why)
         tail = procs.read_stderr_tail(self.parallel_dir / f"{mid}.stderr.log")
         how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
         return ExitDecision(WorkerState.CRASHED, f"{how}" + (f": {tail[-1]}" if tail else ""))
@@ -772,14 +774,14 @@ class Supervisor:
             if args.get("now"):
                 if procs.send_signal_group(tracked.handle, signal.SIGSTOP):
                     tracked.frozen = True
-                    self._set_state(mid, WorkerState.PAUSED, "frozen (pause --now)")
+                    self._set_state(mid, WorkerState.PAUSED, StateReason.FROZEN)
             else:
                 procs.write_signal(self.signal_dir(mid), mid, "pause")
                 tracked.requested = "pause"
                 if interrupt:
                     procs.send_signal_group(tracked.handle, signal.SIGTERM)
                     tracked.stop_deadline = time.time() + self.prefs.stop_grace_seconds
-                self._set_state(mid, WorkerState.PAUSING, args.get("reason") or "pause requested")
+                self._set_state(mid, WorkerState.PAUSING, args.get("reason") or StateReason.PAUSE_REQUESTED)
         elif command == "resume":
             if "budget" in args:
                 self.store.update_worker(mid, self.run_id, milestone_budget=float(args["budget"]))
@@ -790,11 +792,11 @@ class Supervisor:
                     # a graceful pause that ``pause --now`` escalated: resume cancels it too
                     procs.clear_signal(self.signal_dir(mid), mid)
                     tracked.requested = None
-                self._set_state(mid, WorkerState.RUNNING, "resumed")
+                self._set_state(mid, WorkerState.RUNNING, StateReason.RESUMED)
             elif tracked is not None and tracked.requested == "pause" and not tracked.stop_deadline:
                 procs.clear_signal(self.signal_dir(mid), mid)
                 tracked.requested = None
-                self._set_state(mid, WorkerState.RUNNING, "pause cancelled")
+                self._set_state(mid, WorkerState.RUNNING, StateReason.PAUSE_CANCELLED)
             elif tracked is None and row.state in {"paused", "blocked", "stopped", "failed"} and (
                 not self.budget.blocks_new_work()
             ):
@@ -804,7 +806,7 @@ class Supervisor:
             self.stop(mid, tracked, "stop")
         elif command == "stop" and row.state == "crashed":
             self.restart_at.pop(mid, None)
-            self._set_state(mid, WorkerState.STOPPED, "stopped while waiting to restart")
+            self._set_state(mid, WorkerState.STOPPED, StateReason.STOPPED_WHILE_WAITING)
         elif command == "stop" and row.state in {"paused", "blocked"}:
             # No process to signal: the worktree and branch stay, the milestone is just stopped.
             self._set_state(mid, WorkerState.STOPPED, f"stopped while {row.state}")
@@ -831,7 +833,7 @@ class Supervisor:
         else:
             procs.send_signal_group(tracked.handle, signal.SIGTERM)
             tracked.stop_deadline = time.time() + grace
-        self._set_state(mid, WorkerState.STOPPING, BUDGET_REASON if why == "budget" else None)
+        self._set_state(mid, WorkerState.STOPPING, StateReason.BUDGET if why == "budget" else None)
 
     def enforce_deadlines(self) -> None:
         now = time.time()
@@ -1064,7 +1066,7 @@ def _first_line(text: str | None) -> str | None:
 
 def _pause_reason(row: WorkerRow | None) -> str | None:
     """Why a pausing worker was paused, when not by the user (budget guard reasons)."""
-    if row is None or row.state_reason in (None, "pause requested"):
+    if row is None or row.state_reason in (None, StateReason.PAUSE_REQUESTED):
         return None
     return row.state_reason
 

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 from .. import hints
 from ..errors import UserError
 from ..invocation import Loaded
-from ..models import HELD_STATES, LIVE_STATES
+from ..models import HELD_STATES, LIVE_STATES, WAITS_FOR_OTHERS, StateReason
 from ..money import NANOS_PER_USD, usd_to_nanos
-from ..run.budget import BUDGET_REASON, WARN_PERCENT, budget_message, envelope_of
+from ..run.budget import WARN_PERCENT, budget_message, envelope_of
 from ..run.forecast import Forecast, forecast, worker_milestones
 from ..store import MergeRow, RunRow, Store, WorkerRow
 
@@ -145,7 +145,7 @@ class RunView:
         return [
             w.milestone_id
             for w in self.workers
-            if w.state in HELD_STATES and not (over and w.state_reason == BUDGET_REASON)
+            if w.state in HELD_STATES and not (over and w.state_reason == StateReason.BUDGET)
         ]
 
     # ------------------------------------------------------------------ budget
@@ -217,6 +217,11 @@ class RunView:
 
     def waiting(self, loaded: Loaded) -> list[dict[str, str]]:
         """Milestones not running, with what they wait for."""
+        return self._waiting(loaded)[0]
+
+    def _waiting(self, loaded: Loaded) -> tuple[list[dict[str, str]], set[str]]:
+        """:meth:`waiting`, and the milestones in it that wait for other milestones
+        (dependencies, a cycle, a merge): those stay as they are in a stopped run."""
         from ..project.eligibility import analyse
 
         prefs = loaded.preferences.parallel
@@ -245,15 +250,13 @@ class RunView:
             ] + waiting
         if self.budget(loaded)["state"] == "exceeded":
             queued = list(dict.fromkeys([*report.plan.start, *(w["id"] for w in waiting)]))
-            reason = "not started: budget ceiling reached"
+            reason = f"not started: {StateReason.BUDGET}"
             waiting = [{"id": m, "reason": reason} for m in queued if self.worker(m) is None]
-        blocked = ("Blocked by", "Waiting for", "Dependency cycle")
-        waiting += [
-            {"id": v.id, "reason": v.reason}
-            for v in report.ineligible
-            if v.reason.startswith(blocked) and self.worker(v.id) is None
+        on_others = [
+            v for v in report.ineligible if v.kind in WAITS_FOR_OTHERS and self.worker(v.id) is None
         ]
-        return waiting
+        waiting += [{"id": v.id, "reason": v.reason} for v in on_others]
+        return waiting, {v.id for v in on_others}
 
     def status_json(self, loaded: Loaded) -> dict[str, Any]:
         fc = self.forecast(loaded)
@@ -346,19 +349,19 @@ class RunView:
                     f"    {line}" for line in problem.error.splitlines()[-5:] if line.strip()
                 ]
             if self.active and w.state in {"failed", "stopped", "blocked"} and (
-                w.state_reason != BUDGET_REASON
+                w.state_reason != StateReason.BUDGET
             ):
                 verb = "retry" if w.state == "failed" else "continue"
                 lines.append(f"  {verb} with {hints.cmd(f'resume {w.milestone_id}')}")
-        waiting = self.waiting(loaded) if self.active else []
+        waiting, on_others = self._waiting(loaded) if self.active else ([], set())
         if self.stopped:
             from .dashboard import stopped_line
             from .snapshot import STOPPED_NOT_STARTED
 
             lines.append(f"\n{stopped_line()}")
             waiting = [
-                {**w, "reason": STOPPED_NOT_STARTED} if self.worker(w["id"]) is None
-                and not w["reason"].startswith(("Blocked by", "Waiting for", "Dependency cycle"))
+                {**w, "reason": STOPPED_NOT_STARTED}
+                if self.worker(w["id"]) is None and w["id"] not in on_others
                 else w
                 for w in waiting
             ]

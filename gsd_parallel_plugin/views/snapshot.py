@@ -20,7 +20,7 @@ from typing import Any
 
 from .. import hints
 from ..errors import GsdParallelError
-from ..models import HELD_STATES, LIVE_STATES, Milestone, Project
+from ..models import HELD_STATES, LIVE_STATES, WAITS_FOR_OTHERS, Milestone, Project
 from ..preferences import Preferences
 from ..store import EventRow, MergeRow, RunRow, Store, WorkerRow
 from .eta import (
@@ -388,11 +388,10 @@ class SnapshotReader:
             for v in report.eligible
             if v.id in report.plan.start and v.id not in has_row
         ]
-        blocked = ("Blocked by", "Waiting for", "Dependency cycle")
         waiting += [
             (v.id, v.reason)
             for v in report.ineligible
-            if v.reason.startswith(blocked) and v.id not in has_row
+            if v.kind in WAITS_FOR_OTHERS and v.id not in has_row
         ]
         return waiting
 
