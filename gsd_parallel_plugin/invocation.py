@@ -14,6 +14,7 @@ from .errors import ProjectError, UserError
 from .milestone_ids import validate_milestone_id
 from .models import CommandContext, Project
 from .preferences import Preferences, load_preferences
+from .workspace import layout
 
 NOT_ENABLED = "Parallel mode is not enabled. Set `parallel.enabled: true` in your preferences."
 IN_WORKER = "Cannot start parallel from within a parallel worker"
@@ -41,7 +42,7 @@ class Loaded:
 
     @property
     def parallel_dir(self) -> Path:
-        return self.project.gsd_dir / "parallel"
+        return layout.parallel_dir(self.project.gsd_dir)
 
 
 def load(ctx: CommandContext, *, warn: bool = True, strict: bool = True) -> Loaded:

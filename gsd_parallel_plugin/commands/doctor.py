@@ -19,6 +19,7 @@ from ..exitcodes import ExitCode
 from ..invocation import ArgParser, Loaded, load, parse
 from ..models import LIVE_STATES, CommandContext, CommandResult, WorkerHandle
 from ..views.runstate import open_store
+from ..workspace import layout
 from ..workspace.layout import branch_name
 
 
@@ -100,9 +101,9 @@ def diagnose(loaded: Loaded) -> list[Finding]:
 
 
 def _lock_findings(loaded: Loaded) -> list[Finding]:
-    from ..run.supervisor import LOCK_NAME, SupervisorLock
+    from ..run.supervisor import SupervisorLock
 
-    path = loaded.parallel_dir / LOCK_NAME
+    path = loaded.parallel_dir / layout.SUPERVISOR_LOCK_NAME
     if SupervisorLock.holder(loaded.parallel_dir) is not None or not path.exists():
         return []
     try:

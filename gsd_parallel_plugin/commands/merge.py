@@ -19,6 +19,7 @@ from ..invocation import ArgParser, Loaded, load, parse
 from ..milestone_ids import validate_milestone_id
 from ..models import CommandContext, CommandResult, MergeResult, WaitKind
 from ..views.runstate import RunView, open_store
+from ..workspace import layout
 from ..workspace.layout import branch_name, checkout_display
 
 NO_CANDIDATES = "No completed milestones to merge."
@@ -44,7 +45,7 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
     loaded = load(ctx)
     git.repo_root(loaded.root)  # one clear line when this is not a git repository
     prefs = loaded.preferences.parallel
-    with Store(loaded.parallel_dir / "coordinator.db") as store:
+    with Store(layout.store_path(loaded.parallel_dir)) as store:
         env = MergeEnv(
             loaded.root, loaded.project, store, ctx.host.hooks, prefs, notify=ctx.host.notify
         )

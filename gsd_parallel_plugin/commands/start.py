@@ -14,6 +14,7 @@ from ..invocation import ArgParser, Loaded, load, parse, require_enabled, veto_f
 from ..models import CommandContext, CommandResult, EligibilityReport
 from ..project.eligibility import analyse, render_report, report_json
 from ..views.runstate import RunView, open_store, refuse_if_budget_exhausted, with_plan_check
+from ..workspace import layout
 
 STARTED = "Parallel orchestration started."
 ALREADY = "Parallel orchestration is already running; its supervisor fills free slots itself."
@@ -180,7 +181,7 @@ def _start_lock(parallel_dir: Path) -> Iterator[None]:
     import fcntl
 
     parallel_dir.mkdir(parents=True, exist_ok=True)
-    with open(parallel_dir / "start.lock", "a+") as handle:
+    with open(parallel_dir / layout.START_LOCK_NAME, "a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)  # the holder releases within seconds (or dies)
         try:
             yield

@@ -1,7 +1,7 @@
 """Merge reconciliation (DESIGN.md §9): land a completed milestone on its integration branch.
 
 Every merge is built away from the user's checkout, in a temporary worktree detached at the
-integration branch tip (``.gsd/parallel/merging/<MID>-<n>``): squash-merge ``milestone/<MID>``;
+integration branch tip (``.gsd/parallel/merging/<MID>-<n>``): squash-merge ``gsd-parallel/<MID>``;
 ``.gsd/**`` and generated junk take the milestone's side; any other conflict goes to the
 ``resolve_merge_conflict`` hook, else the attempt stops and reports the files. The squash
 commit (``feat: <title>``, trailers ``GSD-Milestone``/``Branch``) then passes the
@@ -34,13 +34,12 @@ from .. import hints
 from ..errors import GsdParallelError
 from ..milestone_ids import validate_milestone_id
 from ..models import MergeResult, Milestone, Project
+from ..workspace import layout
 from ..workspace.git import Git, GitCommandError, split_z
 from ..workspace.layout import branch_name, checkout_display
 from .steps import (
     FALLBACK_IDENT,
-    MERGING_DIR,
     NO_HOOKS,
-    SLICE_REF_PREFIX,
     MergeLock,
     Notify,
     auto_resolvable,
@@ -64,8 +63,6 @@ if TYPE_CHECKING:
     from ..store import Store
 
 __all__ = [
-    "MERGING_DIR",
-    "SLICE_REF_PREFIX",
     "MergeEnv",
     "MergeLock",
     "SliceMerge",
@@ -95,7 +92,7 @@ class MergeEnv:
 
     @property
     def parallel_dir(self) -> Path:
-        return self.project.gsd_dir / "parallel"
+        return layout.parallel_dir(self.project.gsd_dir)
 
     def integration_branch(self, mid: str) -> str:
         milestone = self.project.get(mid)
@@ -121,7 +118,7 @@ def add_merge_event(store: Store, message: str, mid: str, data: Any = None) -> N
 
 
 def merge_milestone(env: MergeEnv, mid: str, slices: SliceMerge | None = None) -> MergeResult:
-    """Merge ``milestone/<MID>`` (or, with ``slices``, a finished prefix of it); never raises
+    """Merge ``gsd-parallel/<MID>`` (or, with ``slices``, a finished prefix of it); never raises
     for a merge that fails: the result says what happened."""
     validate_milestone_id(mid)
     lock = MergeLock(env.parallel_dir)
@@ -325,7 +322,7 @@ class _Merge:
         from ..workspace.worktrees import ensure_excludes
 
         ensure_excludes(self.env.root)
-        path = self.env.parallel_dir / MERGING_DIR / f"{self.mid}-{self.merge_id}"
+        path = self.env.parallel_dir / layout.MERGING_DIRNAME / f"{self.mid}-{self.merge_id}"
         if os.path.lexists(path):  # a leftover (merge ids are never reused, so rare)
             remove_temp_worktree(self.g, path, self.env.parallel_dir)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from ..milestone_ids import MILESTONE_ID_RE
+from ..workspace import layout
 from ..workspace.git import Git, GitCommandError, split_z
 from ..workspace.layout import BRANCH_PREFIX, branch_name, branch_ref, checkout_display
 from .attempt import MergeEnv, SliceMerge
 from .steps import (
-    SLICE_REF_PREFIX,
     auto_resolvable,
     slice_point,
     unfinished_checkout_merge,
@@ -53,7 +53,7 @@ def _milestone_files(g: Git, ref: str, mid: str, suffix: str) -> list[str]:
 
 
 def complete_on_branch(g: Git, mid: str) -> bool:
-    """True when ``milestone/<MID>`` commits a terminal ``<MID>-SUMMARY.md``."""
+    """True when ``gsd-parallel/<MID>`` commits a terminal ``<MID>-SUMMARY.md``."""
     from ..project import is_terminal_summary
 
     ref = branch_ref(mid)
@@ -268,7 +268,7 @@ def done_slices(g: Git, ref: str, path: str) -> frozenset[str]:
 
 
 def next_slice_merge(g: Git, mid: str, integration_branch: str) -> SliceMerge | None:
-    """The newly finished slices on ``milestone/<MID>`` and the commit that finished them.
+    """The newly finished slices on ``gsd-parallel/<MID>`` and the commit that finished them.
 
     None when nothing new is done, or when the roadmap is not in git (a project that keeps
     ``.gsd`` untracked): then the milestone merges once, when it completes.
@@ -300,4 +300,4 @@ def next_slice_merge(g: Git, mid: str, integration_branch: str) -> SliceMerge | 
 
 
 def slice_ref(mid: str) -> str:
-    return f"{SLICE_REF_PREFIX}{mid}"
+    return f"{layout.MERGED_REF_PREFIX}{mid}"

@@ -58,6 +58,7 @@ from ..errors import GsdParallelError, UserError
 from ..models import StateReason, WorkerState
 from ..money import NANOS_PER_USD, usd_to_nanos
 from ..store import RunRow, Store, WorkerRow
+from ..workspace import layout
 from .forecast import forecast, worker_milestones
 
 if TYPE_CHECKING:
@@ -133,7 +134,7 @@ def report_cost(
     if not delta.is_finite() or delta < 0:
         raise ValueError(f"cost delta must be a finite number >= 0, got {delta_usd!r}")
     root = Path(project_root)
-    db = (root / ".gsd").resolve() / "parallel" / "coordinator.db"
+    db = layout.store_path(layout.parallel_dir((root / ".gsd").resolve()))
     store = Store.open_readonly(db)
     if store is None:
         raise UserError(f"no parallel run in {root}: nothing to report cost to")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from ..exitcodes import ExitCode
 from ..invocation import Loaded
 from ..models import CommandContext
+from ..workspace import layout
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -142,7 +143,7 @@ def run_foreground(ctx: CommandContext, loaded: Loaded) -> int:
     if code != ExitCode.ANOTHER_SUPERVISOR:
         return code
     # Another supervisor holds the lock: follow it until it is done.
-    store = Store(loaded.parallel_dir / "coordinator.db")
+    store = Store(layout.store_path(loaded.parallel_dir))
     with store:
         while SupervisorLock.holder(loaded.parallel_dir) is not None:
             printer(store)

@@ -39,13 +39,13 @@ from ..plugins import Hooks, create_plugin_manager
 from ..preferences import ParallelPreferences, Preferences, load_preferences
 from ..project.eligibility import analyse
 from ..store import Store, WorkerRow, to_ms
+from ..workspace import layout
 from ..workspace.layout import branch_name
 from ..workspace.locks import PidLock, read_holder
 from . import workers as procs
 
 TICK_SECONDS = 0.1
 RESTART_BACKOFF = (0.5, 2.0, 5.0, 10.0, 30.0)
-LOCK_NAME = "supervisor.lock"
 
 Notify = Callable[[str, str], None]
 
@@ -57,7 +57,7 @@ class SupervisorLock(PidLock):
     """``.gsd/parallel/supervisor.lock``: one supervisor per project (see :mod:`.locks`)."""
 
     def __init__(self, parallel_dir: Path) -> None:
-        super().__init__(parallel_dir / LOCK_NAME)
+        super().__init__(parallel_dir / layout.SUPERVISOR_LOCK_NAME)
 
     def acquire(self, timeout: float = 2.0, *, yield_to_holder: bool = True) -> bool:
         """Give up at once for a live supervisor; retry a brief contention for a moment."""
@@ -66,7 +66,7 @@ class SupervisorLock(PidLock):
     @staticmethod
     def holder(parallel_dir: Path) -> dict[str, Any] | None:  # type: ignore[override]
         """The live supervisor of the project whose ``.gsd/parallel`` is ``parallel_dir``."""
-        return read_holder(parallel_dir / LOCK_NAME)
+        return read_holder(parallel_dir / layout.SUPERVISOR_LOCK_NAME)
 
 
 def supervisor_running(parallel_dir: Path) -> bool:
@@ -215,7 +215,7 @@ class Supervisor:
     def __post_init__(self) -> None:
         self.root = self.root.resolve() if not (self.root / ".gsd").is_symlink() else self.root
         self.gsd_dir = (self.root / ".gsd").resolve()
-        self.parallel_dir = self.gsd_dir / "parallel"
+        self.parallel_dir = layout.parallel_dir(self.gsd_dir)
         self.preferences: Preferences = load_preferences(self.root / ".gsd")
         self.preferences.require_worker_command()  # it launches workers: a bad one stops it here
         if self.hooks is None:
@@ -329,7 +329,7 @@ class Supervisor:
         """The store; rebuilt from the workers' logs first when it was deleted under a run."""
         from ..store.rebuild import file_id, rebuild_from_logs, store_missing
 
-        path = self.parallel_dir / "coordinator.db"
+        path = layout.store_path(self.parallel_dir)
         if store_missing(self.parallel_dir):
             lines = rebuild_from_logs(self.root, self.parallel_dir, self._integration_branch())
             self.notify("the coordination store was missing: rebuilt it from the workers' logs: "
@@ -355,7 +355,7 @@ class Supervisor:
         self._store_at = now
         from ..store.rebuild import restore_from_connection, same_file
 
-        path = self.parallel_dir / "coordinator.db"
+        path = layout.store_path(self.parallel_dir)
         if same_file(path, self._store_id):
             return
         old = self.store
@@ -428,8 +428,8 @@ class Supervisor:
             self.store.update_worker(mid, self.run_id, last_error=f"worktree: {exc}")
             self._set_state(mid, WorkerState.FAILED, f"worktree could not be created: {exc}")
             return False
-        stdout_log = self.parallel_dir / f"{mid}.stdout.log"
-        stderr_log = self.parallel_dir / f"{mid}.stderr.log"
+        stdout_log = layout.stdout_log(self.parallel_dir, mid)
+        stderr_log = layout.stderr_log(self.parallel_dir, mid)
         if row is None:
             # Logs are appended across runs: a new run's row starts where the old output ends,
             # so nothing an earlier run already counted is counted again.
@@ -501,7 +501,7 @@ class Supervisor:
 
         row = self.store.worker(mid, self.run_id)
         checkout = Path(row.worktree) if row and row.worktree else checkout_path(self.root, mid)
-        return checkout / ".gsd" / "parallel"
+        return layout.parallel_dir(checkout / ".gsd")
 
     # ------------------------------------------------------------------ output
     def _note_provider(self, tracked: Tracked, progress: procs.Progress) -> None:
@@ -538,8 +538,8 @@ class Supervisor:
                 continue
             startup = self.prefs.startup_grace_seconds
             if startup > 0 and not tracked.model_seen and now - tracked.launched_at >= startup:
-                tail = procs.read_stderr_tail(self.parallel_dir / f"{mid}.stderr.log", 1)
-                said = procs.read_progress(self.parallel_dir / f"{mid}.stdout.log", tracked.log_start)
+                tail = procs.read_stderr_tail(layout.stderr_log(self.parallel_dir, mid), 1)
+                said = procs.read_progress(layout.stdout_log(self.parallel_dir, mid), tracked.log_start)
                 last = _first_line(said.last_notify) or (tail[-1] if tail else None)
                 reason = f"no model call within {startup:g}s of the start" + (
                     f"; GSD last said: {last}" if last else ""
@@ -577,7 +577,7 @@ class Supervisor:
         row = self.store.worker(mid, self.run_id)
         if row is None:
             return
-        path = self.parallel_dir / f"{mid}.stdout.log"
+        path = layout.stdout_log(self.parallel_dir, mid)
         try:
             size = path.stat().st_size
         except FileNotFoundError:
@@ -660,7 +660,7 @@ class Supervisor:
         """What an exit means (DESIGN.md §5), in GSD's own words where it gave any."""
         row = self.store.worker(mid, self.run_id)
         complete = self.is_complete(mid, row)
-        log = self.parallel_dir / f"{mid}.stdout.log"
+        log = layout.stdout_log(self.parallel_dir, mid)
         said = procs.read_progress(log, tracked.log_start)
         notice = _first_line(said.last_notify)
         if tracked.requested == "isolation":  # whatever it finished, it is not merged blindly
@@ -696,7 +696,7 @@ class Supervisor:
         if tracked.requested in {"stop", "budget"}:
             why = StateReason.BUDGET if tracked.requested == "budget" else None
             return ExitDecision(WorkerState.STOPPED, why)
-        tail = procs.read_stderr_tail(self.parallel_dir / f"{mid}.stderr.log")
+        tail = procs.read_stderr_tail(layout.stderr_log(self.parallel_dir, mid))
         how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
         return ExitDecision(WorkerState.CRASHED, f"{how}" + (f": {tail[-1]}" if tail else ""))
 
@@ -710,7 +710,7 @@ class Supervisor:
         self._project_dirty = self._replan = True
         row = self.store.worker(mid, self.run_id)
         if outcome.state == WorkerState.CRASHED:
-            tail = procs.read_stderr_tail(self.parallel_dir / f"{mid}.stderr.log")
+            tail = procs.read_stderr_tail(layout.stderr_log(self.parallel_dir, mid))
             error = outcome.reason or "crashed"
             if tail:
                 error += "\n" + "\n".join(tail)

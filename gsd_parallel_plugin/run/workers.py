@@ -44,6 +44,7 @@ from ..gsd.output import (
 )
 from ..milestone_ids import validate_milestone_id
 from ..models import WorkerHandle, WorkerSpec
+from ..workspace import layout
 
 __all__ = [
     "OUTCOME_EXIT_CODES",
@@ -373,7 +374,7 @@ def status_dir(parallel_dir: Path) -> Path:
     and SIGKILLs the pid in it on ``/gsd parallel stop`` and when its session ends, and
     deletes files whose heartbeat is 30 s old. One folder down, it never sees ours.
     """
-    return parallel_dir / "workers"
+    return parallel_dir / layout.WORKER_STATUS_DIRNAME
 
 
 def status_path(parallel_dir: Path, milestone_id: str) -> Path:

@@ -15,6 +15,7 @@ from ..money import NANOS_PER_USD, usd_to_nanos
 from ..run.budget import WARN_PERCENT, budget_message, envelope_of
 from ..run.forecast import Forecast, forecast, worker_milestones
 from ..store import MergeRow, RunRow, Store, WorkerRow
+from ..workspace import layout
 
 if TYPE_CHECKING:
     from ..models import Milestone
@@ -31,7 +32,7 @@ def open_store(loaded: Loaded, *, create: bool = False) -> Store | None:
     create a new, empty one and hide the run and its cost."""
     from ..store.rebuild import missing_message, store_missing
 
-    path = loaded.parallel_dir / "coordinator.db"
+    path = layout.store_path(loaded.parallel_dir)
     if store_missing(loaded.parallel_dir):
         raise UserError(missing_message(loaded.parallel_dir))
     if not create and not path.exists():

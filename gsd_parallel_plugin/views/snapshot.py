@@ -23,6 +23,7 @@ from ..errors import GsdParallelError
 from ..models import HELD_STATES, LIVE_STATES, WAITS_FOR_OTHERS, Milestone, Project
 from ..preferences import Preferences
 from ..store import EventRow, MergeRow, RunRow, Store, WorkerRow
+from ..workspace import layout
 from .eta import (
     Queued,
     active_seconds,
@@ -63,10 +64,9 @@ NO_STORE = no_store_notice()
 
 def supervisor_status(parallel_dir: Path) -> dict[str, Any] | None:
     """The live supervisor's ``{"pid", "create_time"}``, or None when none runs."""
-    from ..run.supervisor import LOCK_NAME
     from ..workspace.locks import read_holder
 
-    return read_holder(parallel_dir / LOCK_NAME)
+    return read_holder(parallel_dir / layout.SUPERVISOR_LOCK_NAME)
 
 
 @dataclass(frozen=True)
@@ -198,8 +198,8 @@ class SnapshotReader:
     ) -> None:
         self.root = root
         self.gsd_dir = gsd_dir or (root / ".gsd").resolve()
-        self.parallel_dir = self.gsd_dir / "parallel"
-        self.store_path = self.parallel_dir / "coordinator.db"
+        self.parallel_dir = layout.parallel_dir(self.gsd_dir)
+        self.store_path = layout.store_path(self.parallel_dir)
         self.preferences = preferences
         self.event_count = events
         self._read_project = read_project or _project_reader(preferences)
