@@ -12,6 +12,8 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from .exitcodes import ExitCode
+
 if TYPE_CHECKING:
     from .host import HostSession
 
@@ -111,6 +113,8 @@ class VerdictKind(str, Enum):
     """A dependency is not complete (or unknown)."""
     WAITING_FOR_MERGE = "waiting_for_merge"
     """Every dependency is complete, some not merged yet."""
+    UNCOMMITTED_PLANS = "uncommitted_plans"
+    """Its planning files are not committed: its checkout would start without them."""
     VETOED = "vetoed"
     """A plugin's ``check_eligibility`` refused it."""
 
@@ -118,10 +122,16 @@ class VerdictKind(str, Enum):
         return self.value
 
 
-WAITS_FOR_OTHERS: frozenset[VerdictKind] = frozenset(
-    {VerdictKind.CYCLE, VerdictKind.BLOCKED, VerdictKind.WAITING_FOR_MERGE}
+WAITING_KINDS: frozenset[VerdictKind] = frozenset(
+    {
+        VerdictKind.CYCLE,
+        VerdictKind.BLOCKED,
+        VerdictKind.WAITING_FOR_MERGE,
+        VerdictKind.UNCOMMITTED_PLANS,
+    }
 )
-"""Ineligible only until other milestones finish or merge: listed with the waiting ones."""
+"""Ineligible only until something else happens (other milestones finish or merge, the
+plans get committed): ``status`` and ``watch`` list these with the waiting milestones."""
 
 
 @dataclass(frozen=True)
@@ -281,7 +291,7 @@ class CommandResult:
 
     text: str
     data: Any = None
-    exit_code: int = 0
+    exit_code: int = ExitCode.OK
 
 
 @dataclass(frozen=True)

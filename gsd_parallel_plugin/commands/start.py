@@ -13,7 +13,7 @@ from ..exitcodes import ExitCode
 from ..invocation import ArgParser, Loaded, load, parse, require_enabled, veto_for
 from ..models import CommandContext, CommandResult, EligibilityReport
 from ..project.eligibility import analyse, render_report, report_json
-from ..views.runstate import RunView, open_store, refuse_if_budget_exhausted, with_plan_check
+from ..views.runstate import RunView, held_for_plans, open_store, refuse_if_budget_exhausted
 from ..workspace import layout
 
 STARTED = "Parallel orchestration started."
@@ -37,7 +37,8 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
         loaded.project,
         max_workers=prefs.max_workers,
         overlap_policy=prefs.overlap,
-        veto=with_plan_check(loaded, veto_for(ctx, loaded), started=[w.milestone_id for w in view.workers]),
+        veto=veto_for(ctx, loaded),
+        uncommitted=held_for_plans(loaded, started=[w.milestone_id for w in view.workers]),
         running=view.live if view else (),
         awaiting_merge=view.awaiting_merge if view else (),
         held=view.held if view else (),

@@ -8,7 +8,7 @@ cycles by name, and a start plan that never drops a milestone silently.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from itertools import combinations
 
 from ..models import (
@@ -171,6 +171,7 @@ def analyse(
     running: Collection[str] = (),
     awaiting_merge: Collection[str] = (),
     held: Collection[str] = (),
+    uncommitted: Mapping[str, str] | None = None,
 ) -> EligibilityReport:
     """The eligibility report and start plan for ``project``.
 
@@ -178,6 +179,8 @@ def analyse(
     not planned again. ``awaiting_merge`` milestones are complete but not yet on the
     integration branch, so their dependents wait (their code is not there yet).
     ``held`` milestones are never planned to start (paused, stopped, failed in this run).
+    ``uncommitted`` maps milestones whose planning files are not committed to the reason:
+    held back before any plugin veto (whose reasons follow it).
     """
     cycles = find_cycles(project)
     cycle_of = {mid: cycle for cycle in cycles for mid in cycle}
@@ -185,10 +188,12 @@ def analyse(
     verdicts: dict[str, Verdict] = {}
     for m in project.milestones:
         refused = rule_verdict(m, project, cycle_of, awaiting_merge)
-        if refused is None and veto is not None:
-            vetoes = [r for r in veto(m) if r]
+        if refused is None:
+            own = [uncommitted[m.id]] if uncommitted and m.id in uncommitted else []
+            vetoes = [*own, *(r for r in (veto(m) if veto is not None else ()) if r)]
             if vetoes:
-                refused = VerdictKind.VETOED, "; ".join(vetoes)
+                kind = VerdictKind.UNCOMMITTED_PLANS if own else VerdictKind.VETOED
+                refused = kind, "; ".join(vetoes)
         if refused is None:
             eligible.append(m)
             reason = ALL_SATISFIED + (AWAITING_COMPLETION if m.all_slices_done else "")

@@ -366,7 +366,7 @@ class BudgetGuard:
             return
         self.sup.apply("pause", mid, {"reason": StateReason.ENVELOPE})
         message = (
-            f"{mid}: milestone budget reached (${row.cost:.2f} of ${usd(limit):.2f}); it pauses"
+            f"{mid}: {StateReason.ENVELOPE} (${row.cost:.2f} of ${usd(limit):.2f}); it pauses"
             f" after its current unit. Resume with `resume {mid} --budget USD`."
         )
         self.sup.store.add_event(

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from .. import hints
 from ..errors import UserError
 from ..invocation import Loaded
-from ..models import HELD_STATES, LIVE_STATES, WAITS_FOR_OTHERS, StateReason
+from ..models import HELD_STATES, LIVE_STATES, WAITING_KINDS, StateReason
 from ..money import NANOS_PER_USD, usd_to_nanos
 from ..run.budget import WARN_PERCENT, budget_message, envelope_of
 from ..run.forecast import Forecast, forecast, worker_milestones
@@ -18,8 +18,7 @@ from ..store import MergeRow, RunRow, Store, WorkerRow
 from ..workspace import layout
 
 if TYPE_CHECKING:
-    from ..models import Milestone
-    from ..project.eligibility import Veto
+    pass
 
 NO_RUN = "No parallel orchestration is currently active."
 READY_NO_SUPERVISOR = "can start now; no supervisor is running to start it (run `start`)"
@@ -55,24 +54,16 @@ def refuse_if_budget_exhausted(loaded: Loaded) -> None:
         raise UserError(budget_message(ceiling, spent / NANOS_PER_USD))
 
 
-def with_plan_check(
-    loaded: Loaded, veto: Veto | None, *, started: Collection[str] = ()
-) -> Veto:
-    """``veto`` plus: a milestone whose planning files are not committed is held back (its
-    checkout would start without them). Milestones this run started keep their checkout."""
+def held_for_plans(loaded: Loaded, *, started: Collection[str] = ()) -> dict[str, str]:
+    """Milestones whose planning files are not committed, with why (their checkout would
+    start without them): ``analyse(uncommitted=...)``. Those this run started keep theirs."""
     from ..workspace.worktrees import uncommitted_plans
 
-    held = {
+    return {
         mid: why
         for mid, why in uncommitted_plans(loaded.root, loaded.project).items()
         if mid not in started
     }
-
-    def combined(milestone: Milestone) -> Sequence[str]:
-        own = [held[milestone.id]] if milestone.id in held else []
-        return [*own, *(veto(milestone) if veto is not None else ())]
-
-    return combined
 
 
 def _ago(ts: float | None) -> str:
@@ -221,8 +212,8 @@ class RunView:
         return self._waiting(loaded)[0]
 
     def _waiting(self, loaded: Loaded) -> tuple[list[dict[str, str]], set[str]]:
-        """:meth:`waiting`, and the milestones in it that wait for other milestones
-        (dependencies, a cycle, a merge): those stay as they are in a stopped run."""
+        """:meth:`waiting`, and the milestones in it that wait for something else
+        (dependencies, a cycle, a merge, a commit): those stay as they are in a stopped run."""
         from ..project.eligibility import analyse
 
         prefs = loaded.preferences.parallel
@@ -238,7 +229,7 @@ class RunView:
             project,
             max_workers=prefs.max_workers,
             overlap_policy=prefs.overlap,
-            veto=with_plan_check(loaded, None, started=[w.milestone_id for w in self.workers]),
+            uncommitted=held_for_plans(loaded, started=[w.milestone_id for w in self.workers]),
             running=self.live,
             awaiting_merge=self.awaiting_merge,
             held=self.held,
@@ -254,7 +245,7 @@ class RunView:
             reason = f"not started: {StateReason.BUDGET}"
             waiting = [{"id": m, "reason": reason} for m in queued if self.worker(m) is None]
         on_others = [
-            v for v in report.ineligible if v.kind in WAITS_FOR_OTHERS and self.worker(v.id) is None
+            v for v in report.ineligible if v.kind in WAITING_KINDS and self.worker(v.id) is None
         ]
         waiting += [{"id": v.id, "reason": v.reason} for v in on_others]
         return waiting, {v.id for v in on_others}

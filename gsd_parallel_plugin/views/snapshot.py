@@ -20,7 +20,7 @@ from typing import Any
 
 from .. import hints
 from ..errors import GsdParallelError
-from ..models import HELD_STATES, LIVE_STATES, WAITS_FOR_OTHERS, Milestone, Project
+from ..models import HELD_STATES, LIVE_STATES, WAITING_KINDS, Milestone, Project
 from ..preferences import Preferences
 from ..store import EventRow, MergeRow, RunRow, Store, WorkerRow
 from ..workspace import layout
@@ -391,7 +391,7 @@ class SnapshotReader:
         waiting += [
             (v.id, v.reason)
             for v in report.ineligible
-            if v.kind in WAITS_FOR_OTHERS and v.id not in has_row
+            if v.kind in WAITING_KINDS and v.id not in has_row
         ]
         return waiting
 
