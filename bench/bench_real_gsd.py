@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from gsd_parallel_plugin.gsd.output import usd_to_nanos
+from gsd_parallel_plugin.money import cost_to_nanos
 from gsd_parallel_plugin.testing.real_gsd import (
     REAL_GSD_HINT,
     RealGsdError,
@@ -99,7 +99,7 @@ def one_run(base: Path, gsd: Path, workers: int, ids: list[str], delay: float) -
 def report(run: dict, n: int) -> None:
     complete = sum(state == "complete" for state in run["states"].values())
     cost = run["cost"]
-    same = cost is not None and usd_to_nanos(cost) == run["billed_nanos"]
+    same = cost is not None and cost_to_nanos(cost) == run["billed_nanos"]
     print(
         f"max_workers {run['workers']}: {run['wall']:.1f}s wall, exit {run['code']}, "
         f"{complete}/{n} complete, {run['requests']} model answers, "

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import __version__
 from .commands import SUBCOMMANDS
+from .exitcodes import ExitCode
 
 PROG = "gsd-parallel"
 #: subcommands whose own ``--project`` (a scope, optionally with a directory) follows them
@@ -61,7 +62,7 @@ def _split_globals(argv: Sequence[str]) -> tuple[Path | None, bool, str, list[st
         elif word == "--project":
             value = next(it, None)
             if value is None or value.startswith("--"):
-                raise SystemExit(_fail("--project needs a directory", 2, as_json))
+                raise SystemExit(_fail("--project needs a directory", ExitCode.USER_ERROR, as_json))
             project = Path(value)
         elif word.startswith("--project="):
             project = Path(word.split("=", 1)[1])
@@ -85,20 +86,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     project, as_json, invoked_as, rest = _split_globals(args)
     if not rest and as_json:
-        return _fail(f"no subcommand given; see `{PROG} --help`", 2, as_json)
+        return _fail(f"no subcommand given; see `{PROG} --help`", ExitCode.USER_ERROR, as_json)
     if not rest or rest[0] in {"-h", "--help", "help"}:
         print(help_text(invoked_as))
-        return 0 if rest else 2
+        return ExitCode.OK if rest else ExitCode.USER_ERROR
     if rest[0] == "--version":
         print(json.dumps({"version": __version__}) if as_json else f"{PROG} {__version__}")
-        return 0
+        return ExitCode.OK
     name = rest[0]
     if name in SUBCOMMANDS and ("-h" in rest[1:] or "--help" in rest[1:]):
         _module, usage, summary = SUBCOMMANDS[name]
         print(f"usage: {invoked_as} {name} {usage}\n\n{summary}")
-        return 0
+        return ExitCode.OK
     if name.startswith("-"):
-        return _fail(f"unknown option {name}; see `{PROG} --help`", 2, as_json)
+        return _fail(f"unknown option {name}; see `{PROG} --help`", ExitCode.USER_ERROR, as_json)
 
     from .errors import GsdParallelError
     from .host import HostSession
@@ -111,19 +112,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (`| head`): not a bug, see run()
         raise
     except KeyboardInterrupt:  # still one line, or one JSON document for a script
-        return _fail("interrupted", 130, as_json)
+        return _fail("interrupted", ExitCode.INTERRUPTED, as_json)
     except Exception as exc:  # a traceback is a bug: say so in one line, keep it for reports
         if os.environ.get("GSD_PARALLEL_DEBUG"):
             raise
         return _fail(
             f"internal error: {type(exc).__name__}: {exc} (set GSD_PARALLEL_DEBUG=1 for the "
             "traceback and please report it)",
-            1,
+            ExitCode.FAILED,
             as_json,
         )
     is_error = isinstance(result.data, dict) and set(result.data) == {"error"}
     if is_error:
-        return _fail(result.text, result.exit_code or 2, as_json)
+        return _fail(result.text, result.exit_code or ExitCode.USER_ERROR, as_json)
     if as_json:
         print(json.dumps(result.data, indent=2, default=str))
     elif result.text:
@@ -146,5 +147,5 @@ def run() -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
-        code = 141
+        code = ExitCode.BROKEN_PIPE
     sys.exit(code)

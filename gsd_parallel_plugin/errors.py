@@ -7,23 +7,25 @@ ran and did not succeed. Anything else escaping a command is a bug.
 
 from __future__ import annotations
 
+from .exitcodes import ExitCode
+
 
 class GsdParallelError(Exception):
     """Base class; ``str(exc)`` is the one line shown to the user."""
 
-    exit_code = 2
+    exit_code: int = ExitCode.USER_ERROR
 
 
 class UserError(GsdParallelError):
     """Something the user can fix; exit code 2."""
 
-    exit_code = 2
+    exit_code: int = ExitCode.USER_ERROR
 
 
 class OperationFailed(GsdParallelError):
     """The operation ran and failed; exit code 1."""
 
-    exit_code = 1
+    exit_code: int = ExitCode.FAILED
 
 
 class PreferencesError(UserError):
@@ -49,4 +51,4 @@ class WorkerLaunchError(UserError):
 class PluginError(GsdParallelError):
     """A plugin failed in a decision or veto hook; the message names the plugin."""
 
-    exit_code = 1
+    exit_code: int = ExitCode.FAILED

@@ -15,6 +15,7 @@ from typing import TextIO
 
 from . import hints
 from .errors import GsdParallelError, UserError
+from .exitcodes import ExitCode
 from .models import CommandContext, CommandResult, SlashCommand
 from .plugins import Hooks, LoadedPlugins, create_plugin_manager
 
@@ -149,13 +150,13 @@ class HostSession:
         group = words[0] if words else "parallel"
         rest = words[1:]
         if not rest:
-            return CommandResult(usage(), {"error": usage()}, exit_code=2)
+            return CommandResult(usage(), {"error": usage()}, exit_code=ExitCode.USER_ERROR)
         name, args = rest[0], tuple(rest[1:])
         try:
             entry = self.commands.get((group, name))
             if entry is None:
                 message = self._unknown(group, name)
-                return CommandResult(message, {"error": message}, exit_code=2)
+                return CommandResult(message, {"error": message}, exit_code=ExitCode.USER_ERROR)
             return entry[1].handler(CommandContext(host=self, args=args, json=json))
         except GsdParallelError as exc:
             return CommandResult(str(exc), {"error": str(exc)}, exit_code=exc.exit_code)

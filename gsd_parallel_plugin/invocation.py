@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
 from . import hints
 from .errors import ProjectError, UserError
+from .milestone_ids import validate_milestone_id
 from .models import CommandContext, Project
 from .preferences import Preferences, load_preferences
+from .workspace import layout
 
-MILESTONE_ID = re.compile(r"^M\d{3}(-[a-z0-9]{6})?$")
 NOT_ENABLED = "Parallel mode is not enabled. Set `parallel.enabled: true` in your preferences."
 IN_WORKER = "Cannot start parallel from within a parallel worker"
 
@@ -53,7 +53,7 @@ class Loaded:
 
     @property
     def parallel_dir(self) -> Path:
-        return self.project.gsd_dir / "parallel"
+        return layout.parallel_dir(self.project.gsd_dir)
 
 
 def load(ctx: CommandContext, *, warn: bool = True, strict: bool = True) -> Loaded:
@@ -100,8 +100,7 @@ def require_enabled(loaded: Loaded) -> None:
 
 def milestone_arg(loaded: Loaded, value: str) -> str:
     """A milestone ID the user typed: well-formed and present in the project."""
-    if not MILESTONE_ID.match(value):
-        raise ProjectError(f"invalid milestone ID {value!r}: expected M001 or M001-abc123")
+    validate_milestone_id(value)
     if loaded.project.get(value) is None:
         known = ", ".join(loaded.project.ids[:8]) + (" …" if len(loaded.project.ids) > 8 else "")
         raise ProjectError(f"unknown milestone {value}" + (f" (known: {known})" if known else ""))

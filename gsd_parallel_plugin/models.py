@@ -12,6 +12,8 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from .exitcodes import ExitCode
+
 if TYPE_CHECKING:
     from .host import HostSession
 
@@ -94,6 +96,44 @@ class Project:
         return tuple(m.id for m in self.milestones)
 
 
+class VerdictKind(str, Enum):
+    """Why a milestone may or may not run, as a kind: code compares these, never the reason text."""
+
+    ELIGIBLE = "eligible"
+    PROBLEMS = "problems"
+    """Its planning files are malformed."""
+    GHOST = "ghost"
+    COMPLETE = "complete"
+    AWAITING_MERGE = "awaiting_merge"
+    """Complete in its checkout, not yet on the integration branch."""
+    PARKED = "parked"
+    CYCLE = "cycle"
+    """Part of a dependency cycle."""
+    BLOCKED = "blocked"
+    """A dependency is not complete (or unknown)."""
+    WAITING_FOR_MERGE = "waiting_for_merge"
+    """Every dependency is complete, some not merged yet."""
+    UNCOMMITTED_PLANS = "uncommitted_plans"
+    """Its planning files are not committed: its checkout would start without them."""
+    VETOED = "vetoed"
+    """A plugin's ``check_eligibility`` refused it."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+WAITING_KINDS: frozenset[VerdictKind] = frozenset(
+    {
+        VerdictKind.CYCLE,
+        VerdictKind.BLOCKED,
+        VerdictKind.WAITING_FOR_MERGE,
+        VerdictKind.UNCOMMITTED_PLANS,
+    }
+)
+"""Ineligible only until something else happens (other milestones finish or merge, the
+plans get committed): ``status`` and ``watch`` list these with the waiting milestones."""
+
+
 @dataclass(frozen=True)
 class Verdict:
     """One milestone's eligibility, with GSD's reason text."""
@@ -102,6 +142,8 @@ class Verdict:
     title: str
     eligible: bool
     reason: str
+    kind: VerdictKind | None = field(default=None, compare=False)
+    """Set by :func:`~gsd_parallel_plugin.project.eligibility.analyse`."""
 
 
 @dataclass(frozen=True)
@@ -110,10 +152,23 @@ class Overlap:
     files: tuple[str, ...]
 
 
+class WaitKind(str, Enum):
+    """Why an eligible milestone is not planned to start now."""
+
+    OVERLAP = "overlap"
+    """Its files overlap a milestone that runs, starts or waits for its merge (serialize)."""
+    SLOT = "slot"
+    """No free worker slot (``max_workers``)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
 class Waiting:
     id: str
     reason: str
+    kind: WaitKind | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -171,6 +226,47 @@ class WorkerState(str, Enum):
         return self.value
 
 
+LIVE_STATES: frozenset[str] = frozenset(
+    s.value for s in (WorkerState.STARTING, WorkerState.RUNNING, WorkerState.PAUSING, WorkerState.STOPPING)
+)
+"""A process is (or should be) running for the worker: it takes a slot, it may spend."""
+
+HELD_STATES: frozenset[str] = frozenset(
+    s.value
+    for s in (
+        WorkerState.PAUSED,
+        WorkerState.STOPPED,
+        WorkerState.FAILED,
+        WorkerState.BLOCKED,
+        WorkerState.COMPLETE,
+    )
+)
+"""Settled, and not started again by this run on its own (the user resumes, or it is done)."""
+
+
+class StateReason(str, Enum):
+    """The fixed ``state_reason`` texts: what the code writes and reads back as a kind.
+
+    Stored in SQLite as this very text (a store written before reads the same), shown to
+    people as it is. Code compares with a member (``row.state_reason == StateReason.BUDGET``),
+    never with the words, so rewording one changes the text everywhere at once.
+    """
+
+    BUDGET = "budget ceiling reached"
+    """Stopped by the run's ceiling: launched again when the ceiling is raised."""
+    ENVELOPE = "milestone budget reached"
+    PAUSE_REQUESTED = "pause requested"
+    """The user's ``pause`` (no reason of the budget guard): a paused worker keeps no reason."""
+    FROZEN = "frozen (pause --now)"
+    RESTARTED = "restarted"
+    RESUMED = "resumed"
+    PAUSE_CANCELLED = "pause cancelled"
+    STOPPED_WHILE_WAITING = "stopped while waiting to restart"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
 class MergeResult:
     id: str
@@ -195,7 +291,7 @@ class CommandResult:
 
     text: str
     data: Any = None
-    exit_code: int = 0
+    exit_code: int = ExitCode.OK
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import hookimpl
+from ..workspace import layout
 
 if TYPE_CHECKING:
     from ..models import Project
@@ -17,7 +18,7 @@ def completion_times(gsd_dir: Path) -> dict[str, float]:
     empty when nothing has run here yet."""
     from ..store import Store
 
-    store = Store.open_readonly(gsd_dir / "parallel" / "coordinator.db")
+    store = Store.open_readonly(layout.store_path(layout.parallel_dir(gsd_dir)))
     if store is None:
         return {}
     with store:

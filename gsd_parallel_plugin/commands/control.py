@@ -8,10 +8,11 @@ import time
 from ..errors import UserError
 from ..invocation import ArgParser, load, milestone_arg, parse
 from ..models import CommandContext, CommandResult
+from ..money import NANOS_PER_USD, usd_to_nanos
 from ..preferences import usd_amount
 from ..run.budget import envelope_of
 from ..run.ensure import ensure_supervisor
-from ..store import NANOS_PER_USD, WorkerRow, usd_to_nanos
+from ..store import WorkerRow
 from ..views.runstate import NO_RUN, RunView, open_store, refuse_if_budget_exhausted
 
 ACCEPTS = {

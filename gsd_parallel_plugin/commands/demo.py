@@ -140,9 +140,9 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
 
 def _ending(exit_code: int, elapsed: float, project: Path) -> str:
     """The demo's last line: "Finished" only when the run was not interrupted (Ctrl-C)."""
-    from ..run.foreground import INTERRUPTED
+    from ..exitcodes import ExitCode
 
-    if exit_code == INTERRUPTED:
+    if exit_code == ExitCode.INTERRUPTED:
         return f"Interrupted after {elapsed:.1f}s. The project is kept at {project}"
     return f"Finished in {elapsed:.1f}s. The project is kept at {project}"
 
@@ -242,8 +242,8 @@ def _gsd_version(gsd: Path) -> str | None:
 
 
 def _run_real(ctx: CommandContext, target: Path, gsd: Path, version: str | None) -> CommandResult:
+    from ..exitcodes import ExitCode
     from ..host import HostSession
-    from ..run.foreground import INTERRUPTED
     from ..testing.builder import git
     from ..testing.scripted_model import ScriptedModel, write_agent_config
 
@@ -264,16 +264,16 @@ def _run_real(ctx: CommandContext, target: Path, gsd: Path, version: str | None)
             report = host.dispatch(["parallel", "start", "--dry-run"], json=False)
             run_result = host.dispatch(["parallel", "start", "--wait"], json=ctx.json)
         finally:
-            if run_result is None or run_result.exit_code == INTERRUPTED:
+            if run_result is None or run_result.exit_code == ExitCode.INTERRUPTED:
                 _stop_workers(host)
         elapsed = time.monotonic() - started
         requests, billed = model.requests, model.billed_nanos()
 
-    from ..store import NANOS_PER_USD
+    from ..money import NANOS_PER_USD
 
     log = git(project, "log", "--oneline", "--no-decorate", "main")
     run_text, run_data = run_result.text, run_result.data
-    if run_result.exit_code == INTERRUPTED:
+    if run_result.exit_code == ExitCode.INTERRUPTED:
         # ``start --wait`` handed the run to a background supervisor, but the model is gone.
         after = host.dispatch(["parallel", "status"], json=ctx.json)
         run_text = after.text.rstrip() + "\n\n" + INTERRUPTED_TEXT

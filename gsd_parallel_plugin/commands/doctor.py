@@ -15,9 +15,11 @@ from typing import Any
 
 from .. import hints
 from ..errors import GsdParallelError
+from ..exitcodes import ExitCode
 from ..invocation import ArgParser, Loaded, load, parse
-from ..models import CommandContext, CommandResult, WorkerHandle
-from ..views.runstate import LIVE_STATES, open_store
+from ..models import LIVE_STATES, CommandContext, CommandResult, WorkerHandle
+from ..views.runstate import open_store
+from ..workspace import layout
 from ..workspace.layout import branch_name
 
 
@@ -69,7 +71,8 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
     if remaining and not args.fix and any(f.fix and f.fixable for f in remaining):
         lines += ["", f"Run {hints.cmd('doctor --fix')} to clean what is marked fixable."]
     data = {"problems": [f.to_json() for f in findings], "fixed": args.fix}
-    return CommandResult("\n".join(lines) + "\n", data, exit_code=1 if remaining else 0)
+    code = ExitCode.FAILED if remaining else ExitCode.OK
+    return CommandResult("\n".join(lines) + "\n", data, exit_code=code)
 
 
 def diagnose(loaded: Loaded) -> list[Finding]:
@@ -98,9 +101,9 @@ def diagnose(loaded: Loaded) -> list[Finding]:
 
 
 def _lock_findings(loaded: Loaded) -> list[Finding]:
-    from ..run.supervisor_lock import LOCK_NAME, SupervisorLock
+    from ..run.supervisor_lock import SupervisorLock
 
-    path = loaded.parallel_dir / LOCK_NAME
+    path = loaded.parallel_dir / layout.SUPERVISOR_LOCK_NAME
     if SupervisorLock.holder(loaded.parallel_dir) is not None or not path.exists():
         return []
     try:

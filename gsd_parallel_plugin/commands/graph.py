@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..invocation import ArgParser, Loaded, load, parse
 from ..models import CommandContext, CommandResult, Milestone
+from ..workspace import layout
 
 FORMATS = ("tree", "mermaid", "dot")
 
@@ -38,7 +39,7 @@ def _run_facts(loaded: Loaded) -> tuple[dict[str, str], dict[str, Path], set[str
     """Worker states and worktrees of the latest run, merged and completed milestones."""
     from ..store import Store
 
-    store = Store.open_readonly(loaded.parallel_dir / "coordinator.db")
+    store = Store.open_readonly(layout.store_path(loaded.parallel_dir))
     if store is None:
         return {}, {}, set(), set()
     with store:

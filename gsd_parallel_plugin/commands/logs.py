@@ -15,6 +15,7 @@ from typing import TextIO
 from ..errors import UserError
 from ..invocation import ArgParser, load, milestone_arg, parse
 from ..models import CommandContext, CommandResult
+from ..workspace import layout
 
 POLL_SECONDS = 0.25
 DEFAULT_LINES = 200
@@ -34,8 +35,8 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
         raise UserError("logs -f does not combine with --json; read the NDJSON log itself instead")
     loaded = load(ctx, warn=False, strict=False)
     mid = milestone_arg(loaded, args.milestone)
-    stdout_log = loaded.parallel_dir / f"{mid}.stdout.log"
-    stderr_log = loaded.parallel_dir / f"{mid}.stderr.log"
+    stdout_log = layout.stdout_log(loaded.parallel_dir, mid)
+    stderr_log = layout.stderr_log(loaded.parallel_dir, mid)
     follower = LogFollower(stdout_log, stderr_log)
     activity, stderr = follower.read_all()
     limit = args.lines if 0 < args.lines < sys.maxsize else None  # huge: everything, like 0

@@ -17,9 +17,12 @@ from typing import TYPE_CHECKING
 
 from .. import hints
 from ..errors import ProjectError, UserError
-from ..invocation import MILESTONE_ID, ArgParser, Loaded, load, parse
-from ..models import CommandContext, CommandResult, MergeResult
+from ..exitcodes import ExitCode
+from ..invocation import ArgParser, Loaded, load, parse
+from ..milestone_ids import validate_milestone_id
+from ..models import CommandContext, CommandResult, MergeResult, WaitKind
 from ..views.runstate import RunView, open_store
+from ..workspace import layout
 from ..workspace.layout import branch_name, checkout_display
 
 NO_CANDIDATES = "No completed milestones to merge."
@@ -51,7 +54,7 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
     loaded = load(ctx)
     git.repo_root(loaded.root)  # one clear line when this is not a git repository
     prefs = loaded.preferences.parallel
-    with Store(loaded.parallel_dir / "coordinator.db") as store:
+    with Store(layout.store_path(loaded.parallel_dir)) as store:
         env = MergeEnv(
             loaded.root, loaded.project, store, ctx.host.hooks, prefs, notify=ctx.host.notify
         )
@@ -76,7 +79,7 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
         landed = set(store.merged_milestones())
     text = render_results(results)
     _hints(ctx, loaded, results, waiting_before)
-    code = 1 if any(r.id not in landed for r in results) else 0
+    code = ExitCode.FAILED if any(r.id not in landed for r in results) else ExitCode.OK
     return CommandResult(text, {"results": [r.to_json() for r in results]}, exit_code=code)
 
 
@@ -93,9 +96,7 @@ def _explicit(
     """``merge MID``: the milestone, or a ready answer when there is nothing to do."""
     from ..workspace import git
 
-    if not MILESTONE_ID.match(value):
-        raise ProjectError(f"invalid milestone ID {value!r}: expected M001 or M001-abc123")
-    mid = value
+    mid = validate_milestone_id(value)
     if mid in candidates:
         return mid
     merged = store.merged_milestones()
@@ -146,7 +147,7 @@ def _dry_run(env: MergeEnv, order: list[str]) -> CommandResult:
             lines.append(f"- **{r.id}** — skipped: {r.error}")
     text = "\n".join(["# Merge Dry Run\n", *lines]) + "\n"
     data = {"dry_run": True, "results": [r.to_json() for r in results]}
-    code = 1 if any(r.outcome in {"conflict", "refused"} for r in results) else 0
+    code = ExitCode.FAILED if any(r.outcome in {"conflict", "refused"} for r in results) else ExitCode.OK
     return CommandResult(text, data, exit_code=code)
 
 
@@ -189,7 +190,7 @@ def _preview(ctx: CommandContext, env: MergeEnv) -> CommandResult:
         )
     data = {"preview": True, "merge_check": list(check) if check else None,
             "results": [r.to_json() for r in results]}  # fmt: skip
-    return CommandResult(text, data, exit_code=1 if bad else 0)
+    return CommandResult(text, data, exit_code=ExitCode.FAILED if bad else ExitCode.OK)
 
 
 def render_results(results: Sequence[MergeResult]) -> str:
@@ -297,9 +298,8 @@ def _after_merge(ctx: CommandContext, before: Loaded) -> _AfterMerge:
         awaiting_merge=view.awaiting_merge,
         held=view.held,
     )
-    slot = "waiting for a free worker slot"
     startable = [
-        *report.plan.start, *(w.id for w in report.plan.waiting if w.reason.startswith(slot))
+        *report.plan.start, *(w.id for w in report.plan.waiting if w.kind == WaitKind.SLOT)
     ]
     waiting = [w["id"] for w in view.waiting(loaded) if w["id"] not in startable]
     return _AfterMerge(loaded, view, startable, waiting)

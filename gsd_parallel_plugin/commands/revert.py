@@ -13,8 +13,10 @@ import os
 
 from .. import hints
 from ..errors import UserError
+from ..exitcodes import ExitCode
 from ..invocation import ArgParser, Loaded, load, milestone_arg, parse
 from ..models import CommandContext, CommandResult
+from ..workspace import layout
 
 IN_WORKER = "Cannot revert from within a parallel worker"
 
@@ -36,7 +38,7 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
     git.repo_root(loaded.root)
     mid = milestone_arg(loaded, args.milestone)
     prefs = loaded.preferences.parallel
-    with Store(loaded.parallel_dir / "coordinator.db") as store:
+    with Store(layout.store_path(loaded.parallel_dir)) as store:
         env = MergeEnv(
             loaded.root, loaded.project, store, ctx.host.hooks, prefs, notify=ctx.host.notify
         )
@@ -62,7 +64,7 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
                 f"Revert them too, newest first, with {hints.cmd(f'revert {mid} --with-dependents')}."
             )
             data.update(outcome="refused", commit=None, files=[], error="merged dependents")
-            return CommandResult("\n".join(lines) + "\n", data, exit_code=1)
+            return CommandResult("\n".join(lines) + "\n", data, exit_code=ExitCode.FAILED)
         if args.dry_run:
             lines.append(f"\nNothing changed (dry run). Run {hints.cmd(_words(mid, args))} to revert.")
             data.update(outcome="would-revert", commit=None, files=[], error=None)
@@ -74,7 +76,7 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
             first, *rest = (result.error or result.outcome).splitlines()
             lines.append(f"\n{result.outcome.upper()}: {first}")
             lines += [f"  {line}" for line in rest]
-            return CommandResult("\n".join(lines) + "\n", data, exit_code=1)
+            return CommandResult("\n".join(lines) + "\n", data, exit_code=ExitCode.FAILED)
         reverted = [m for m, _ in plan.order]
         lines.append(f"\nReverted on {plan.integ} as `{(result.commit or '')[:12]}`: "
                      f"{', '.join(reverted)} not complete any more.")  # fmt: skip

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..errors import GsdParallelError
 from ..invocation import ArgParser, parse
 from ..models import CommandContext, CommandResult
+from ..workspace import layout
 
 
 def run(name: str, ctx: CommandContext) -> CommandResult:
@@ -25,7 +26,7 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
 
     parse(ArgParser(name), ctx)
     root = find_project_root(ctx.host.project_dir)
-    parallel_dir = (root / ".gsd").resolve() / "parallel"
+    parallel_dir = layout.parallel_dir((root / ".gsd").resolve())
     if supervisor_running(parallel_dir):
         return CommandResult(
             "The supervisor delivers the session's events.", {"delivered": 0, "by": "supervisor"}
@@ -34,7 +35,7 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
         ceiling = load_preferences(root / ".gsd").parallel.budget_ceiling
     except GsdParallelError:
         ceiling = None  # a typo in PREFERENCES.md must not lose the session's events
-    db = parallel_dir / "coordinator.db"
+    db = layout.store_path(parallel_dir)
     store = Store.open_readonly(db) if db.is_file() else None
     try:
         run_row = store.active_run() if store is not None else None

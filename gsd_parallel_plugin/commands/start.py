@@ -9,10 +9,12 @@ from pathlib import Path
 
 from .. import hints
 from ..errors import GitError
+from ..exitcodes import ExitCode
 from ..invocation import ArgParser, Loaded, load, parse, require_enabled, veto_for
 from ..models import CommandContext, CommandResult, EligibilityReport
 from ..project.eligibility import analyse, render_report, report_json
-from ..views.runstate import RunView, open_store, refuse_if_budget_exhausted, with_plan_check
+from ..views.runstate import RunView, held_for_plans, open_store, refuse_if_budget_exhausted
+from ..workspace import layout
 
 STARTED = "Parallel orchestration started."
 ALREADY = "Parallel orchestration is already running; its supervisor fills free slots itself."
@@ -35,7 +37,8 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
         loaded.project,
         max_workers=prefs.max_workers,
         overlap_policy=prefs.overlap,
-        veto=with_plan_check(loaded, veto_for(ctx, loaded), started=[w.milestone_id for w in view.workers]),
+        veto=veto_for(ctx, loaded),
+        uncommitted=held_for_plans(loaded, started=[w.milestone_id for w in view.workers]),
         running=view.live if view else (),
         awaiting_merge=view.awaiting_merge if view else (),
         held=view.held if view else (),
@@ -72,14 +75,14 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
             # Merges or waiting work were left without a supervisor (killed during a merge).
             return CommandResult(f"{text}\n{CARRIES_ON}", {**data, "started": [], "supervisor_started": True})
         none = NOTHING_NEW if held else NONE_ELIGIBLE
-        return CommandResult(f"{text}\n{none}", {**data, "started": []}, exit_code=0)
+        return CommandResult(f"{text}\n{none}", {**data, "started": []})
     if args.wait:
-        from ..run.foreground import INTERRUPTED, hand_over, run_foreground
+        from ..run.foreground import hand_over, run_foreground
 
         if not ctx.json:  # the report and plan first, as `start` prints them, then the run
             print(text.rstrip("\n") + "\n", file=ctx.host.out, flush=True)
         code = run_foreground(ctx, loaded)
-        if code == INTERRUPTED:
+        if code == ExitCode.INTERRUPTED:
             pid = hand_over(loaded)
             final = RunView.read(loaded)
             who = f"a background supervisor (pid {pid})" if pid else "the background supervisor"
@@ -179,7 +182,7 @@ def _start_lock(parallel_dir: Path) -> Iterator[None]:
     import fcntl
 
     parallel_dir.mkdir(parents=True, exist_ok=True)
-    with open(parallel_dir / "start.lock", "a+") as handle:
+    with open(parallel_dir / layout.START_LOCK_NAME, "a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)  # the holder releases within seconds (or dies)
         try:
             yield
@@ -234,7 +237,7 @@ def start_background(
     result = {**data, **view.status_json(loaded)}
     result["started"] = [w.milestone_id for w in started]
     result["errors"] = [{"id": w.milestone_id, "error": w.state_reason} for w in failed]
-    code = 1 if failed and not started else 0
+    code = ExitCode.FAILED if failed and not started else ExitCode.OK
     return CommandResult(f"{text}\n" + "\n".join(lines) + "\n", result, exit_code=code)
 
 

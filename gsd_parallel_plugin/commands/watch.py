@@ -17,6 +17,7 @@ from types import FrameType
 from typing import TextIO
 
 from ..errors import UserError
+from ..exitcodes import ExitCode
 from ..invocation import ArgParser, load, parse
 from ..models import CommandContext, CommandResult
 
@@ -45,9 +46,8 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
             width = args.width or _frame_width(ctx.host.out)
             # one frame for a script: a store it cannot read is an error it should see
             unreadable = (snap.notice or "").startswith(UNREADABLE)
-            return CommandResult(
-                render_text(snap, width), snap.to_json(), exit_code=2 if unreadable else 0
-            )
+            code: int = ExitCode.USER_ERROR if unreadable else ExitCode.OK
+            return CommandResult(render_text(snap, width), snap.to_json(), exit_code=code)
         code = watch_live(reader, ctx.host.out, interval=args.interval, width=args.width)
         return CommandResult("", {"exit_code": code}, exit_code=code)
     finally:
@@ -96,9 +96,9 @@ def watch_live(reader, out: TextIO, *, interval: float = 1.0, width: int | None 
                 frame_width = width or max(20, min(MAX_WIDTH, console.width))
                 live.update(render(snap, frame_width), refresh=True)
                 if keys.wait_for_quit(interval):
-                    return 0
+                    return ExitCode.OK
     except KeyboardInterrupt:
-        return 0
+        return ExitCode.OK
     finally:
         signal.signal(signal.SIGTERM, previous)
 

@@ -36,6 +36,7 @@ from typing import Any
 import yaml
 
 from ..errors import WorkerLaunchError
+from ..workspace import layout
 from ..workspace.git import Git, GitCommandError, add_exclude
 from ..workspace.layout import CHECKOUTS_DIRNAME
 from .paths import GSD_RUNTIME_PATTERNS, WORKER_RUNTIME_FILES
@@ -117,7 +118,7 @@ def _write_worker_preferences(checkout: Path) -> None:
 
 
 def _backup_path(checkout: Path) -> Path:
-    return checkout / ".gsd" / "parallel" / "PREFERENCES.md.user"
+    return layout.parallel_dir(checkout / ".gsd") / "PREFERENCES.md.user"
 
 
 def restore_preferences(checkout: Path) -> None:

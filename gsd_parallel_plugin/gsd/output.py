@@ -37,17 +37,25 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-NANOS_PER_USD = 1_000_000_000
+from ..exitcodes import GsdExit
+from ..money import NANOS_PER_USD, cost_to_nanos
+
 TOKEN_KEYS = ("input", "output", "cacheRead", "cacheWrite")
 
 Announcement = Literal["paused", "blocked", "stopped", "complete"]
-Outcome = Literal["complete", "paused", "blocked", "stopped", "crashed"]
+InferredOutcome = Literal["complete", "paused", "blocked", "stopped", "crashed"]
+"""How a worker ended, as its log and files tell it (:func:`infer_outcome`, no exit code)."""
 
-OUTCOME_EXIT_CODES: Mapping[str, int] = {"complete": 0, "stopped": 0, "paused": 10, "blocked": 10}
+OUTCOME_EXIT_CODES: Mapping[str, int] = {
+    "complete": GsdExit.DONE,
+    "stopped": GsdExit.DONE,
+    "paused": GsdExit.PAUSED_OR_BLOCKED,
+    "blocked": GsdExit.PAUSED_OR_BLOCKED,
+}
 """The GSD exit code an inferred outcome stands for (``crashed`` has none)."""
 
 _PAUSED_PREFIXES = ("auto-mode paused", "step-mode paused")
@@ -262,24 +270,6 @@ def _merge_flags(a: Progress, b: Progress) -> Progress:
     )
 
 
-def usd_to_nanos(value: Any) -> int | None:
-    """A JSON cost in USD as integer nano-USD; None for anything that is not a finite number >= 0.
-
-    Goes through the shortest decimal repr of the float, so ``0.0087`` is exactly 8_700_000.
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value < 0:
-        return None
-    try:
-        nanos = (Decimal(repr(value)) * NANOS_PER_USD).to_integral_value(ROUND_HALF_EVEN)
-    except InvalidOperation:
-        return None
-    return int(nanos)
-
-
 def _count(value: Any) -> int:
     if isinstance(value, bool):
         return 0
@@ -356,7 +346,7 @@ class _Acc:
         if not isinstance(usage, dict):
             return
         cost = usage.get("cost")
-        nanos = usd_to_nanos(cost.get("total")) if isinstance(cost, dict) else None
+        nanos = cost_to_nanos(cost.get("total")) if isinstance(cost, dict) else None
         self.cost += nanos or 0
         for key in TOKEN_KEYS:
             self.tokens[key] += _count(usage.get(key))
@@ -507,7 +497,7 @@ def infer_outcome(
     *,
     since_offset: int = 0,
     tail_bytes: int = 256 << 10,
-) -> Outcome:
+) -> InferredOutcome:
     """How a worker whose exit code we cannot know (adopted after a restart) ended.
 
     ``complete`` when the milestone's SUMMARY is terminal (the disk is the truth, whatever the

@@ -17,16 +17,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import ProjectError
-from ..project.paths import is_valid_milestone_id
+from ..milestone_ids import validate_milestone_id
+from ..workspace import layout
 
 Signal = Literal["pause", "resume", "stop"]
 SIGNALS: frozenset[str] = frozenset({"pause", "resume", "stop"})
-
-
-def _check_id(milestone_id: str) -> None:
-    if not is_valid_milestone_id(milestone_id):
-        raise ProjectError(f"invalid milestone ID: {milestone_id!r} (expected M001 or M001-abc123)")
 
 
 def _now_ms() -> int:
@@ -58,7 +53,7 @@ def _read_json_object(path: Path) -> dict[str, Any] | None:
 
 
 def signal_path(parallel_dir: Path, milestone_id: str) -> Path:
-    _check_id(milestone_id)
+    validate_milestone_id(milestone_id)
     return parallel_dir / f"{milestone_id}.signal.json"
 
 
@@ -69,11 +64,11 @@ def status_dir(parallel_dir: Path) -> Path:
     and SIGKILLs the pid in it on ``/gsd parallel stop`` and when its session ends, and
     deletes files whose heartbeat is 30 s old. One folder down, it never sees ours.
     """
-    return parallel_dir / "workers"
+    return parallel_dir / layout.WORKER_STATUS_DIRNAME
 
 
 def status_path(parallel_dir: Path, milestone_id: str) -> Path:
-    _check_id(milestone_id)
+    validate_milestone_id(milestone_id)
     return status_dir(parallel_dir) / f"{milestone_id}.status.json"
 
 

@@ -32,14 +32,14 @@ from typing import TYPE_CHECKING, Any
 
 from .. import hints
 from ..errors import GsdParallelError
+from ..milestone_ids import validate_milestone_id
 from ..models import MergeResult, Milestone, Project
-from ..workspace.git import Git, GitCommandError, validate_milestone_id
+from ..workspace import layout
+from ..workspace.git import Git, GitCommandError, split_z
 from ..workspace.layout import branch_name, checkout_display
 from .steps import (
     FALLBACK_IDENT,
-    MERGING_DIR,
     NO_HOOKS,
-    SLICE_REF_PREFIX,
     MergeLock,
     Notify,
     auto_resolvable,
@@ -52,7 +52,6 @@ from .steps import (
     set_slice_point,
     short,
     slice_point,
-    split_z,
     take_milestone_side,
     unfinished_checkout_merge,
     unmerged_paths,
@@ -64,8 +63,6 @@ if TYPE_CHECKING:
     from ..store import Store
 
 __all__ = [
-    "MERGING_DIR",
-    "SLICE_REF_PREFIX",
     "MergeEnv",
     "MergeLock",
     "SliceMerge",
@@ -95,7 +92,7 @@ class MergeEnv:
 
     @property
     def parallel_dir(self) -> Path:
-        return self.project.gsd_dir / "parallel"
+        return layout.parallel_dir(self.project.gsd_dir)
 
     def integration_branch(self, mid: str) -> str:
         milestone = self.project.get(mid)
@@ -325,7 +322,7 @@ class _Merge:
         from ..workspace.worktrees import ensure_excludes
 
         ensure_excludes(self.env.root)
-        path = self.env.parallel_dir / MERGING_DIR / f"{self.mid}-{self.merge_id}"
+        path = self.env.parallel_dir / layout.MERGING_DIRNAME / f"{self.mid}-{self.merge_id}"
         if os.path.lexists(path):  # a leftover (merge ids are never reused, so rare)
             remove_temp_worktree(self.g, path, self.env.parallel_dir)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..workspace.git import MILESTONE_ID_RE, Git, GitCommandError
+from ..milestone_ids import MILESTONE_ID_RE
+from ..workspace import layout
+from ..workspace.git import Git, GitCommandError, split_z
 from ..workspace.layout import BRANCH_PREFIX, branch_name, branch_ref, checkout_display
 from .attempt import MergeEnv, SliceMerge
 from .steps import (
-    SLICE_REF_PREFIX,
     auto_resolvable,
     slice_point,
-    split_z,
     unfinished_checkout_merge,
 )
 
@@ -300,4 +300,4 @@ def next_slice_merge(g: Git, mid: str, integration_branch: str) -> SliceMerge | 
 
 
 def slice_ref(mid: str) -> str:
-    return f"{SLICE_REF_PREFIX}{mid}"
+    return f"{layout.MERGED_REF_PREFIX}{mid}"

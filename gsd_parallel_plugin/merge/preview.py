@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..workspace.git import MILESTONE_ID_RE, Git, GitCommandError
+from ..milestone_ids import is_valid_milestone_id
+from ..workspace.git import Git, GitCommandError
 from ..workspace.layout import BRANCH_PREFIX, branch_name
 from .attempt import MergeEnv
 from .plan import DRY_RUN_IDENT, _merge_tree, _take_theirs, merge_candidates
@@ -68,7 +69,7 @@ def in_flight(env: MergeEnv) -> tuple[list[str], list[str]]:
     running = sorted(
         mid
         for b in g.list_branches(BRANCH_PREFIX)
-        if MILESTONE_ID_RE.fullmatch(mid := b.removeprefix(BRANCH_PREFIX))
+        if is_valid_milestone_id(mid := b.removeprefix(BRANCH_PREFIX))
         and mid not in merged
         and mid not in complete
     )

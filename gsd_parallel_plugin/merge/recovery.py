@@ -15,11 +15,11 @@ from pathlib import Path
 
 from .. import hints
 from ..store import MergeRow, Store
+from ..workspace import layout
 from ..workspace.git import Git, GitCommandError
 from .revert import is_revert_row
 from .revert import recover_row as recover_revert_row
 from .steps import (
-    MERGING_DIR,
     MergeLock,
     cleanup_after_landing,
     remove_temp_worktree,
@@ -46,7 +46,7 @@ def recover(root: Path, store: Store, fix: bool) -> list[str]:
     """One line per interrupted merge (and per stray temporary worktree): what was found and,
     with ``fix``, what was done."""
     gsd_dir = (root / ".gsd").resolve()
-    parallel_dir = gsd_dir / "parallel"
+    parallel_dir = layout.parallel_dir(gsd_dir)
     lock = MergeLock(parallel_dir)
     if not lock.acquire(0):
         who = lock.holder() or {}
@@ -141,7 +141,7 @@ def finish_landed_cleanups(root: Path, store: Store, keep: set[str]) -> list[str
 
 def _stray_worktrees(g: Git, parallel_dir: Path, fix: bool, known: set[str]) -> list[str]:
     """Temporary merge worktrees no unfinished journal row accounts for."""
-    merging = parallel_dir / MERGING_DIR
+    merging = parallel_dir / layout.MERGING_DIRNAME
     lines = []
     try:
         leftovers = sorted(merging.iterdir()) if merging.is_dir() else []

@@ -32,11 +32,12 @@ from typing import TYPE_CHECKING, Any
 
 from .. import hints
 from ..errors import GsdParallelError
-from ..workspace.git import Git, GitCommandError, validate_milestone_id
+from ..milestone_ids import validate_milestone_id
+from ..workspace import layout
+from ..workspace.git import Git, GitCommandError
 from ..workspace.layout import branch_name
 from .steps import (
     FALLBACK_IDENT,
-    MERGING_DIR,
     NO_HOOKS,
     MergeLock,
     auto_resolvable,
@@ -279,7 +280,7 @@ class _Revert:
         from ..workspace.worktrees import ensure_excludes
 
         ensure_excludes(self.env.root)
-        path = self.env.parallel_dir / MERGING_DIR / f"revert-{self.plan.mid}-{self.row}"
+        path = self.env.parallel_dir / layout.MERGING_DIRNAME / f"revert-{self.plan.mid}-{self.row}"
         if os.path.lexists(path):
             remove_temp_worktree(self.g, path, self.env.parallel_dir)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -17,13 +17,11 @@ from pathlib import Path
 
 from ..errors import GsdParallelError
 from ..models import Milestone
-from ..workspace.git import Git, GitCommandError, same_path
+from ..workspace import layout
+from ..workspace.git import Git, GitCommandError, same_path, split_z
 from ..workspace.layout import branch_name, checkout_display
 from ..workspace.locks import PidLock
 
-LOCK_NAME = "merge.lock"
-MERGING_DIR = "merging"
-SLICE_REF_PREFIX = "refs/gsd-parallel/merged/"
 NO_HOOKS = ("-c", "core.hooksPath=/dev/null")
 """For git calls inside the temporary worktree: the user's hooks run on their own checkout only."""
 FALLBACK_IDENT = ("-c", "user.name=gsd-parallel", "-c", "user.email=gsd-parallel@localhost")
@@ -49,11 +47,6 @@ def auto_resolvable(path: str) -> bool:
     return parts[-1] in JUNK_NAMES or parts[-1].endswith(JUNK_SUFFIXES)
 
 
-def split_z(out: str) -> list[str]:
-    """NUL-separated output as a list, without empty fields."""
-    return [p for p in out.split("\0") if p]
-
-
 def short(sha: str | None) -> str:
     return sha[:12] if sha else "none"
 
@@ -65,7 +58,7 @@ class MergeLock(PidLock):
     """``.gsd/parallel/merge.lock``: one merge at a time per repository (see :mod:`..workspace.locks`)."""
 
     def __init__(self, parallel_dir: Path) -> None:
-        super().__init__(parallel_dir / LOCK_NAME)
+        super().__init__(parallel_dir / layout.MERGE_LOCK_NAME)
 
 
 # --------------------------------------------------------------------------- git helpers
@@ -188,7 +181,7 @@ def land_on_branch(
 
 
 def set_slice_point(g: Git, mid: str, commit: str) -> None:
-    g.run("update-ref", "-m", "gsd-parallel: per-slice merge", f"{SLICE_REF_PREFIX}{mid}", commit)
+    g.run("update-ref", "-m", "gsd-parallel: per-slice merge", f"{layout.MERGED_REF_PREFIX}{mid}", commit)
 
 
 def remove_temp_worktree(
@@ -207,7 +200,7 @@ def remove_temp_worktree(
             clean = True
         except GitCommandError:
             pass
-    leftover = os.path.lexists(path) and same_path(path.parent, parallel_dir / MERGING_DIR)
+    leftover = os.path.lexists(path) and same_path(path.parent, parallel_dir / layout.MERGING_DIRNAME)
     if leftover:
         shutil.rmtree(path, ignore_errors=True)
     if leftover or (registered and not clean):
@@ -218,7 +211,7 @@ def remove_temp_worktree(
 
 def slice_point(g: Git, mid: str, target: str) -> str | None:
     """The branch commit the last per-slice merge landed, when it is an ancestor of ``target``."""
-    point = g.rev_parse(f"{SLICE_REF_PREFIX}{mid}")
+    point = g.rev_parse(f"{layout.MERGED_REF_PREFIX}{mid}")
     if point is None or not g.is_ancestor(point, target):
         return None
     return point
@@ -283,7 +276,7 @@ def cleanup_after_landing(root: Path, mid: str, merged_sha: str) -> list[str]:
     if wt.is_dir():
         copy_back_planning(root, wt)
     with suppress(GitCommandError):
-        g.run("update-ref", "-d", f"{SLICE_REF_PREFIX}{mid}")
+        g.run("update-ref", "-d", f"{layout.MERGED_REF_PREFIX}{mid}")
     now = g.branch_sha(branch_name(mid))
     delete = now is not None and now == merged_sha
     try:

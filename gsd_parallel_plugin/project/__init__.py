@@ -6,14 +6,13 @@
 
 from __future__ import annotations
 
+from ..milestone_ids import MILESTONE_ID_RE, is_valid_milestone_id
 from .frontmatter import parse_frontmatter, scan_frontmatter
 from .paths import (
     MAX_READ_BYTES,
     MILESTONE_DIR_RE,
-    MILESTONE_ID_RE,
     find_project_root,
     gsd_home,
-    is_valid_milestone_id,
     milestone_sort_key,
 )
 from .plans import normalize_file_entry, parse_plan, parse_plan_info, split_file_entries

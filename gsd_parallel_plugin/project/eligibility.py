@@ -8,7 +8,7 @@ cycles by name, and a start plan that never drops a milestone silently.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from itertools import combinations
 
 from ..models import (
@@ -18,7 +18,9 @@ from ..models import (
     Plan,
     Project,
     Verdict,
+    VerdictKind,
     Waiting,
+    WaitKind,
 )
 
 ALL_SATISFIED = "All dependencies satisfied."
@@ -88,28 +90,28 @@ def _order(project: Project, ids: Iterable[str]) -> list[str]:
     return sorted(ids, key=lambda mid: pos.get(mid, len(pos)))
 
 
-def rule_reason(
+def rule_verdict(
     milestone: Milestone,
     project: Project,
     cycle_of: dict[str, tuple[str, ...]],
     awaiting_merge: Collection[str] = (),
-) -> str | None:
-    """GSD's own verdict for one milestone: None when it may run."""
+) -> tuple[VerdictKind, str] | None:
+    """GSD's own verdict for one milestone, its kind and text: None when it may run."""
     if milestone.problems:
-        return "; ".join(milestone.problems)
+        return VerdictKind.PROBLEMS, "; ".join(milestone.problems)
     if milestone.status == "ghost":
-        return GHOST
+        return VerdictKind.GHOST, GHOST
     if milestone.complete:
-        return ALREADY_COMPLETE
+        return VerdictKind.COMPLETE, ALREADY_COMPLETE
     if milestone.id in awaiting_merge:
         # Complete in its checkout, not yet on the integration branch (which is what the
         # root's .gsd shows): never started again, only merged.
-        return AWAITING_MERGE
+        return VerdictKind.AWAITING_MERGE, AWAITING_MERGE
     if milestone.status == "parked":
-        return PARKED
+        return VerdictKind.PARKED, PARKED
     if milestone.id in cycle_of:
         chain = cycle_of[milestone.id]
-        return "Dependency cycle: " + " -> ".join((*chain, chain[0])) + "."
+        return VerdictKind.CYCLE, "Dependency cycle: " + " -> ".join((*chain, chain[0])) + "."
     unmet: list[str] = []
     notes: list[str] = []
     unmerged: list[str] = []
@@ -126,9 +128,9 @@ def rule_reason(
         reason = "Blocked by incomplete dependencies: " + ", ".join(unmet) + "."
         if notes:
             reason = reason[:-1] + " (" + "; ".join(notes) + ")."
-        return reason
+        return VerdictKind.BLOCKED, reason
     if unmerged:
-        return "Waiting for " + ", ".join(unmerged) + " to merge."
+        return VerdictKind.WAITING_FOR_MERGE, "Waiting for " + ", ".join(unmerged) + " to merge."
     return None
 
 
@@ -169,6 +171,7 @@ def analyse(
     running: Collection[str] = (),
     awaiting_merge: Collection[str] = (),
     held: Collection[str] = (),
+    uncommitted: Mapping[str, str] | None = None,
 ) -> EligibilityReport:
     """The eligibility report and start plan for ``project``.
 
@@ -176,29 +179,34 @@ def analyse(
     not planned again. ``awaiting_merge`` milestones are complete but not yet on the
     integration branch, so their dependents wait (their code is not there yet).
     ``held`` milestones are never planned to start (paused, stopped, failed in this run).
+    ``uncommitted`` maps milestones whose planning files are not committed to the reason:
+    held back before any plugin veto (whose reasons follow it).
     """
     cycles = find_cycles(project)
     cycle_of = {mid: cycle for cycle in cycles for mid in cycle}
     eligible: list[Milestone] = []
     verdicts: dict[str, Verdict] = {}
     for m in project.milestones:
-        reason = rule_reason(m, project, cycle_of, awaiting_merge)
-        if reason is None and veto is not None:
-            vetoes = [r for r in veto(m) if r]
+        refused = rule_verdict(m, project, cycle_of, awaiting_merge)
+        if refused is None:
+            own = [uncommitted[m.id]] if uncommitted and m.id in uncommitted else []
+            vetoes = [*own, *(r for r in (veto(m) if veto is not None else ()) if r)]
             if vetoes:
-                reason = "; ".join(vetoes)
-        if reason is None:
+                kind = VerdictKind.UNCOMMITTED_PLANS if own else VerdictKind.VETOED
+                refused = kind, "; ".join(vetoes)
+        if refused is None:
             eligible.append(m)
             reason = ALL_SATISFIED + (AWAITING_COMPLETION if m.all_slices_done else "")
-            verdicts[m.id] = Verdict(m.id, m.title, True, reason)
+            verdicts[m.id] = Verdict(m.id, m.title, True, reason, VerdictKind.ELIGIBLE)
         else:
-            verdicts[m.id] = Verdict(m.id, m.title, False, reason)
+            kind, reason = refused
+            verdicts[m.id] = Verdict(m.id, m.title, False, reason, kind)
 
     overlaps = file_overlaps(eligible)
     overlapping = {mid for o in overlaps for mid in o.milestones}
     for mid in overlapping:
         v = verdicts[mid]
-        verdicts[mid] = Verdict(v.id, v.title, True, v.reason + OVERLAP_WARNING)
+        verdicts[mid] = Verdict(v.id, v.title, True, v.reason + OVERLAP_WARNING, v.kind)
 
     plannable = [m for m in eligible if m.id not in held]
     # For the plan, overlaps also count against milestones that run or wait for their
@@ -254,13 +262,18 @@ def plan_starts(
                     f" and {len(files) - 3} more" if len(files) > 3 else ""
                 )
                 until = "is merged" if clash in unmerged else "finishes"
-                waiting.append(Waiting(m.id, f"overlaps {clash} ({shown}); starts after {clash} {until}"))
+                reason = f"overlaps {clash} ({shown}); starts after {clash} {until}"
+                waiting.append(Waiting(m.id, reason, WaitKind.OVERLAP))
                 continue
         if len(start) < free:
             start.append(m.id)
         else:
             waiting.append(
-                Waiting(m.id, f"waiting for a free worker slot (max_workers: {max_workers})")
+                Waiting(
+                    m.id,
+                    f"waiting for a free worker slot (max_workers: {max_workers})",
+                    WaitKind.SLOT,
+                )
             )
     return Plan(start=tuple(start), waiting=tuple(waiting))
 

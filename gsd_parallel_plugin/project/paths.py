@@ -14,9 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ProjectError
-
-MILESTONE_ID_RE = re.compile(r"^M\d{3}(?:-[a-z0-9]{6})?$")
-"""The valid shape of a milestone ID, required before an ID becomes a path or a branch."""
+from ..milestone_ids import MILESTONE_ID_RE
 
 MILESTONE_DIR_RE = re.compile(r"^(M\d+(?:-[a-z0-9]{6})?)")
 """GSD's ID-from-directory-name prefix match (``M004-render-primitives`` → ``M004-render``)."""
@@ -25,11 +23,6 @@ SLICE_DIR_RE = re.compile(r"^(S\d+)(?=-|$)")
 
 MAX_READ_BYTES = 2 * 1024 * 1024
 """Planning files larger than this are read only up to here (and the cut is reported)."""
-
-
-def is_valid_milestone_id(value: str) -> bool:
-    """True for ``M001`` / ``M012-x7k2pq``: safe to use in a path or branch name."""
-    return bool(MILESTONE_ID_RE.match(value))
 
 
 def milestone_sort_key(milestone_id: str) -> tuple[int, str, str]:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ProjectError
+from ..milestone_ids import is_valid_milestone_id
 from ..models import Milestone, MilestoneStatus, Project, Slice
 from .frontmatter import key_line, parse_frontmatter, scan_frontmatter
 from .markdown import first_h1_title
@@ -38,7 +39,6 @@ from .paths import (
     MILESTONE_DIR_RE,
     SLICE_DIR_RE,
     Listing,
-    is_valid_milestone_id,
     list_dir,
     milestone_sort_key,
     read_text,

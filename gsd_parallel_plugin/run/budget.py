@@ -55,7 +55,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import GsdParallelError, UserError
-from ..store import NANOS_PER_USD, RunRow, Store, WorkerRow, usd_to_nanos
+from ..models import StateReason
+from ..money import NANOS_PER_USD, usd_to_nanos
+from ..store import RunRow, Store, WorkerRow
+from ..workspace import layout
 from .forecast import forecast, worker_milestones
 
 if TYPE_CHECKING:
@@ -64,8 +67,6 @@ if TYPE_CHECKING:
     from ..preferences import ParallelPreferences
     from .core import Notify, Tracked
 
-BUDGET_REASON = "budget ceiling reached"
-ENVELOPE_REASON = "milestone budget reached"
 STALL_PREFIX = "spending without progress for "
 WARN_PERCENT = 80
 
@@ -128,14 +129,14 @@ def report_cost(
     Raises :class:`UserError` when there is no current run or the milestone has no
     worker in it, ``ValueError`` for a negative or non-finite delta.
     """
-    from ..workspace.git import validate_milestone_id
+    from ..milestone_ids import validate_milestone_id
 
     validate_milestone_id(milestone_id)
     delta = Decimal(repr(delta_usd)) if isinstance(delta_usd, float) else Decimal(delta_usd)
     if not delta.is_finite() or delta < 0:
         raise ValueError(f"cost delta must be a finite number >= 0, got {delta_usd!r}")
     root = Path(project_root)
-    db = (root / ".gsd").resolve() / "parallel" / "coordinator.db"
+    db = layout.store_path(layout.parallel_dir((root / ".gsd").resolve()))
     store = Store.open_readonly(db)
     if store is None:
         raise UserError(f"no parallel run in {root}: nothing to report cost to")
@@ -272,7 +273,7 @@ class BudgetGuard:
         self._relaunch = [
             w.milestone_id
             for w in store.workers(latest.id)
-            if w.state in {"stopped", "stopping"} and w.state_reason == BUDGET_REASON
+            if w.state in {"stopped", "stopping"} and w.state_reason == StateReason.BUDGET
         ]
         limit = "removed" if ceiling is None else f"raised to ${ceiling:.2f}"
         store.add_event(
@@ -323,7 +324,7 @@ class BudgetGuard:
         self._relaunch.clear()
         for mid, tracked in list(sup.tracked.items()):
             sup.stop(mid, tracked, "budget")
-        sup.cancel_restarts(BUDGET_REASON)
+        sup.cancel_restarts(StateReason.BUDGET)
         if first and ceiling is not None:
             message = budget_message(usd(ceiling), usd(spent))
             data = {"kind": "exceeded", "spent": usd(spent), "ceiling": usd(ceiling),
@@ -343,7 +344,7 @@ class BudgetGuard:
                 waiting.append(mid)  # still stopping (adopted), or no slot yet
                 continue
             row = rows.get(mid)
-            if row is not None and row.state == "stopped" and row.state_reason == BUDGET_REASON:
+            if row is not None and row.state == "stopped" and row.state_reason == StateReason.BUDGET:
                 sup.launch(mid)
         self._relaunch = waiting
 
@@ -390,9 +391,9 @@ class BudgetGuard:
             return
         if tracked.requested is not None or tracked.frozen or row.state not in {"running", "starting"}:
             return
-        self.sup.apply("pause", mid, {"reason": ENVELOPE_REASON})
+        self.sup.apply("pause", mid, {"reason": StateReason.ENVELOPE})
         message = (
-            f"{mid}: milestone budget reached (${row.cost:.2f} of ${usd(limit):.2f}); it pauses"
+            f"{mid}: {StateReason.ENVELOPE} (${row.cost:.2f} of ${usd(limit):.2f}); it pauses"
             f" after its current unit. Resume with `resume {mid} --budget USD`."
         )
         self.sup.store.add_event(

@@ -25,10 +25,6 @@ if TYPE_CHECKING:
     from .budget import BudgetGuard
     from .isolation import IsolationGuard
 
-LIVE_STATES = {"starting", "running", "pausing", "stopping"}
-"""States in which a process is (or should be) alive."""
-HELD_STATES = {"paused", "stopped", "failed", "blocked", "complete"}
-"""States that keep a milestone from being started again by backfill in this run."""
 GUARD_SECONDS = 1.0
 
 Notify = Callable[[str, str], None]
@@ -121,6 +117,7 @@ class SupervisorCore:
         self._project_dirty = True
 
     def _set_state(self, mid: str, state: WorkerState | str, reason: str | None = None) -> None:
+        reason = None if reason is None else str(reason)  # a StateReason is stored as its text
         old = self.store.set_state(mid, self.run_id, state, reason)
         new = str(state)
         if old != new:

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..models import WorkerState
-from .budget import BUDGET_REASON
+from ..exitcodes import GsdExit
+from ..models import StateReason, WorkerState
 
 BLOCKING_STOPS = {"provider": WorkerState.BLOCKED, "startup": WorkerState.BLOCKED,
                   "isolation": WorkerState.FAILED}  # fmt: skip
@@ -23,7 +23,7 @@ BLOCKING_STOPS = {"provider": WorkerState.BLOCKED, "startup": WorkerState.BLOCKE
 
 
 @dataclass
-class Outcome:
+class SettledState:
     state: WorkerState
     reason: str | None = None
 
@@ -57,47 +57,47 @@ def first_line(text: str | None) -> str | None:
 
 def pause_reason(state_reason: str | None) -> str | None:
     """Why a pausing worker was paused, when not by the user (budget guard reasons)."""
-    if state_reason in (None, "pause requested"):
+    if state_reason in (None, StateReason.PAUSE_REQUESTED):
         return None
     return state_reason
 
 
-def decide_exit(f: ExitFacts) -> Outcome:
+def decide_exit(f: ExitFacts) -> SettledState:
     """What an exit means. Exit 0 alone never means complete: GSD exits 0 after a stop too."""
     if f.requested == "isolation":  # whatever it finished, it is not merged blindly
-        return Outcome(WorkerState.FAILED, f.block_reason)
+        return SettledState(WorkerState.FAILED, f.block_reason)
     if f.complete:
-        return Outcome(WorkerState.COMPLETE)
+        return SettledState(WorkerState.COMPLETE)
     if f.requested in BLOCKING_STOPS:
-        return Outcome(BLOCKING_STOPS[f.requested], f.block_reason)
-    paused = Outcome(WorkerState.PAUSED, pause_reason(f.state_reason))
+        return SettledState(BLOCKING_STOPS[f.requested], f.block_reason)
+    paused = SettledState(WorkerState.PAUSED, pause_reason(f.state_reason))
     code = f.code
     if code is None:  # adopted: infer from the log
         code = f.log_code
         if code is None and f.requested in {"pause", "stop", "budget"}:
-            code = 11  # ended by the SIGTERM we sent it (an interrupting pause, a stop)
+            code = GsdExit.CANCELLED  # ended by the SIGTERM we sent it (an interrupting pause, a stop)
         if code is None:
-            return Outcome(WorkerState.CRASHED, "worker vanished (exit status unknown)")
-    if code == 0:
+            return SettledState(WorkerState.CRASHED, "worker vanished (exit status unknown)")
+    if code == GsdExit.DONE:
         if f.requested == "budget":
-            return Outcome(WorkerState.STOPPED, BUDGET_REASON)
+            return SettledState(WorkerState.STOPPED, StateReason.BUDGET)
         if f.requested == "stop":
-            return Outcome(WorkerState.STOPPED, None)
-        return Outcome(
+            return SettledState(WorkerState.STOPPED, None)
+        return SettledState(
             WorkerState.STOPPED,
             "GSD exited without completing the milestone" + (f": {f.notice}" if f.notice else ""),
         )
-    if code == 10:
+    if code == GsdExit.PAUSED_OR_BLOCKED:
         if f.requested == "pause":
             return paused
         # Paused for a provider error, blocked, the uncommitted-changes guard: GSD says which.
-        return Outcome(WorkerState.BLOCKED, f.notice or "GSD reported the milestone blocked (exit 10)")
-    if f.requested == "pause" and (code == 11 or code < 0):
+        return SettledState(WorkerState.BLOCKED, f.notice or "GSD reported the milestone blocked (exit 10)")
+    if f.requested == "pause" and (code == GsdExit.CANCELLED or code < 0):
         return paused  # interrupted on purpose (budget guard); resumable like any pause
     if f.requested in {"stop", "budget"}:
-        return Outcome(WorkerState.STOPPED, BUDGET_REASON if f.requested == "budget" else None)
+        return SettledState(WorkerState.STOPPED, StateReason.BUDGET if f.requested == "budget" else None)
     how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-    return Outcome(WorkerState.CRASHED, f"{how}" + (f": {f.stderr_last}" if f.stderr_last else ""))
+    return SettledState(WorkerState.CRASHED, f"{how}" + (f": {f.stderr_last}" if f.stderr_last else ""))
 
 
 # --------------------------------------------------------------------------- is the run done?

@@ -6,8 +6,9 @@ import time
 
 from ..errors import GsdParallelError
 from ..invocation import Loaded
-from ..models import CommandContext
-from ..views.runstate import LIVE_STATES, RunView
+from ..models import LIVE_STATES, CommandContext
+from ..views.runstate import RunView
+from ..workspace import layout
 
 SPAWN_WAIT_SECONDS = 5.0
 
@@ -44,7 +45,7 @@ def work_left(loaded: Loaded, view: RunView) -> str | None:
     A supervisor killed during a merge (or between a merge and the start of what it unblocks)
     leaves no worker to adopt: without this the run could never finish by itself.
     """
-    from ..merge.steps import MERGING_DIR, MergeLock
+    from ..merge.steps import MergeLock
     from ..views.runstate import open_store
     from .decisions import RunFacts, exit_decision
 
@@ -57,7 +58,7 @@ def work_left(loaded: Loaded, view: RunView) -> str | None:
     if MergeLock(loaded.parallel_dir).holder() is None:
         if unfinished:
             return f"finishing the interrupted merge of {unfinished[-1].milestone_id}"
-        if any((loaded.parallel_dir / MERGING_DIR).glob("*")):
+        if any((loaded.parallel_dir / layout.MERGING_DIRNAME).glob("*")):
             return "removing the temporary worktree of an interrupted merge"
     if view.stopped:
         return None  # the user stopped it: only their `resume` or `start` goes on

@@ -15,7 +15,8 @@ from typing import Any
 
 from ..errors import GsdParallelError
 from ..models import Milestone, Project
-from ..store import NANOS_PER_USD, WorkerRow
+from ..money import NANOS_PER_USD
+from ..store import WorkerRow
 
 
 @dataclass(frozen=True)

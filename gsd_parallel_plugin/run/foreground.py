@@ -13,8 +13,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ..exitcodes import ExitCode
 from ..invocation import Loaded
 from ..models import CommandContext
+from ..workspace import layout
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -41,10 +43,6 @@ class EventPrinter:
             if event.kind in self.KINDS and not self.ctx.json:
                 stamp = time.strftime("%H:%M:%S", time.localtime(event.at))
                 print(f"[{stamp}] {event.message}", file=self.ctx.host.err, flush=True)
-
-
-INTERRUPTED = 130
-"""``run_foreground``'s code after Ctrl-C: the run goes on under a background supervisor."""
 
 
 class Interrupt:
@@ -137,18 +135,18 @@ def run_foreground(ctx: CommandContext, loaded: Loaded) -> int:
             except KeyboardInterrupt:
                 if not interrupt.count:
                     raise  # not ours (no handler in this thread): the host deals with it
-                code = INTERRUPTED  # a second Ctrl-C: leave now, still handing the run over
+                code = ExitCode.INTERRUPTED  # a second Ctrl-C: leave now, still handing the run over
     finally:
         if live is not None:
             live.stop()
     if interrupt.count:
-        return INTERRUPTED
-    if code == 0 and set(sup.merger.unlanded) - set(sup.store.merged_milestones()):
-        return 1  # every worker finished, but a merge conflicted or failed: not a success
-    if code != 3:
+        return ExitCode.INTERRUPTED  # the run goes on under a background supervisor
+    if code == ExitCode.OK and set(sup.merger.unlanded) - set(sup.store.merged_milestones()):
+        return ExitCode.FAILED  # every worker finished, but a merge conflicted or failed: not a success
+    if code != ExitCode.ANOTHER_SUPERVISOR:
         return code
     # Another supervisor holds the lock: follow it until it is done.
-    store = Store(loaded.parallel_dir / "coordinator.db")
+    store = Store(layout.store_path(loaded.parallel_dir))
     with store:
         while SupervisorLock.holder(loaded.parallel_dir) is not None:
             printer(store)
@@ -156,7 +154,7 @@ def run_foreground(ctx: CommandContext, loaded: Loaded) -> int:
         printer(store)
         run = store.active_run() or store.latest_run()
         rows = store.workers(run.id) if run else []
-    return 0 if all(w.state == "complete" for w in rows) else 1
+    return ExitCode.OK if all(w.state == "complete" for w in rows) else ExitCode.FAILED
 
 
 def _live_table(ctx: CommandContext):  # type: ignore[no-untyped-def]

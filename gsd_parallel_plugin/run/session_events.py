@@ -33,14 +33,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..project.paths import is_valid_milestone_id
-from ..store.rows import nanos_to_usd, usd_to_nanos
+from ..milestone_ids import is_valid_milestone_id
+from ..money import nanos_to_usd, usd_to_nanos
+from ..workspace import layout
 
 if TYPE_CHECKING:
     from ..plugins import Hooks
 
-SPOOL = "session-events.jsonl"
-STATE = "session-events.state.json"
 KINDS = frozenset({"session_start", "session_end", "cost", "milestone_complete"})
 #: a spool longer than this, fully drained, is truncated so it never grows without end
 TRUNCATE_AFTER_BYTES = 1 << 20
@@ -82,7 +81,7 @@ class SessionEvent:
 
 
 def spool_path(parallel_dir: Path) -> Path:
-    return parallel_dir / SPOOL
+    return parallel_dir / layout.SESSION_EVENTS_SPOOL
 
 
 def _read_state(path: Path) -> dict[str, Any]:
@@ -119,7 +118,7 @@ def take(parallel_dir: Path) -> Batch:
     spool = spool_path(parallel_dir)
     if not spool.is_file():
         return Batch([], {})
-    state_path = parallel_dir / STATE
+    state_path = parallel_dir / layout.SESSION_EVENTS_STATE
     with open(spool, "rb+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
@@ -184,7 +183,7 @@ def drain(
     budget_ceiling: float | None,
 ) -> list[SessionEvent]:
     """Take what the session spooled and fire its hooks; the events, for the caller to act on."""
-    batch = take(project_root / ".gsd" / "parallel")
+    batch = take(layout.parallel_dir(project_root / ".gsd"))
     if batch.events:
         deliver(
             batch, hooks, project_root=project_root, branch=branch(),

@@ -10,10 +10,10 @@ from typing import Any
 from .. import processes
 from ..errors import GsdParallelError, WorkerLaunchError
 from ..gsd import status_files
-from ..models import WorkerHandle, WorkerSpec, WorkerState
+from ..models import LIVE_STATES, StateReason, WorkerHandle, WorkerSpec, WorkerState
+from ..workspace import layout
 from ..workspace.layout import branch_name
-from .budget import BUDGET_REASON
-from .core import LIVE_STATES, SupervisorCore, Tracked
+from .core import SupervisorCore, Tracked
 
 
 def find_unrecorded_worker(mid: str, checkout: Path) -> WorkerHandle | None:
@@ -94,7 +94,7 @@ class Spawning(SupervisorCore):
                 tracked.requested = "pause"
             elif row.state == "stopping":
                 # A budget stop stays one (raising the ceiling continues it): the reason says so.
-                budget = row.state_reason == BUDGET_REASON
+                budget = row.state_reason == StateReason.BUDGET
                 tracked.requested = "budget" if budget else "stop"
                 grace = self.prefs.stop_grace_seconds
                 tracked.term_at = time.time() + (0 if budget else grace)
@@ -126,8 +126,8 @@ class Spawning(SupervisorCore):
             self.store.update_worker(mid, self.run_id, last_error=f"worktree: {exc}")
             self._set_state(mid, WorkerState.FAILED, f"worktree could not be created: {exc}")
             return False
-        stdout_log = self.parallel_dir / f"{mid}.stdout.log"
-        stderr_log = self.parallel_dir / f"{mid}.stderr.log"
+        stdout_log = layout.stdout_log(self.parallel_dir, mid)
+        stderr_log = layout.stderr_log(self.parallel_dir, mid)
         if row is None:
             # Logs are appended across runs: a new run's row starts where the old output ends,
             # so nothing an earlier run already counted is counted again.
@@ -182,7 +182,7 @@ class Spawning(SupervisorCore):
         self.tracked[mid] = Tracked(
             handle, launched_here=True, checkout=wt.path, log_start=_size(stdout_log)
         )
-        self._set_state(mid, WorkerState.RUNNING, "restarted" if restart else None)
+        self._set_state(mid, WorkerState.RUNNING, StateReason.RESTARTED if restart else None)
         return True
 
     def worker_env(self, mid: str) -> dict[str, str]:
@@ -199,7 +199,7 @@ class Spawning(SupervisorCore):
 
         row = self.store.worker(mid, self.run_id)
         checkout = Path(row.worktree) if row and row.worktree else checkout_path(self.root, mid)
-        return checkout / ".gsd" / "parallel"
+        return layout.parallel_dir(checkout / ".gsd")
 
     def prepare_side_by_side(self, mids: list[str]) -> None:
         """Import several milestones' plans into their checkouts at once, before launching.

@@ -22,13 +22,15 @@ from pathlib import Path
 
 from .. import processes
 from ..errors import GsdParallelError, PluginError
+from ..exitcodes import ExitCode
 from ..gsd import status_files
-from ..models import Milestone
+from ..models import HELD_STATES, Milestone
 from ..plugins import Hooks, create_plugin_manager
 from ..preferences import load_preferences
 from ..project.eligibility import analyse
 from ..store import Store, WorkerRow, to_ms
-from .core import GUARD_SECONDS, HELD_STATES, Confirm, Notify
+from ..workspace import layout
+from .core import GUARD_SECONDS, Confirm, Notify
 from .decisions import RunFacts, exit_decision
 from .supervisor_lock import SupervisorLock
 from .worker_control import WorkerControl
@@ -54,7 +56,7 @@ class Supervisor(WorkerControl):
     def __post_init__(self) -> None:
         self.root = self.root.resolve() if not (self.root / ".gsd").is_symlink() else self.root
         self.gsd_dir = (self.root / ".gsd").resolve()
-        self.parallel_dir = self.gsd_dir / "parallel"
+        self.parallel_dir = layout.parallel_dir(self.gsd_dir)
         self.preferences = load_preferences(self.root / ".gsd")
         self.preferences.require_worker_command()  # it launches workers: a bad one stops it here
         if self.hooks is None:
@@ -101,7 +103,7 @@ class Supervisor(WorkerControl):
         """The store; rebuilt from the workers' logs first when it was deleted under a run."""
         from ..store.rebuild import file_id, rebuild_from_logs, store_missing
 
-        path = self.parallel_dir / "coordinator.db"
+        path = layout.store_path(self.parallel_dir)
         if store_missing(self.parallel_dir):
             lines = rebuild_from_logs(self.root, self.parallel_dir, self._integration_branch())
             self.notify("the coordination store was missing: rebuilt it from the workers' logs: "
@@ -127,7 +129,7 @@ class Supervisor(WorkerControl):
         self._store_at = now
         from ..store.rebuild import restore_from_connection, same_file
 
-        path = self.parallel_dir / "coordinator.db"
+        path = layout.store_path(self.parallel_dir)
         if same_file(path, self._store_id):
             return
         old = self.store
@@ -308,7 +310,7 @@ class Supervisor(WorkerControl):
         """Run until done. 0 when every milestone started in this session completed."""
         lock = SupervisorLock(self.parallel_dir)
         if not lock.acquire():
-            return 3
+            return ExitCode.ANOTHER_SUPERVISOR
         previous = signal.getsignal(signal.SIGTERM)
         signal.signal(signal.SIGTERM, self._on_sigterm)
         try:
@@ -322,7 +324,7 @@ class Supervisor(WorkerControl):
         finally:
             signal.signal(signal.SIGTERM, previous)
             lock.release()
-        return 0 if self.all_started_complete() else 1
+        return ExitCode.OK if self.all_started_complete() else ExitCode.FAILED
 
     def request_stop(self) -> None:
         """End the loop after this tick; the run stays open (SIGTERM, Ctrl-C in the foreground)."""
@@ -367,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         return sup.run()
     except GsdParallelError as exc:
         print(f"supervisor: {exc}", file=sys.stderr, flush=True)
-        return 2
+        return ExitCode.USER_ERROR
 
 
 if __name__ == "__main__":

@@ -10,16 +10,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..workspace import layout
 from ..workspace.locks import PidLock, read_holder
-
-LOCK_NAME = "supervisor.lock"
 
 
 class SupervisorLock(PidLock):
     """``.gsd/parallel/supervisor.lock``: one supervisor per project (see :mod:`..workspace.locks`)."""
 
     def __init__(self, parallel_dir: Path) -> None:
-        super().__init__(parallel_dir / LOCK_NAME)
+        super().__init__(parallel_dir / layout.SUPERVISOR_LOCK_NAME)
 
     def acquire(self, timeout: float = 2.0, *, yield_to_holder: bool = True) -> bool:
         """Give up at once for a live supervisor; retry a brief contention for a moment."""
@@ -28,7 +27,7 @@ class SupervisorLock(PidLock):
     @staticmethod
     def holder(parallel_dir: Path) -> dict[str, Any] | None:  # type: ignore[override]
         """The live supervisor of the project whose ``.gsd/parallel`` is ``parallel_dir``."""
-        return read_holder(parallel_dir / LOCK_NAME)
+        return read_holder(parallel_dir / layout.SUPERVISOR_LOCK_NAME)
 
 
 def supervisor_running(parallel_dir: Path) -> bool:

@@ -9,13 +9,14 @@ from typing import Any
 
 from .. import processes
 from ..gsd import status_files
-from ..models import WorkerState
+from ..models import StateReason, WorkerState
+from ..money import NANOS_PER_USD
 from ..project.summary import milestone_complete_in
-from ..store import NANOS_PER_USD, WorkerRow
+from ..store import WorkerRow
+from ..workspace import layout
 from . import workers as procs
-from .budget import BUDGET_REASON
 from .core import GUARD_SECONDS, Tracked
-from .decisions import BLOCKING_STOPS, ExitFacts, Outcome, decide_exit, first_line
+from .decisions import BLOCKING_STOPS, ExitFacts, SettledState, decide_exit, first_line
 from .spawning import Spawning
 
 RESTART_BACKOFF = (0.5, 2.0, 5.0, 10.0, 30.0)
@@ -59,8 +60,8 @@ class WorkerControl(Spawning):
                 continue
             startup = self.prefs.startup_grace_seconds
             if startup > 0 and not tracked.model_seen and now - tracked.launched_at >= startup:
-                tail = procs.read_stderr_tail(self.parallel_dir / f"{mid}.stderr.log", 1)
-                said = procs.read_progress(self.parallel_dir / f"{mid}.stdout.log", tracked.log_start)
+                tail = procs.read_stderr_tail(layout.stderr_log(self.parallel_dir, mid), 1)
+                said = procs.read_progress(layout.stdout_log(self.parallel_dir, mid), tracked.log_start)
                 last = first_line(said.last_notify) or (tail[-1] if tail else None)
                 reason = f"no model call within {startup:g}s of the start" + (
                     f"; GSD last said: {last}" if last else ""
@@ -98,7 +99,7 @@ class WorkerControl(Spawning):
         row = self.store.worker(mid, self.run_id)
         if row is None:
             return
-        path = self.parallel_dir / f"{mid}.stdout.log"
+        path = layout.stdout_log(self.parallel_dir, mid)
         try:
             size = path.stat().st_size
         except FileNotFoundError:
@@ -161,17 +162,17 @@ class WorkerControl(Spawning):
             return gsd_says_complete(checkout, mid)
         return milestone_complete_in(checkout / ".gsd", mid)
 
-    def decide(self, mid: str, tracked: Tracked, code: int | None) -> Outcome:
+    def decide(self, mid: str, tracked: Tracked, code: int | None) -> SettledState:
         """What an exit means: the facts from the store and the logs, the rule in
         :func:`.decisions.decide_exit`."""
         row = self.store.worker(mid, self.run_id)
-        log = self.parallel_dir / f"{mid}.stdout.log"
+        log = layout.stdout_log(self.parallel_dir, mid)
         said = procs.read_progress(log, tracked.log_start)
         log_code = None
         if code is None:  # adopted: what the log says of its end
             hint = procs.infer_outcome(log, False, since_offset=tracked.log_start)
             log_code = procs.OUTCOME_EXIT_CODES.get(hint)
-        tail = procs.read_stderr_tail(self.parallel_dir / f"{mid}.stderr.log")
+        tail = procs.read_stderr_tail(layout.stderr_log(self.parallel_dir, mid))
         return decide_exit(ExitFacts(
             code=code,
             requested=tracked.requested,
@@ -193,7 +194,7 @@ class WorkerControl(Spawning):
         self._project_dirty = self._replan = True
         row = self.store.worker(mid, self.run_id)
         if outcome.state == WorkerState.CRASHED:
-            tail = procs.read_stderr_tail(self.parallel_dir / f"{mid}.stderr.log")
+            tail = procs.read_stderr_tail(layout.stderr_log(self.parallel_dir, mid))
             error = outcome.reason or "crashed"
             if tail:
                 error += "\n" + "\n".join(tail)
@@ -257,14 +258,14 @@ class WorkerControl(Spawning):
             if args.get("now"):
                 if processes.send_signal_group(tracked.handle, signal.SIGSTOP):
                     tracked.frozen = True
-                    self._set_state(mid, WorkerState.PAUSED, "frozen (pause --now)")
+                    self._set_state(mid, WorkerState.PAUSED, StateReason.FROZEN)
             else:
                 status_files.write_signal(self.signal_dir(mid), mid, "pause")
                 tracked.requested = "pause"
                 if interrupt:
                     processes.send_signal_group(tracked.handle, signal.SIGTERM)
                     tracked.stop_deadline = time.time() + self.prefs.stop_grace_seconds
-                self._set_state(mid, WorkerState.PAUSING, args.get("reason") or "pause requested")
+                self._set_state(mid, WorkerState.PAUSING, args.get("reason") or StateReason.PAUSE_REQUESTED)
         elif command == "resume":
             if "budget" in args:
                 self.store.update_worker(mid, self.run_id, milestone_budget=float(args["budget"]))
@@ -275,11 +276,11 @@ class WorkerControl(Spawning):
                     # a graceful pause that ``pause --now`` escalated: resume cancels it too
                     status_files.clear_signal(self.signal_dir(mid), mid)
                     tracked.requested = None
-                self._set_state(mid, WorkerState.RUNNING, "resumed")
+                self._set_state(mid, WorkerState.RUNNING, StateReason.RESUMED)
             elif tracked is not None and tracked.requested == "pause" and not tracked.stop_deadline:
                 status_files.clear_signal(self.signal_dir(mid), mid)
                 tracked.requested = None
-                self._set_state(mid, WorkerState.RUNNING, "pause cancelled")
+                self._set_state(mid, WorkerState.RUNNING, StateReason.PAUSE_CANCELLED)
             elif tracked is None and row.state in {"paused", "blocked", "stopped", "failed"} and (
                 not self.budget.blocks_new_work()
             ):
@@ -289,7 +290,7 @@ class WorkerControl(Spawning):
             self.stop(mid, tracked, "stop")
         elif command == "stop" and row.state == "crashed":
             self.restart_at.pop(mid, None)
-            self._set_state(mid, WorkerState.STOPPED, "stopped while waiting to restart")
+            self._set_state(mid, WorkerState.STOPPED, StateReason.STOPPED_WHILE_WAITING)
         elif command == "stop" and row.state in {"paused", "blocked"}:
             # No process to signal: the worktree and branch stay, the milestone is just stopped.
             self._set_state(mid, WorkerState.STOPPED, f"stopped while {row.state}")
@@ -316,7 +317,7 @@ class WorkerControl(Spawning):
         else:
             processes.send_signal_group(tracked.handle, signal.SIGTERM)
             tracked.stop_deadline = time.time() + grace
-        self._set_state(mid, WorkerState.STOPPING, BUDGET_REASON if why == "budget" else None)
+        self._set_state(mid, WorkerState.STOPPING, StateReason.BUDGET if why == "budget" else None)
 
     def enforce_deadlines(self) -> None:
         now = time.time()

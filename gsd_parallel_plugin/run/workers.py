@@ -25,26 +25,23 @@ from typing import Any
 
 from ..errors import WorkerLaunchError
 from ..gsd.output import (
-    NANOS_PER_USD,
     OUTCOME_EXIT_CODES,
+    InferredOutcome,
     LogChunk,
-    Outcome,
     Progress,
     classify_notice,
     infer_outcome,
     read_new_events,
     read_progress,
     summarize,
-    usd_to_nanos,
 )
 from ..models import WorkerHandle, WorkerSpec
 from ..processes import process_create_time, remember_child
 
 __all__ = [
-    "NANOS_PER_USD",
     "OUTCOME_EXIT_CODES",
+    "InferredOutcome",
     "LogChunk",
-    "Outcome",
     "Progress",
     "classify_notice",
     "infer_outcome",
@@ -53,7 +50,6 @@ __all__ = [
     "read_progress",
     "read_stderr_tail",
     "summarize",
-    "usd_to_nanos",
 ]
 
 # --- launching ----------------------------------------------------------------------------

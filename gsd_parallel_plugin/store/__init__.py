@@ -9,7 +9,8 @@ processes can share it and a crash never loses or double-counts anything:
   transaction is serialised against other writers from its first statement.
 - Money is integer **nano-USD** (``*_nanos`` columns, 1 USD = 10**9): sums are exact, so
   1000 x 0.01 is 10.0, not 9.99999999999998. Rows expose USD floats as properties
-  (``cost``, ``budget_ceiling``, ``milestone_budget``); use :func:`usd_to_nanos` to convert.
+  (``cost``, ``budget_ceiling``, ``milestone_budget``); :mod:`gsd_parallel_plugin.money` converts
+  (``usd_to_nanos`` is re-exported here).
 - Timestamps are epoch seconds as floats (``time.time()``); :func:`to_ms` converts for the
   GSD status files, which use epoch milliseconds.
 - The schema is versioned by ``PRAGMA user_version`` plus a ``meta`` table
@@ -18,18 +19,18 @@ processes can share it and a crash never loses or double-counts anything:
 - A :class:`Store` (one sqlite connection) belongs to one thread.
 
 The package's parts: :mod:`.schema` (DDL, version checks, opening, refusing files that
-are not ours), :mod:`.rows` (row dataclasses, money and time helpers), and the parts of
+are not ours), :mod:`.rows` (row dataclasses, time helpers), and the parts of
 :class:`Store`: :mod:`.records` (commands, events, milestone facts), :mod:`.runs` (runs
 and workers) and :mod:`.merges` (the merge journal).
 """
 
 from __future__ import annotations
 
+from ..money import NANOS_PER_USD, nanos_to_usd, usd_to_nanos
 from .merges import MergeJournalMixin
 from .rows import (
     COMMANDS,
     MERGE_OUTCOMES,
-    NANOS_PER_USD,
     RUN_STATES,
     WORKER_STATES,
     CommandRow,
@@ -39,10 +40,8 @@ from .rows import (
     RunRow,
     RunState,
     WorkerRow,
-    nanos_to_usd,
     now,
     to_ms,
-    usd_to_nanos,
 )
 from .runs import RunsMixin
 from .schema import APP, APPLICATION_ID, BUSY_TIMEOUT_MS, SCHEMA_VERSION, SQLITE_MAGIC, NoStore

@@ -26,23 +26,22 @@ from contextlib import suppress
 from pathlib import Path
 
 from ..errors import GsdParallelError
-
-DB_NAME = "coordinator.db"
+from ..workspace import layout
 
 
 def store_missing(parallel_dir: Path) -> bool:
     """The store is gone (or empty) although workers wrote logs here: a run existed."""
-    db = parallel_dir / DB_NAME
+    db = layout.store_path(parallel_dir)
     try:
         empty = db.stat().st_size == 0
     except FileNotFoundError:
         empty = True
-    return empty and any(parallel_dir.glob("*.stdout.log"))
+    return empty and any(parallel_dir.glob(f"*{layout.STDOUT_LOG_SUFFIX}"))
 
 
 def missing_message(parallel_dir: Path) -> str:
     return (
-        f"the coordination store {parallel_dir / DB_NAME} is missing or empty, but workers "
+        f"the coordination store {layout.store_path(parallel_dir)} is missing or empty, but workers "
         "logged here: the run's state and cost are not lost, its logs hold them: run "
         "`doctor --fix` to rebuild the store"
     )
@@ -125,7 +124,7 @@ def rebuild_from_logs(root: Path, parallel_dir: Path, integration_branch: str) -
     from ..workspace.layout import branch_name, checkout_path
     from . import Store
 
-    db = parallel_dir / DB_NAME
+    db = layout.store_path(parallel_dir)
     if db.exists() and db.stat().st_size == 0:
         db.unlink()
     for suffix in ("-wal", "-shm"):
@@ -135,15 +134,15 @@ def rebuild_from_logs(root: Path, parallel_dir: Path, integration_branch: str) -
     with Store(db) as store:
         run = store.create_run(None)
         any_live = False
-        for log in sorted(parallel_dir.glob("*.stdout.log")):
-            mid = log.name.removesuffix(".stdout.log")
+        for log in sorted(parallel_dir.glob(f"*{layout.STDOUT_LOG_SUFFIX}")):
+            mid = log.name.removesuffix(layout.STDOUT_LOG_SUFFIX)
             if not is_valid_milestone_id(mid):
                 continue
             chunk = read_new_events(log, 0)
             progress = summarize(chunk.events)
             status = read_status_file(parallel_dir, mid) or {}
             worktree = Path(status.get("worktreePath") or checkout_path(root, mid))
-            stderr = parallel_dir / f"{mid}.stderr.log"
+            stderr = layout.stderr_log(parallel_dir, mid)
             store.add_worker(
                 run.id, mid, mid, worktree, branch_name(mid),
                 stdout_offset=chunk.new_offset,

@@ -11,13 +11,11 @@ import sqlite3
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any, Literal
 
 from ..models import WorkerState
-
-NANOS_PER_USD = 1_000_000_000
+from ..money import NANOS_PER_USD, nanos_to_usd
 
 RunState = Literal["active", "finished", "budget_exceeded"]
 RUN_STATES: tuple[str, ...] = ("active", "finished", "budget_exceeded")
@@ -37,17 +35,6 @@ def now() -> float:
 def to_ms(ts: float | None) -> int | None:
     """Epoch seconds -> epoch milliseconds (GSD status files), None stays None."""
     return None if ts is None else round(ts * 1000)
-
-
-def usd_to_nanos(usd: float | Decimal | str | int) -> int:
-    """USD amount -> integer nano-USD, using the decimal that ``repr`` shows for floats."""
-    value = Decimal(repr(usd)) if isinstance(usd, float) else Decimal(usd)
-    return int(value.scaleb(9).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
-
-
-def nanos_to_usd(nanos: int | None) -> float | None:
-    """Integer nano-USD -> float USD (correctly rounded: 10**10 nanos is exactly 10.0)."""
-    return None if nanos is None else nanos / NANOS_PER_USD
 
 
 

@@ -9,15 +9,14 @@ from typing import Any
 
 from ..errors import StoreError
 from ..models import WorkerState
+from ..money import NANOS_PER_USD, usd_to_nanos
 from .records import RecordsMixin
 from .rows import (
-    NANOS_PER_USD,
     RUN_STATES,
     WORKER_STATES,
     RunRow,
     WorkerRow,
     now,
-    usd_to_nanos,
     worker_row,
 )
 from .schema import check_fields

@@ -244,9 +244,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
+from ..exitcodes import GsdExit
 from ..gsd.paths import RUNTIME_EXCLUSION_PATHS  # git-service.ts: never staged by GSD
 
-EXIT_OK, EXIT_ERROR, EXIT_PAUSED, EXIT_CANCELLED = 0, 1, 10, 11
+EXIT_OK, EXIT_ERROR = GsdExit.DONE, GsdExit.ERROR
+EXIT_PAUSED, EXIT_CANCELLED = GsdExit.PAUSED_OR_BLOCKED, GsdExit.CANCELLED
 FAKE_NAME, FAKE_EMAIL = "GSD Fake Worker", "gsd-fake@example.invalid"
 STATE_FILE = "gsd-fake-state.json"
 DB_REL = ".gsd/gsd.db"

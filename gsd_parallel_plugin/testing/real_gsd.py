@@ -15,7 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from ..gsd.paths import GSD_RUNTIME_PATTERNS, WORKER_RUNTIME_FILES
-from ..workspace.git import validate_milestone_id
+from ..milestone_ids import validate_milestone_id
 
 ENV_REAL_GSD = "GSD_PARALLEL_REAL_GSD"
 """Path of a runnable ``gsd``; overrides the search of the build cache."""

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..gsd.checkout import finish_checkout
 from ..store import Store
+from ..workspace import layout
 from ..workspace.worktrees import ensure_worktree
 from .builder import BuiltProject, build_project, fake_worker_env, git, run_fake_gsd
 from .session import CliResult
@@ -31,7 +32,7 @@ ONE: dict[str, Any] = {"M001": {"title": "One", "slices": {"S01": {"T01": ["a.tx
 
 def store_of(project: BuiltProject) -> Store:
     """The project's coordination store (open it with ``with``)."""
-    return Store(project.gsd / "parallel" / "coordinator.db")
+    return Store(layout.store_path(layout.parallel_dir(project.gsd)))
 
 
 def two_milestones(tmp_path: Path, first_files: Sequence[str], second_files: Sequence[str],
@@ -53,7 +54,7 @@ def complete(project: BuiltProject, mid: str, *, record: bool = True, **knobs: A
     wt = ensure_worktree(project.root, mid, "main").path
     done = run_fake_gsd(wt, mid, env=fake_worker_env(**knobs))
     assert done.returncode == 0, done.stderr
-    finish_checkout(wt, mid, f"gsd-parallel/{mid}")  # the SUMMARY, committed as the supervisor does
+    finish_checkout(wt, mid, layout.branch_name(mid))  # the SUMMARY, committed as the supervisor does
     if record:
         with store_of(project) as store:
             store.mark_completed(mid)

@@ -39,7 +39,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TypedDict, cast, get_args
 
-from ..gsd.output import usd_to_nanos
+from ..money import cost_to_nanos
 
 Mode = Literal["normal", "error500", "error401", "error400", "hang"]
 """``normal`` plays the script; ``errorNNN`` answers HTTP NNN; ``hang`` never answers."""
@@ -498,9 +498,9 @@ class ScriptedModel:
     def billed_nanos(self) -> int:
         """Nano-USD GSD reports for every scripted answer fully sent so far.
 
-        Each answer adds ``usd_to_nanos`` of the exact float GSD computes for it
+        Each answer adds ``cost_to_nanos`` of the exact float GSD computes for it
         (:meth:`ModelPrices.cost_usd`), so the sum equals the sum over GSD's ``message_end``
-        events of ``usd_to_nanos(usage.cost.total)``, to the nano.
+        events of ``cost_to_nanos(usage.cost.total)``, to the nano.
         """
         with self._lock:
             return self._billed
@@ -614,7 +614,7 @@ class _ScriptedHandler(BaseHTTPRequestHandler):
             self.owner._answered_one(record)
             return
         tokens = record["tokens"] or {"prompt": 1, "completion": COMPLETION_TOKENS}
-        cost = usd_to_nanos(self.owner.prices.cost_usd(tokens["prompt"], tokens["completion"])) or 0
+        cost = cost_to_nanos(self.owner.prices.cost_usd(tokens["prompt"], tokens["completion"])) or 0
         name = str(body.get("model") or "scripted-model")
         try:
             if body.get("stream"):

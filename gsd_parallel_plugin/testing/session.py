@@ -33,6 +33,7 @@ from ..plugins import (
     create_plugin_manager,
     plugin_problems,
 )
+from ..workspace import layout
 from .builder import BuiltProject
 from .recorder import HookRecorder
 
@@ -276,7 +277,7 @@ def stop_leftovers(root: Path, grace: float = 5.0) -> list[int]:
     from ..run.supervisor_lock import SupervisorLock
     from ..store import Store
 
-    parallel_dir = (root / ".gsd" / "parallel").resolve()
+    parallel_dir = layout.parallel_dir(root / ".gsd").resolve()
     stopped: list[int] = []
     holder = SupervisorLock.holder(parallel_dir) if parallel_dir.is_dir() else None
     if holder and isinstance(holder.get("pid"), int):
@@ -290,7 +291,7 @@ def stop_leftovers(root: Path, grace: float = 5.0) -> list[int]:
                 os.kill(pid, signal.SIGKILL)
             stopped.append(pid)
     try:
-        store = Store.open_readonly(parallel_dir / "coordinator.db")
+        store = Store.open_readonly(layout.store_path(parallel_dir))
     except StoreError:
         return stopped  # a test that corrupted the store on purpose has no workers to stop
     if store is None:

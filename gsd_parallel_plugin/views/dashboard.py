@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .. import hints
+from ..models import LIVE_STATES
 from .eta import format_duration
 from .snapshot import Snapshot, WorkerView
 
@@ -183,7 +184,7 @@ def render(snap: Snapshot, width: int = 80, *, footer: bool = True) -> Renderabl
     if (
         snap.active
         and snap.supervisor is None
-        and any(w.state in {"starting", "running", "pausing", "stopping"} for w in snap.workers)
+        and any(w.state in LIVE_STATES for w in snap.workers)
     ):
         parts.append(
             _line(

@@ -17,13 +17,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..models import Milestone
+from ..models import LIVE_STATES, Milestone
 
 DEFAULT_TASKS_PER_SLICE = 2
 """Tasks assumed for a slice that has no plan yet (GSD plans two or more)."""
 PROGRESS_STATES = frozenset({"running", "pausing"})
 """States in which a worker makes progress (time spent in them is "active")."""
-LIVE_STATES = frozenset({"starting", "running", "pausing", "stopping"})
 
 
 class WorkerLike(Protocol):

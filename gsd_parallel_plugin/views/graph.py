@@ -15,7 +15,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..models import Milestone, Overlap, Project
+from ..models import Milestone, Overlap, Project, VerdictKind
 from ..project.eligibility import analyse, file_overlaps, find_cycles
 
 STATE_COLORS = {
@@ -105,7 +105,7 @@ def milestone_states(
     workers = workers or {}
     awaiting = set(completed) - set(merged)
     report = analyse(project, max_workers=1, awaiting_merge=awaiting)
-    reasons = {v.id: v.reason for v in (*report.eligible, *report.ineligible)}
+    kinds = {v.id: v.kind for v in (*report.eligible, *report.ineligible)}
     eligible = {v.id for v in report.eligible}
     in_cycle = {mid for cycle in report.cycles for mid in cycle}
     states: dict[str, str] = {}
@@ -124,7 +124,7 @@ def milestone_states(
             state = "cycle"
         elif m.id in eligible:
             state = "ready"
-        elif reasons.get(m.id, "").startswith("Waiting for"):
+        elif kinds.get(m.id) == VerdictKind.WAITING_FOR_MERGE:
             state = "waiting"
         else:
             state = "blocked"

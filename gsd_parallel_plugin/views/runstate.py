@@ -7,33 +7,31 @@ modules are imported by the methods that need them, so that answer stays quick.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from .. import hints
 from ..errors import UserError
 from ..invocation import Loaded
+from ..models import HELD_STATES, LIVE_STATES, WAITING_KINDS, StateReason
+from ..workspace import layout
 
 if TYPE_CHECKING:
-    from ..models import Milestone
-    from ..project.eligibility import Veto
     from ..run.forecast import Forecast
     from ..store import MergeRow, RunRow, Store, WorkerRow
 
 NO_RUN = "No parallel orchestration is currently active."
 READY_NO_SUPERVISOR = "can start now; no supervisor is running to start it (run `start`)"
 __all__ = ["NO_RUN", "RunView", "open_store", "refuse_if_budget_exhausted"]
-LIVE_STATES = {"starting", "running", "pausing", "stopping"}
-HELD_STATES = {"paused", "stopped", "failed", "blocked", "complete"}
 
 
 def open_store(loaded: Loaded, *, create: bool = False) -> Store | None:
     """The project's store; None before anything ran. A store deleted or emptied under a
     run (its workers' logs are there) is an error naming ``doctor --fix``: opening it would
     create a new, empty one and hide the run and its cost."""
-    path = loaded.parallel_dir / "coordinator.db"
-    if not create and not path.exists() and not any(loaded.parallel_dir.glob("*.stdout.log")):
+    path = layout.store_path(loaded.parallel_dir)
+    if not create and not path.exists() and not any(loaded.parallel_dir.glob(f"*{layout.STDOUT_LOG_SUFFIX}")):
         return None  # nothing ran here (not missing either): no need to import the store
     from ..store import Store
     from ..store.rebuild import missing_message, store_missing
@@ -63,24 +61,16 @@ def refuse_if_budget_exhausted(loaded: Loaded) -> None:
         raise UserError(budget_message(ceiling, spent / NANOS_PER_USD))
 
 
-def with_plan_check(
-    loaded: Loaded, veto: Veto | None, *, started: Collection[str] = ()
-) -> Veto:
-    """``veto`` plus: a milestone whose planning files are not committed is held back (its
-    checkout would start without them). Milestones this run started keep their checkout."""
+def held_for_plans(loaded: Loaded, *, started: Collection[str] = ()) -> dict[str, str]:
+    """Milestones whose planning files are not committed, with why (their checkout would
+    start without them): ``analyse(uncommitted=...)``. Those this run started keep theirs."""
     from ..workspace.worktrees import uncommitted_plans
 
-    held = {
+    return {
         mid: why
         for mid, why in uncommitted_plans(loaded.root, loaded.project).items()
         if mid not in started
     }
-
-    def combined(milestone: Milestone) -> Sequence[str]:
-        own = [held[milestone.id]] if milestone.id in held else []
-        return [*own, *(veto(milestone) if veto is not None else ())]
-
-    return combined
 
 
 def _ago(ts: float | None) -> str:
@@ -148,7 +138,6 @@ class RunView:
     def held(self) -> list[str]:
         """Milestones this run will not start again (what the ceiling stopped continues
         once it is raised: ``start`` refuses while it is not)."""
-        from ..run.budget import BUDGET_REASON
 
         if not self.active:
             return []
@@ -156,7 +145,7 @@ class RunView:
         return [
             w.milestone_id
             for w in self.workers
-            if w.state in HELD_STATES and not (over and w.state_reason == BUDGET_REASON)
+            if w.state in HELD_STATES and not (over and w.state_reason == StateReason.BUDGET)
         ]
 
     # ------------------------------------------------------------------ budget
@@ -233,6 +222,11 @@ class RunView:
 
     def waiting(self, loaded: Loaded) -> list[dict[str, str]]:
         """Milestones not running, with what they wait for."""
+        return self._waiting(loaded)[0]
+
+    def _waiting(self, loaded: Loaded) -> tuple[list[dict[str, str]], set[str]]:
+        """:meth:`waiting`, and the milestones in it that wait for something else
+        (dependencies, a cycle, a merge, a commit): those stay as they are in a stopped run."""
         from ..project.eligibility import analyse
 
         prefs = loaded.preferences.parallel
@@ -248,7 +242,7 @@ class RunView:
             project,
             max_workers=prefs.max_workers,
             overlap_policy=prefs.overlap,
-            veto=with_plan_check(loaded, None, started=[w.milestone_id for w in self.workers]),
+            uncommitted=held_for_plans(loaded, started=[w.milestone_id for w in self.workers]),
             running=self.live,
             awaiting_merge=self.awaiting_merge,
             held=self.held,
@@ -261,15 +255,13 @@ class RunView:
             ] + waiting
         if self.budget(loaded)["state"] == "exceeded":
             queued = list(dict.fromkeys([*report.plan.start, *(w["id"] for w in waiting)]))
-            reason = "not started: budget ceiling reached"
+            reason = f"not started: {StateReason.BUDGET}"
             waiting = [{"id": m, "reason": reason} for m in queued if self.worker(m) is None]
-        blocked = ("Blocked by", "Waiting for", "Dependency cycle")
-        waiting += [
-            {"id": v.id, "reason": v.reason}
-            for v in report.ineligible
-            if v.reason.startswith(blocked) and self.worker(v.id) is None
+        on_others = [
+            v for v in report.ineligible if v.kind in WAITING_KINDS and self.worker(v.id) is None
         ]
-        return waiting
+        waiting += [{"id": v.id, "reason": v.reason} for v in on_others]
+        return waiting, {v.id for v in on_others}
 
     def status_json(self, loaded: Loaded) -> dict[str, Any]:
         fc = self.forecast(loaded)
@@ -328,7 +320,6 @@ class RunView:
         }
 
     def render_status(self, loaded: Loaded) -> str:
-        from ..run.budget import BUDGET_REASON
 
         if not self.workers or self.run is None:
             return NO_RUN + "\n"
@@ -367,19 +358,19 @@ class RunView:
                     f"    {line}" for line in problem.error.splitlines()[-5:] if line.strip()
                 ]
             if self.active and w.state in {"failed", "stopped", "blocked"} and (
-                w.state_reason != BUDGET_REASON
+                w.state_reason != StateReason.BUDGET
             ):
                 verb = "retry" if w.state == "failed" else "continue"
                 lines.append(f"  {verb} with {hints.cmd(f'resume {w.milestone_id}')}")
-        waiting = self.waiting(loaded) if self.active else []
+        waiting, on_others = self._waiting(loaded) if self.active else ([], set())
         if self.stopped:
             from .dashboard import stopped_line
             from .snapshot import STOPPED_NOT_STARTED
 
             lines.append(f"\n{stopped_line()}")
             waiting = [
-                {**w, "reason": STOPPED_NOT_STARTED} if self.worker(w["id"]) is None
-                and not w["reason"].startswith(("Blocked by", "Waiting for", "Dependency cycle"))
+                {**w, "reason": STOPPED_NOT_STARTED}
+                if self.worker(w["id"]) is None and w["id"] not in on_others
                 else w
                 for w in waiting
             ]

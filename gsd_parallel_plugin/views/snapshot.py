@@ -24,11 +24,11 @@ from typing import Any
 
 from .. import hints
 from ..errors import GsdParallelError
-from ..models import Milestone, Project
+from ..models import HELD_STATES, LIVE_STATES, WAITING_KINDS, Milestone, Project
 from ..preferences import Preferences
 from ..store import EventRow, MergeRow, RunRow, Store, WorkerRow
+from ..workspace import layout
 from .eta import (
-    LIVE_STATES,
     Queued,
     active_seconds,
     eta_for,
@@ -38,7 +38,6 @@ from .eta import (
     task_progress,
 )
 
-HELD_STATES = frozenset({"paused", "stopped", "failed", "blocked", "complete"})
 STOPPED_NOT_STARTED = "not started: the run is stopped"
 
 
@@ -69,10 +68,9 @@ NO_STORE = no_store_notice()
 
 def supervisor_status(parallel_dir: Path) -> dict[str, Any] | None:
     """The live supervisor's ``{"pid", "create_time"}``, or None when none runs."""
-    from ..run.supervisor_lock import LOCK_NAME
     from ..workspace.locks import read_holder
 
-    return read_holder(parallel_dir / LOCK_NAME)
+    return read_holder(parallel_dir / layout.SUPERVISOR_LOCK_NAME)
 
 
 @dataclass(frozen=True)
@@ -204,8 +202,8 @@ class SnapshotReader:
     ) -> None:
         self.root = root
         self.gsd_dir = gsd_dir or (root / ".gsd").resolve()
-        self.parallel_dir = self.gsd_dir / "parallel"
-        self.store_path = self.parallel_dir / "coordinator.db"
+        self.parallel_dir = layout.parallel_dir(self.gsd_dir)
+        self.store_path = layout.store_path(self.parallel_dir)
         self.preferences = preferences
         self.event_count = events
         self._read_project = read_project or _project_reader(preferences)
@@ -394,11 +392,10 @@ class SnapshotReader:
             for v in report.eligible
             if v.id in report.plan.start and v.id not in has_row
         ]
-        blocked = ("Blocked by", "Waiting for", "Dependency cycle")
         waiting += [
             (v.id, v.reason)
             for v in report.ineligible
-            if v.reason.startswith(blocked) and v.id not in has_row
+            if v.kind in WAITING_KINDS and v.id not in has_row
         ]
         return waiting
 

@@ -16,9 +16,9 @@ quickly.
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +26,6 @@ from typing import Any
 
 from ..errors import GitError, OperationFailed, ProjectError
 
-MILESTONE_ID_RE = re.compile(r"M[0-9]{3}(?:-[a-z0-9]{6})?", re.ASCII)
 """GSD's milestone ID; ``[0-9]`` rather than ``\\d`` so non-ASCII digits never pass."""
 
 # What sh's ``_new_group=True`` does in the child (``setpgid(0, 0)``), for subprocess.
@@ -46,17 +45,6 @@ _SCRUBBED_ENV = (
     "GIT_ALTERNATE_OBJECT_DIRECTORIES",
     "GIT_NAMESPACE",
 )
-
-
-def validate_milestone_id(mid: str) -> str:
-    """Return *mid* unchanged when it is a GSD milestone ID, else raise ProjectError.
-
-    Called before an ID becomes a path or a branch name, so ``../M001`` or
-    ``M001; rm -rf /`` can never reach the filesystem or git.
-    """
-    if not isinstance(mid, str) or MILESTONE_ID_RE.fullmatch(mid) is None:
-        raise ProjectError(f"invalid milestone ID: {mid!r} (expected M### or M###-xxxxxx)")
-    return mid
 
 
 def git_env() -> dict[str, str]:
@@ -239,7 +227,7 @@ class Git:
         args = ["status", "--porcelain=v1", "-z", f"--untracked-files={untracked}"]
         if paths is not None:
             args += ["--", *paths]
-        fields = _split_z(self.run(*args))
+        fields = split_z(self.run(*args))
         entries: list[tuple[str, str]] = []
         i = 0
         while i < len(fields):
@@ -254,7 +242,7 @@ class Git:
 
     def tracked_files(self, path: str) -> list[str]:
         """Paths in the index at or under *path*."""
-        return _split_z(self.run("ls-files", "-z", "--cached", "--", path))
+        return split_z(self.run("ls-files", "-z", "--cached", "--", path))
 
 
 def _decode(data: bytes | str | None) -> str:
@@ -265,12 +253,13 @@ def _decode(data: bytes | str | None) -> str:
     return data.decode("utf-8", "replace")
 
 
-def _split_z(out: str) -> list[str]:
-    """Split NUL-terminated output, dropping the trailing empty field."""
-    parts = out.split("\0")
-    if parts and parts[-1] == "":
-        parts.pop()
-    return parts
+def split_z(out: str) -> list[str]:
+    """git's ``-z`` output (NUL-terminated paths) as a list, the one splitter for all of it.
+
+    Empty fields are dropped: the terminator after the last path leaves one, and git never
+    writes an empty path (a status entry and a rename's old path are both non-empty).
+    """
+    return [p for p in out.split("\0") if p]
 
 
 # --------------------------------------------------------------------------- worktree list
@@ -450,7 +439,6 @@ def add_exclude(repo: Path | str, patterns: Sequence[str]) -> list[str]:
         mode = exclude.stat().st_mode & 0o777
     except FileNotFoundError:
         mode = 0o644
-    import tempfile  # only here: it pulls in shutil and the compression modules
 
     fd, tmp = tempfile.mkstemp(prefix=".exclude.", dir=exclude.parent)
     try:

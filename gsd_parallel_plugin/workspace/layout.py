@@ -1,4 +1,12 @@
-"""Where a milestone's checkout lives and what its branch is called: one place for both.
+"""Where a milestone's checkout lives, what its branch is called, and where our runtime
+files are: one place for every path and ref name gsd-parallel writes.
+
+Runtime files live in the project's ``.gsd/parallel/`` (:func:`parallel_dir`): the store
+(``coordinator.db``), each worker's ``<MID>.stdout.log``/``<MID>.stderr.log``, our status
+files in ``workers/``, merge checkouts in ``merging/``, the ``supervisor.lock``,
+``merge.lock`` and ``start.lock`` flocks, and the session-events spool. A checkout's own
+``.gsd/parallel/`` holds its signal file. Cheap to import (pathlib only): read-only
+commands use it.
 
 Measured with the real GSD (docs/ARCHITECTURE.md, *The GSD adapter*), both names are load-bearing:
 
@@ -17,7 +25,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .git import validate_milestone_id
+from ..milestone_ids import validate_milestone_id
+
+PARALLEL_DIRNAME = "parallel"
+"""``<project>/.gsd/parallel``: every runtime file of ours (kept out of git by info/exclude)."""
+STORE_NAME = "coordinator.db"
+WORKER_STATUS_DIRNAME = "workers"
+MERGING_DIRNAME = "merging"
+SUPERVISOR_LOCK_NAME = "supervisor.lock"
+MERGE_LOCK_NAME = "merge.lock"
+START_LOCK_NAME = "start.lock"
+SESSION_EVENTS_SPOOL = "session-events.jsonl"
+"""Also named in ``gsd_extension/index.js`` (JavaScript, which writes it)."""
+SESSION_EVENTS_STATE = "session-events.state.json"
+STDOUT_LOG_SUFFIX = ".stdout.log"
+STDERR_LOG_SUFFIX = ".stderr.log"
+MERGED_REF_PREFIX = "refs/gsd-parallel/merged/"
+"""``refs/gsd-parallel/merged/<MID>``: the last slice point merged of a milestone."""
 
 BRANCH_PREFIX = "gsd-parallel/"
 """Every milestone branch is ``gsd-parallel/<MID>``."""
@@ -49,3 +73,23 @@ def checkout_path(project_root: Path | str, mid: str) -> Path:
 def checkout_display(mid: str) -> str:
     """The checkout as messages name it, relative to the project: ``.gsd-parallel/<MID>``."""
     return f"{CHECKOUTS_DIRNAME}/{mid}"
+
+
+def parallel_dir(gsd_dir: Path | str) -> Path:
+    """``<gsd_dir>/parallel``: our runtime directory in a project's (or a checkout's) ``.gsd``."""
+    return Path(gsd_dir) / PARALLEL_DIRNAME
+
+
+def store_path(parallel: Path | str) -> Path:
+    """``.gsd/parallel/coordinator.db``: the coordination store."""
+    return Path(parallel) / STORE_NAME
+
+
+def stdout_log(parallel: Path | str, mid: str) -> Path:
+    """``.gsd/parallel/<MID>.stdout.log``: the worker's NDJSON output."""
+    return Path(parallel) / f"{mid}{STDOUT_LOG_SUFFIX}"
+
+
+def stderr_log(parallel: Path | str, mid: str) -> Path:
+    """``.gsd/parallel/<MID>.stderr.log``: the worker's stderr."""
+    return Path(parallel) / f"{mid}{STDERR_LOG_SUFFIX}"

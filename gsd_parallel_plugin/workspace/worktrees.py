@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from ..errors import GitError, GsdParallelError, OperationFailed, ProjectError
+from ..milestone_ids import validate_milestone_id
 from .git import (
     Git,
     GitCommandError,
@@ -45,7 +46,6 @@ from .git import (
     add_exclude,
     repo_root,
     same_path,
-    validate_milestone_id,
 )
 from .layout import BRANCH_PREFIX, CHECKOUTS_DIRNAME, branch_name, checkout_path, checkouts_dir
 

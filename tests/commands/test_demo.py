@@ -65,7 +65,7 @@ def test_demo_real_without_a_real_gsd_says_so_in_one_line(tmp_path, cli, monkeyp
 
 @pytest.mark.real_gsd
 def test_demo_real_runs_real_gsd_workers_and_lands_three_squash_commits(real_gsd, tmp_path, cli, gsd_home):
-    from gsd_parallel_plugin.gsd.output import usd_to_nanos
+    from gsd_parallel_plugin.money import cost_to_nanos
     from gsd_parallel_plugin.testing.real_gsd import ENV_REAL_GSD
 
     user_home = tmp_path / "user-home"  # stands for the developer's home: must stay untouched
@@ -103,7 +103,7 @@ def test_demo_real_runs_real_gsd_workers_and_lands_three_squash_commits(real_gsd
 
     real = data["real"]
     assert real["model_requests"] > 0
-    assert usd_to_nanos(data["status"]["total_cost"]) == usd_to_nanos(real["model_billed"]) > 0
+    assert cost_to_nanos(data["status"]["total_cost"]) == cost_to_nanos(real["model_billed"]) > 0
     assert (demo / "gsd-home" / "agent" / "sessions").is_dir()  # GSD's state went to the demo's home
     assert not (user_home / ".gsd").exists() and not (user_home / ".pi").exists()
     assert not any(gsd_home.iterdir())  # nor to the GSD_HOME the demo was started with

@@ -18,8 +18,8 @@ from gsd_parallel_plugin.gsd.output import (
     read_new_events,
     read_progress,
     summarize,
-    usd_to_nanos,
 )
+from gsd_parallel_plugin.money import cost_to_nanos
 
 
 def cost_event(total: Any, **tokens: int) -> dict[str, Any]:
@@ -203,12 +203,12 @@ def test_cost_is_exact_in_nanos_and_tokens_are_summed() -> None:
     assert sum([0.01] * 1000) != 10.0  # what float addition would have given
 
 
-def test_usd_to_nanos_takes_the_decimal_the_float_prints_as() -> None:
-    assert usd_to_nanos(0.0087) == 8_700_000
-    assert usd_to_nanos(1) == 1_000_000_000
-    assert usd_to_nanos(0) == 0
+def test_cost_to_nanos_takes_the_decimal_the_float_prints_as() -> None:
+    assert cost_to_nanos(0.0087) == 8_700_000
+    assert cost_to_nanos(1) == 1_000_000_000
+    assert cost_to_nanos(0) == 0
     for bad in (float("nan"), float("inf"), -0.5, True, "0.1", None, [0.1]):
-        assert usd_to_nanos(bad) is None
+        assert cost_to_nanos(bad) is None
 
 
 def test_bad_costs_and_shapes_are_ignored_not_fatal() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from gsd_parallel_plugin.gsd.output import usd_to_nanos
+from gsd_parallel_plugin.money import cost_to_nanos
 from gsd_parallel_plugin.testing.scripted_model import (
     ModelPrices,
     ScriptedModel,
@@ -151,7 +151,7 @@ def test_billed_nanos_is_the_exact_sum_gsd_computes() -> None:
             usage = chat(model, user(text))["usage"]
             assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
             cost = (1.1 / 1000000) * usage["prompt_tokens"] + (7.3 / 1000000) * usage["completion_tokens"]
-            seen += usd_to_nanos(cost) or 0
+            seen += cost_to_nanos(cost) or 0
         assert model.billed_nanos() == seen > 0
         assert sum(e["cost_nanos"] for e in model.request_log) == seen
         model.set_mode("error500")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from gsd_parallel_plugin.errors import ProjectError
-from gsd_parallel_plugin.gsd.output import usd_to_nanos
+from gsd_parallel_plugin.money import cost_to_nanos
 from gsd_parallel_plugin.project import read_project
 from gsd_parallel_plugin.testing.real_gsd import (
     ENV_REAL_GSD,
@@ -138,7 +138,7 @@ def test_one_real_worker_completes_its_milestone_and_bills_what_the_model_served
         except ValueError:
             continue
     billed = [
-        usd_to_nanos(((e["message"].get("usage") or {}).get("cost") or {}).get("total"))
+        cost_to_nanos(((e["message"].get("usage") or {}).get("cost") or {}).get("total"))
         for e in events
         if e.get("type") == "message_end" and e["message"].get("role") == "assistant"
     ]

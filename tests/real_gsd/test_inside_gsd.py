@@ -22,7 +22,7 @@ from e2e_support import (  # noqa: F401 - gsd_on_path, real_project are fixtures
     supervisor_alive,
 )
 
-from gsd_parallel_plugin.gsd.output import usd_to_nanos
+from gsd_parallel_plugin.money import cost_to_nanos
 from gsd_parallel_plugin.testing import session_hook_log, wait_until
 from gsd_parallel_plugin.testing.real_gsd import GsdRpcSession, make_gsd_project
 
@@ -77,7 +77,7 @@ def test_parallel_start_status_and_merge_from_a_gsd_session(real_gsd, real_proje
         "M001": ("complete", True),
         "M002": ("complete", True),
     }
-    assert usd_to_nanos(status["total_cost"]) == scripted_model.billed_nanos()
+    assert cost_to_nanos(status["total_cost"]) == scripted_model.billed_nanos()
 
     with session(real_gsd, project.root) as gsd:
         mark = gsd.prompt("/parallel status")
@@ -138,7 +138,7 @@ def test_the_users_own_session_reaches_plugins(real_gsd, cli, gsd_on_path, scrip
 
     billed = scripted_model.billed_nanos()
     eventually(lambda: any(h["hook"] == "complete" for h in hooks()) and
-               sum(usd_to_nanos(h["delta"]) or 0 for h in hooks() if h["hook"] == "cost") == billed,
+               sum(cost_to_nanos(h["delta"]) or 0 for h in hooks() if h["hook"] == "cost") == billed,
                lambda: f"{hooks()}\nbilled {billed}", timeout=60)  # fmt: skip
     got = hooks()
     assert [(h["mid"], h["branch"], h["worktree"]) for h in got if h["hook"] == "complete"] == [
@@ -165,7 +165,7 @@ def test_a_worker_forwards_nothing(real_project, cli, scripted_model) -> None:
     assert (checkout / ".gsd" / "extensions" / "gsd-parallel" / "index.js").is_file()  # GSD loaded it there
     spools = list(project.root.rglob("session-events.jsonl"))
     assert spools == [], [p.read_text()[:500] for p in spools]
-    assert usd_to_nanos(project.status()["total_cost"]) == scripted_model.billed_nanos()
+    assert cost_to_nanos(project.status()["total_cost"]) == scripted_model.billed_nanos()
 
 
 def test_gsds_built_in_parallel_commands_cannot_stop_our_workers(real_gsd, real_project, cli, scripted_model):

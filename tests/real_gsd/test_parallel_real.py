@@ -25,7 +25,7 @@ from e2e_support import (  # noqa: F401 - gsd_on_path, real_project are fixtures
     worktrees,
 )
 
-from gsd_parallel_plugin.gsd.output import usd_to_nanos
+from gsd_parallel_plugin.money import cost_to_nanos
 from gsd_parallel_plugin.testing import wait_until
 
 pytestmark = pytest.mark.real_gsd
@@ -36,14 +36,14 @@ WAIT = 240  # bounds a hang; the runs take seconds
 def total_nanos(status: dict) -> int:
     """The run's recorded total cost in nano-USD, from ``status --json``."""
     assert isinstance(status["total_cost"], float | int)
-    nanos = usd_to_nanos(status["total_cost"])
+    nanos = cost_to_nanos(status["total_cost"])
     assert nanos is not None
     return nanos
 
 
 def assert_cost_exact(project: RealProject, billed: int) -> dict:
     status = project.status()
-    per_worker = sum(usd_to_nanos(w["cost"]) or 0 for w in status["workers"])
+    per_worker = sum(cost_to_nanos(w["cost"]) or 0 for w in status["workers"])
     assert billed > 0
     assert total_nanos(status) == billed, project.diagnostics()
     assert per_worker == billed

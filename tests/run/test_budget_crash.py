@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from gsd_parallel_plugin.run.budget import BUDGET_REASON
+from gsd_parallel_plugin.models import StateReason
 from gsd_parallel_plugin.store import Store, WorkerRow
 from gsd_parallel_plugin.testing.builder import build_project, write_preferences
 from gsd_parallel_plugin.testing.scenarios import PREFS
@@ -72,7 +72,7 @@ def test_supervisor_killed_while_the_budget_guard_stops_a_worker(
     assert status.code == 0, status.err
     if not raise_ceiling:
         r = wait_until(lambda: (r := _row(project)) is not None and r.state == "stopped" and r)
-        assert r.state_reason == BUDGET_REASON
+        assert r.state_reason == StateReason.BUDGET
         again = cli("--project", project.root, "start")
         assert again.code == 2 and "Raise parallel.budget_ceiling" in again.err
         return

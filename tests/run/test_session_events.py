@@ -18,6 +18,7 @@ from gsd_parallel_plugin.plugins import Hooks, create_plugin_manager
 from gsd_parallel_plugin.run import session_events
 from gsd_parallel_plugin.testing import session_hook_log, wait_until
 from gsd_parallel_plugin.testing.builder import build_project, write_milestone
+from gsd_parallel_plugin.workspace import layout
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ def logged(log: Path) -> list[dict]:
 
 
 def spool(root: Path, *records: dict, torn: str = "") -> None:
-    path = root / ".gsd" / "parallel" / session_events.SPOOL
+    path = root / ".gsd" / "parallel" / layout.SESSION_EVENTS_SPOOL
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as fh:
         for record in records:
@@ -70,7 +71,7 @@ def test_each_line_is_delivered_once_with_running_session_totals(tmp_path, hook_
     assert drain(root) == []  # nothing twice
     assert len(logged(hook_log)) == 4
     # The torn line, once finished, is delivered; the session's total carries over.
-    with open(root / ".gsd" / "parallel" / session_events.SPOOL, "a") as fh:
+    with open(root / ".gsd" / "parallel" / layout.SESSION_EVENTS_SPOOL, "a") as fh:
         fh.write('sd": 0.05, "session": "s1"}\n')
     spool(root, {"event": "session_end", "cwd": str(root)})
     assert [e.kind for e in drain(root)] == ["cost", "session_end"]
@@ -81,7 +82,7 @@ def test_each_line_is_delivered_once_with_running_session_totals(tmp_path, hook_
 def test_garbage_and_bad_ids_are_skipped_not_fatal(tmp_path, hook_log):
     root = tmp_path / "proj"
     (root / ".gsd").mkdir(parents=True)
-    path = root / ".gsd" / "parallel" / session_events.SPOOL
+    path = root / ".gsd" / "parallel" / layout.SESSION_EVENTS_SPOOL
     path.parent.mkdir(parents=True)
     path.write_text(
         "not json\n[1, 2]\n"
@@ -113,7 +114,7 @@ def test_a_spool_cut_short_by_hand_starts_over(tmp_path, hook_log):
     (root / ".gsd").mkdir(parents=True)
     spool(root, {"event": "cost", "cost_usd": 0.1}, {"event": "cost", "cost_usd": 0.1})
     assert len(drain(root)) == 2
-    (root / ".gsd" / "parallel" / session_events.SPOOL).write_text("")
+    (root / ".gsd" / "parallel" / layout.SESSION_EVENTS_SPOOL).write_text("")
     spool(root, {"event": "session_end"})
     assert [e.kind for e in drain(root)] == ["session_end"]
 

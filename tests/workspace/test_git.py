@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from gsd_parallel_plugin.errors import GitError, OperationFailed, ProjectError
+from gsd_parallel_plugin.milestone_ids import validate_milestone_id
 from gsd_parallel_plugin.testing.builder import build_project
 from gsd_parallel_plugin.testing.scenarios import ONE
 from gsd_parallel_plugin.workspace import git
@@ -44,7 +45,7 @@ def repo(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("mid", ["M001", "M999", "M012-x7k2pq", "M004-render"])
 def test_valid_milestone_ids(mid: str) -> None:
-    assert git.validate_milestone_id(mid) == mid
+    assert validate_milestone_id(mid) == mid
 
 
 @pytest.mark.parametrize(
@@ -65,7 +66,7 @@ def test_valid_milestone_ids(mid: str) -> None:
 )
 def test_invalid_milestone_ids(mid: str) -> None:
     with pytest.raises(ProjectError, match="invalid milestone ID"):
-        git.validate_milestone_id(mid)
+        validate_milestone_id(mid)
 
 
 # --------------------------------------------------------------------------- Git.run / ok
