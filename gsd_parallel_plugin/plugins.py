@@ -63,6 +63,7 @@ HOOK_KINDS: dict[str, HookKind] = {
     "on_gsd_session_end": "broadcast",
     "on_cost_update": "broadcast",
     "on_budget_exceeded": "broadcast",
+    "on_overlap_detected": "broadcast",
     "choose_merge_order": "decision",
     "resolve_merge_conflict": "decision",
     "before_merge": "veto",
@@ -442,6 +443,19 @@ class Hooks:
         self._broadcast(
             "on_budget_exceeded", run_total_usd=run_total_usd, budget_ceiling=budget_ceiling
         )
+
+    # -- overlaps
+    def on_overlap_detected(
+        self,
+        milestone_ids: Sequence[str],
+        files: Sequence[str],
+        would_conflict: bool,
+        conflict_files: Sequence[str],
+    ) -> None:
+        self._broadcast(
+            "on_overlap_detected", milestone_ids=list(milestone_ids), files=list(files),
+            would_conflict=would_conflict, conflict_files=list(conflict_files),
+        )  # fmt: skip
 
     # -- merge
     def choose_merge_order(

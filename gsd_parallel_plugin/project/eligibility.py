@@ -8,7 +8,8 @@ cycles by name, and a start plan that never drops a milestone silently.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import replace
 from itertools import combinations
 
 from ..models import (
@@ -169,6 +170,7 @@ def analyse(
     running: Collection[str] = (),
     awaiting_merge: Collection[str] = (),
     held: Collection[str] = (),
+    actual_changes: Mapping[str, Collection[str]] | None = None,
 ) -> EligibilityReport:
     """The eligibility report and start plan for ``project``.
 
@@ -176,6 +178,9 @@ def analyse(
     not planned again. ``awaiting_merge`` milestones are complete but not yet on the
     integration branch, so their dependents wait (their code is not there yet).
     ``held`` milestones are never planned to start (paused, stopped, failed in this run).
+    ``actual_changes`` (milestone -> files its checkout has changed, from the overlap radar)
+    counts, for the plan, with what running and unmerged milestones' plans say: with
+    ``serialize`` a waiting milestone whose planned files meet them waits too.
     """
     cycles = find_cycles(project)
     cycle_of = {mid: cycle for cycle in cycles for mid in cycle}
@@ -209,6 +214,15 @@ def analyse(
         if (other := project.get(mid)) is not None and other not in eligible
     ]
     plan_overlaps = file_overlaps([*eligible, *others]) if others else overlaps
+    if actual_changes:
+        busy = set(running) | set(awaiting_merge)
+        widened = [
+            replace(m, files=m.files | frozenset(actual_changes[m.id]))
+            if m.id in busy and m.id in actual_changes
+            else m
+            for m in [*eligible, *others]
+        ]
+        plan_overlaps = file_overlaps(widened)
     plan = plan_starts(plannable, plan_overlaps, max_workers, overlap_policy, running, awaiting_merge)
     ordered = [verdicts[m.id] for m in project.milestones]
     return EligibilityReport(

@@ -240,6 +240,12 @@ class Supervisor:
         """The GSD program of the worker command; None for a worker that is not GSD."""
         self.guard = IsolationGuard(self.root)
         self._guard_at = 0.0
+        # --- overlap radar and drift guard (issue 12): run/radar.py, run/drift.py
+        from .drift import DriftGuard
+        from .radar import RadarWatch
+
+        self.radar = RadarWatch(self)
+        self.drift = DriftGuard(self)
 
     # ------------------------------------------------------------------ setup
     @property
@@ -721,6 +727,7 @@ class Supervisor:
 
             finish_checkout(Path(row.worktree), mid, row.branch)
         self._set_state(mid, outcome.state, outcome.reason)
+        self.drift.settled(mid, outcome.state)  # drift guard (issue 12): paused to update
         if outcome.state in BLOCKING_STOPS.values() and outcome.reason:
             self.store.update_worker(mid, self.run_id, last_error=outcome.reason)
         if outcome.state == WorkerState.COMPLETE and row is not None:
@@ -878,6 +885,7 @@ class Supervisor:
                 running=[*self.tracked, *self.restart_at],
                 awaiting_merge=self.awaiting_merge(),
                 held=held,
+                actual_changes=self.radar.actual_files(),  # overlap radar (issue 12)
             )
         except PluginError as exc:
             # A broken eligibility plugin must not take the running workers' supervisor down:
@@ -989,6 +997,8 @@ class Supervisor:
         self.apply_commands()
         self.drain_session_events()
         self.merger.tick()
+        self.radar.tick()  # overlap radar (issue 12): after a unit or a commit
+        self.drift.tick(self.radar.refs())  # drift guard (issue 12): the integration branch moved
         self.enforce_deadlines()
         self.backfill()
         self.write_status_files()

@@ -12,6 +12,7 @@ from ..errors import UserError
 from ..invocation import Loaded
 from ..run.budget import BUDGET_REASON, WARN_PERCENT, budget_message, envelope_of
 from ..run.forecast import Forecast, forecast, worker_milestones
+from ..run.radar import Picture, overlap_lines, read_picture
 from ..store import NANOS_PER_USD, MergeRow, RunRow, Store, WorkerRow, usd_to_nanos
 
 if TYPE_CHECKING:
@@ -95,6 +96,8 @@ class RunView:
     supervisor: dict[str, Any] | None = None
     last_merge: dict[str, MergeRow] = field(default_factory=dict)
     """Each milestone's latest finished merge attempt (a conflict or a failed check shows)."""
+    radar: Picture = field(default_factory=Picture)
+    """The overlap radar's last picture (files the milestones actually changed, pairs)."""
     _forecast: tuple[Forecast | None] | None = field(default=None, init=False, repr=False)
 
     @classmethod
@@ -113,7 +116,7 @@ class RunView:
             last_merge = {m.milestone_id: m for m in store.merges() if m.outcome is not None}
         return cls(
             run, workers, total, merged, completed, SupervisorLock.holder(loaded.parallel_dir),
-            last_merge,
+            last_merge, read_picture(loaded.parallel_dir, run.id) if run else Picture(),
         )
 
     @property
@@ -236,6 +239,7 @@ class RunView:
             running=self.live,
             awaiting_merge=self.awaiting_merge,
             held=self.held,
+            actual_changes=self.radar.changes,
         )
         waiting = [{"id": w.id, "reason": w.reason} for w in report.plan.waiting]
         if self.active and self.supervisor is None:
@@ -290,6 +294,7 @@ class RunView:
             "budget_ceiling": loaded.preferences.parallel.budget_ceiling,
             "auto_merge": loaded.preferences.parallel.auto_merge,
             "budget": {**self.budget(loaded), "forecast": fc.to_json() if fc else None},
+            "overlaps": [o.to_json() for o in self.radar.overlaps],
         }
 
     def _merge_json(self, mid: str) -> dict[str, Any] | None:
@@ -350,6 +355,9 @@ class RunView:
             ):
                 verb = "retry" if w.state == "failed" else "continue"
                 lines.append(f"  {verb} with {hints.cmd(f'resume {w.milestone_id}')}")
+        if self.radar.overlaps:
+            lines.append(f"\n## Overlaps ({len(self.radar.overlaps)})\n")
+            lines += overlap_lines(self.radar)
         waiting = self.waiting(loaded) if self.active else []
         if self.stopped:
             from .dashboard import stopped_line

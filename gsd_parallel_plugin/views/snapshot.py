@@ -22,6 +22,7 @@ from .. import hints
 from ..errors import GsdParallelError
 from ..models import Milestone, Project
 from ..preferences import Preferences
+from ..run.radar import PairOverlap, read_picture
 from ..store import EventRow, MergeRow, RunRow, Store, WorkerRow
 from .eta import (
     LIVE_STATES,
@@ -135,6 +136,8 @@ class Snapshot:
     waiting: tuple[tuple[str, str], ...] = ()
     merges: MergeView = field(default_factory=MergeView)
     events: tuple[EventRow, ...] = ()
+    overlaps: tuple[PairOverlap, ...] = ()
+    """The overlap radar's pairs (``run/radar.py``): files two milestones both changed."""
 
     @property
     def active(self) -> bool:
@@ -162,6 +165,7 @@ class Snapshot:
             "waiting": [{"id": m, "reason": r} for m, r in self.waiting],
             "merges": self.merges.to_json(),
             "events": [e.to_json() for e in self.events],
+            "overlaps": [o.to_json() for o in self.overlaps],
         }
 
 
@@ -333,6 +337,7 @@ class SnapshotReader:
             waiting=tuple(waiting),
             merges=merges,
             events=events,
+            overlaps=read_picture(self.parallel_dir, run.id).overlaps,
         )
 
     def _worker_view(
