@@ -117,6 +117,7 @@ class DriftGuard:
         self.syncing: dict[str, str] = {}
         """Milestones asked to pause for an update -> their integration branch."""
         self._checked: dict[str, tuple[str | None, str | None]] = {}
+        self._merged = -1
         self.updates = 0
         self.conflicts = 0
 
@@ -135,6 +136,11 @@ class DriftGuard:
         if not self.enabled:
             return
         sup = self.sup
+        merged = len(sup.store.merged_milestones())
+        if merged != self._merged:  # a merge landed: look at the tips now, not in a second
+            if self._merged >= 0:
+                refs = sup.radar.refs(fresh=True)
+            self._merged = merged
         for mid, tracked in list(sup.tracked.items()):
             if mid in self.syncing:
                 if tracked.requested != "pause":
