@@ -64,6 +64,9 @@ def _split_z(out: str) -> list[str]:
     return [p for p in out.split("\0") if p]
 
 
+_INDEX_PATHS: dict[Path, Path] = {}
+
+
 def snapshot(checkout: Path, *, everything: bool = False) -> tuple[str, str]:
     """``(commit, head)``: the checkout's working tree as a commit on its HEAD, built in a
     scratch index seeded from the real one (so unchanged files are not re-read). No ref, no
@@ -71,13 +74,17 @@ def snapshot(checkout: Path, *, everything: bool = False) -> tuple[str, str]:
     (the drift guard needs the whole working tree); the radar leaves it as committed.
     Clean checkouts give HEAD itself."""
     g = Git(checkout)
-    head = g.rev_parse("HEAD^{commit}")
-    if head is None:
-        raise GsdParallelError(f"{checkout}: no commit checked out")
+    try:
+        head, head_tree = g.run("rev-parse", "HEAD^{commit}", "HEAD^{tree}").split()
+    except (GitCommandError, ValueError):
+        raise GsdParallelError(f"{checkout}: no commit checked out") from None
+    real = _INDEX_PATHS.get(checkout)
+    if real is None:
+        real = Path(g.run("rev-parse", "--path-format=absolute", "--git-path", "index"))
+        _INDEX_PATHS[checkout] = real
     scratch = Path(tempfile.mkdtemp(prefix="gsd-parallel-snap-"))
     try:
         index = scratch / "index"
-        real = Path(g.run("rev-parse", "--path-format=absolute", "--git-path", "index"))
         gi = Git(checkout, env={**SNAPSHOT_IDENT, "GIT_INDEX_FILE": str(index)})
         try:
             # copy2 keeps the index's mtime: git's racy-clean check then works as it does on
@@ -88,7 +95,7 @@ def snapshot(checkout: Path, *, everything: bool = False) -> tuple[str, str]:
         pathspec = ["--", "."] if everything else ["--", ".", ":(exclude).gsd", ":(exclude).gsd-parallel"]
         gi.run("add", "-A", "--ignore-errors", *pathspec)
         tree = gi.run("write-tree")
-        if tree == g.rev_parse(f"{head}^{{tree}}"):
+        if tree == head_tree:
             return head, head
         commit = gi.run("commit-tree", tree, "-p", head, "-m", "gsd-parallel snapshot")
         return commit, head
@@ -113,32 +120,29 @@ def merge_tree(g: Git, ours: str, theirs: str) -> tuple[str, list[str]]:
 def changed_lines(g: Git, base: str, commit: str) -> dict[str, Ranges | None]:
     """Files ``commit`` changed against ``base`` (planning files left out), each with the
     line ranges of ``base`` it changed (``(n, n-1)`` for an insertion after line ``n-1``);
-    None for a binary file or a mode-only change."""
+    None for a binary file or a mode-only change. One ``git diff -U0``."""
     spec = ("--", ".", *(f":(exclude){p.rstrip('/')}" for p in IGNORED_PREFIXES))
-    names = _split_z(g.run("diff", "--no-renames", "--name-only", "-z", base, commit, *spec))
-    if not names:
-        return {}
-    files: dict[str, Ranges | None] = dict.fromkeys(names)
+    out = g.run("-c", "core.quotePath=false", "diff", "--no-renames", "--no-color", "--no-ext-diff",
+                "-U0", base, commit, *spec)  # fmt: skip
+    files: dict[str, Ranges | None] = {}
     ranges: dict[str, list[tuple[int, int]]] = defaultdict(list)
     current: str | None = None
-    out = g.run("-c", "core.quotePath=false", "diff", "--no-renames", "--no-color", "-U0",
-                base, commit, *spec)  # fmt: skip
     for line in out.splitlines():
-        if line.startswith("--- "):
-            old = line[4:]
-            current = old[2:] if old.startswith("a/") else None
-        elif line.startswith("+++ "):
-            new = line[4:]
-            if new.startswith("b/"):
-                current = new[2:]
+        if line.startswith("diff --git "):
+            rest = line[len("diff --git a/"):]
+            half = (len(rest) - len(" b/")) // 2  # "a/X b/X": X is the same on both sides
+            current = rest[:half] if rest[half:half + 3] == " b/" else rest.split(" b/", 1)[0]
+            files[current] = None
+        elif line.startswith("+++ b/") and current is not None:
+            current = line[6:]
+            files.setdefault(current, None)
         elif line.startswith("@@") and current is not None:
             m = _HUNK.match(line)
             if m:
                 start, count = int(m.group(1)), int(m.group(2) if m.group(2) is not None else 1)
                 ranges[current].append((start, start + count - 1) if count else (start + 1, start))
     for path, found in ranges.items():
-        if path in files:
-            files[path] = tuple(found)
+        files[path] = tuple(found)
     return files
 
 
@@ -156,6 +160,7 @@ class Subject:
     integration_branch: str
     key: tuple[Any, ...]
     """Changes whenever its work may have changed (units done, state, branch tip, base)."""
+    integration_tip: str | None = None
 
 
 @dataclass(frozen=True)
@@ -233,6 +238,7 @@ class Radar:
         self.changes: dict[str, Changes] = {}
         self._keys: dict[str, tuple[Any, ...]] = {}
         self._verdicts: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._changed: dict[tuple[str, str], Changes] = {}
         self.overlaps: list[PairOverlap] = []
         self.seconds = 0.0
         """Time spent computing (not on cached ticks), for the bench."""
@@ -274,11 +280,17 @@ class Radar:
                 if tip is None:
                     return None
                 commit = tip
-            integ = self.g.branch_sha(s.integration_branch)
+            integ = s.integration_tip or self.g.branch_sha(s.integration_branch)
             if integ is None:
                 return None
-            base = self.g.run("merge-base", commit, integ)
-            return Changes(s.mid, commit, base, changed_lines(self.g, base, commit))
+            if (commit, integ) not in self._changed:
+                if len(self._changed) > 1000:  # a long run: forget old snapshots
+                    self._changed.clear()
+                base = self.g.run("merge-base", commit, integ)
+                files = changed_lines(self.g, base, commit)
+                self._changed[(commit, integ)] = Changes(s.mid, commit, base, files)
+            found = self._changed[(commit, integ)]
+            return found if found.mid == s.mid else Changes(s.mid, found.commit, found.base, found.files)
         except GsdParallelError:
             return None  # a checkout being removed, a branch gone: not watched this time
 
@@ -414,7 +426,7 @@ class RadarWatch:
             integ = (milestone.integration_branch if milestone else None) or project.integration_branch
             key = (row.units_done, row.state, refs.get(row.branch), refs.get(integ))
             checkout = Path(row.worktree) if row.worktree else None
-            found.append(Subject(mid, row.branch, checkout, integ, key))
+            found.append(Subject(mid, row.branch, checkout, integ, key, refs.get(integ)))
         return found
 
     def tick(self) -> None:

@@ -68,7 +68,7 @@ def project(tmp_path: Path, *, m2_extra: list[str] | None = None, **prefs):
         tmp_path / "proj",
         {
             "M001": {"title": "Quick", "slices": {"S01": {"T01": ["src/a.py"]}}},
-            "M002": {"title": "Long", "slices": {"S01": {f"T{i:02d}": [f"src/b{i}.py"] for i in range(1, 9)}}},
+            "M002": {"title": "Long", "slices": {"S01": {f"T{i:02d}": [f"src/b{i}.py"] for i in range(1, 16)}}},
         },
         preferences={"enabled": True, "max_workers": 2, "auto_merge": "auto", **prefs},
         files={"src/shared.py": "shared = 1\n"},
@@ -98,14 +98,14 @@ def test_m001_merges_while_m002_runs_m002_is_updated_and_still_lands_cleanly(tmp
         syncs = [e for e in store.events_of_kind("sync", run.id)]
         assert [e.milestone_id for e in syncs] == ["M002"] and syncs[0].data["outcome"] == "updated"
         merged = store.merged_milestones()
-        # 3 units for M001, 8 tasks + 2 for M002: every unit counted once, paused or not
-        assert Decimal(str(store.run_total_cost(run.id))) == Decimal("1.625")
+        # 3 units for M001, 15 tasks + 2 for M002: every unit counted once, paused or not
+        assert Decimal(str(store.run_total_cost(run.id))) == Decimal("2.5")
     assert set(merged) == {"M001", "M002"}
     # The integration branch: exactly the two squash commits, the second one holding only M002's work.
     assert proj.git("rev-list", "--count", f"{main_before}..main") == "2"
     assert proj.git("rev-list", "--count", "--merges", f"{main_before}..main") == "0"
     changed = proj.git("diff", "--name-only", merged["M001"], merged["M002"]).splitlines()
-    assert [f for f in changed if not f.startswith(".gsd/")] == sorted(f"src/b{i}.py" for i in range(1, 9))
+    assert [f for f in changed if not f.startswith(".gsd/")] == sorted(f"src/b{i}.py" for i in range(1, 16))
 
 
 def test_never_leaves_the_branch_alone(tmp_path, fake_worker):
