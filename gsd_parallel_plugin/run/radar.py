@@ -25,7 +25,7 @@ import shutil
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from itertools import combinations
@@ -465,9 +465,3 @@ class RadarWatch:
     def actual_files(self) -> dict[str, frozenset[str]]:
         return self.radar.actual_files()
 
-
-def unplanned(files: Iterable[str], planned: Iterable[str]) -> list[str]:
-    """The files no plan names (a planned directory covers what is under it)."""
-    plan = set(planned)
-    dirs = tuple(p for p in plan if p.endswith("/"))
-    return [f for f in files if f not in plan and not f.startswith(dirs)]
