@@ -180,11 +180,13 @@ class DriftGuard:
         except GsdParallelError as exc:
             result = SyncResult("failed", error=str(exc))
         self._checked.pop(mid, None)
+        sup.radar.refs(fresh=True)  # the branch moved: never judge it by its old tip
         if result.outcome in {"updated", "current"}:
-            self.updates += result.outcome == "updated"
-            what = f"{mid}: merged {integ} into {row.branch} ({(result.commit or '')[:7]}); resuming"
-            sup.store.add_event("sync", what, mid, {"outcome": result.outcome, "commit": result.commit},
-                                run_id=sup.run_id)  # fmt: skip
+            if result.outcome == "updated":
+                self.updates += 1
+                what = f"{mid}: merged {integ} into {row.branch} ({(result.commit or '')[:7]}); resuming"
+                sup.store.add_event("sync", what, mid, {"outcome": result.outcome, "commit": result.commit},
+                                    run_id=sup.run_id)  # fmt: skip
             if sup.budget.blocks_new_work() or sup._halted:
                 sup._set_state(mid, WorkerState.PAUSED, f"updated from {integ}; not resumed (run stopped)")
                 return

@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -244,6 +245,12 @@ class Radar:
         """Time spent computing (not on cached ticks), for the bench."""
         self.updates = 0
 
+    def stale(self, subjects: Sequence[Subject]) -> bool:
+        """Whether :meth:`update` has anything to do (a dictionary comparison)."""
+        return any(self._keys.get(s.mid) != s.key for s in subjects) or bool(
+            set(self.changes) - {s.mid for s in subjects}
+        )
+
     def update(self, subjects: Sequence[Subject]) -> bool:
         """Bring the picture up to date; True when it changed."""
         wanted = {s.mid: s for s in subjects}
@@ -400,6 +407,11 @@ class RadarWatch:
         self._refs_at = 0.0
         self._reported: set[str] | None = None
         self._run_id = -1
+        self._thread: threading.Thread | None = None
+        self._changed = False
+        self._error: str | None = None
+        self.overlaps: list[PairOverlap] = []
+        self._actual: dict[str, frozenset[str]] = {}
 
     def refs(self, *, fresh: bool = False) -> dict[str, str]:
         """Every local branch's tip, read at most once a second (one git call)."""
@@ -429,13 +441,47 @@ class RadarWatch:
             found.append(Subject(mid, row.branch, checkout, integ, key, refs.get(integ)))
         return found
 
-    def tick(self) -> None:
-        """After a unit or a commit: recompute, persist, report new pairs."""
+    def tick(self, *, wait: bool = False) -> None:
+        """After a unit or a commit: recompute (in a thread: a snapshot takes git calls, and
+        the tick must keep reading output and enforcing the budget meanwhile), then persist
+        and report new pairs. ``wait``: compute now, in this thread."""
         sup = self.sup
         if self._run_id != sup.run_id:
             self._run_id, self._reported = sup.run_id, None
-        if not self.radar.update(self.subjects()):
+        if self._thread is not None:
+            if self._thread.is_alive() and not wait:
+                return
+            self._thread.join()
+            self._thread = None
+            self._publish()
+        subjects = self.subjects()
+        if not self.radar.stale(subjects):
             return
+        if wait:
+            self._changed = self.radar.update(subjects)
+            self._publish()
+            return
+        self._thread = threading.Thread(target=self._compute, args=(subjects,), name="radar", daemon=True)
+        self._thread.start()
+
+    def _compute(self, subjects: Sequence[Subject]) -> None:
+        try:
+            self._changed = self.radar.update(subjects)
+        except Exception as exc:  # a bug must not kill the radar silently
+            self._changed = False
+            self._error = f"overlap radar failed: {type(exc).__name__}: {exc}"
+
+    def _publish(self) -> None:
+        """In the supervisor's thread, with the computation finished."""
+        sup = self.sup
+        if self._error is not None:
+            sup.store.add_event("error", self._error, run_id=sup.run_id)
+            self._error = None
+        if not self._changed:
+            return
+        self._changed = False
+        self.overlaps = list(self.radar.overlaps)
+        self._actual = self.radar.actual_files()
         with suppress(OSError):
             write_picture(sup.parallel_dir, sup.run_id, self.radar)
         if sup.prefs.overlap == "serialize":
@@ -451,7 +497,7 @@ class RadarWatch:
                 for e in sup.store.events_of_kind("overlap", sup.run_id)
                 if isinstance(e.data, dict)
             }
-        for o in self.radar.overlaps:
+        for o in self.overlaps:
             if o.key in self._reported:
                 continue
             self._reported.add(o.key)
@@ -463,5 +509,6 @@ class RadarWatch:
                                           list(o.conflict_files))  # fmt: skip
 
     def actual_files(self) -> dict[str, frozenset[str]]:
-        return self.radar.actual_files()
+        """What the last finished computation found (never a half-updated picture)."""
+        return dict(self._actual)
 

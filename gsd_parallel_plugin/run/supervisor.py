@@ -1022,6 +1022,7 @@ class Supervisor:
             self.store.add_event("supervisor", f"supervisor {os.getpid()} started", run_id=self.run_id)
             while self.tick():
                 time.sleep(self.tick_seconds)
+            self.radar.tick(wait=True)  # overlap radar (issue 12): the last picture is written
             self.finish()
         finally:
             signal.signal(signal.SIGTERM, previous)

@@ -113,7 +113,7 @@ def test_two_running_milestones_editing_an_unplanned_file_are_reported_once(
     seen = tmp_path / "seen.jsonl"
     monkeypatch.setenv("RADAR_SEEN", str(seen))
     monkeypatch.setenv("GSD_PARALLEL_PLUGINS", gsd_plugin_dir.write("radar_seen", PLUGIN))
-    fake_worker(unit_seconds=0.4, unit_cost=0.01,
+    fake_worker(unit_seconds=0.8, unit_cost=0.01,
                 extra_files="M001/S01/T01=src/shared.py;M002/S01/T01=src/shared.py")  # fmt: skip
     project = build_project(
         tmp_path / "proj",
@@ -127,7 +127,7 @@ def test_two_running_milestones_editing_an_unplanned_file_are_reported_once(
     first: dict[str, int] = {}
 
     def on_tick(sup: Supervisor) -> None:
-        if not first and sup.radar.radar.overlaps:
+        if not first and sup.radar.overlaps:
             first.update({w.milestone_id: w.units_done for w in sup.store.workers(sup.run_id)})
             first["running"] = len(sup.tracked)
 
@@ -153,6 +153,6 @@ def test_two_running_milestones_editing_an_unplanned_file_are_reported_once(
     (project.gsd / "parallel" / "radar.json").unlink()
     again = Supervisor(project.root, tick_seconds=0.05)
     again._open_run()
-    again.radar.tick()
-    assert [o.key for o in again.radar.radar.overlaps] == ["M001+M002"]
+    again.radar.tick(wait=True)
+    assert [o.key for o in again.radar.overlaps] == ["M001+M002"]
     assert len(seen.read_text().splitlines()) == 1
