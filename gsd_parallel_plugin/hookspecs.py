@@ -199,6 +199,30 @@ def on_budget_exceeded(run_total_usd: float, budget_ceiling: float) -> None:
     """
 
 
+# --------------------------------------------------------------------------- overlaps
+
+
+@hookspec("broadcast")
+def on_overlap_detected(
+    milestone_ids: Sequence[str],
+    files: Sequence[str],
+    would_conflict: bool,
+    conflict_files: Sequence[str],
+) -> None:
+    """Two running or unmerged milestones have changed the same files (the overlap radar).
+
+    Broadcast, fired by the supervisor once per new pair and run (a restarted supervisor
+    does not fire it again), within one unit of the second edit, whether or not any plan
+    names the files.
+
+    :param milestone_ids: the pair, in ID order.
+    :param files: the files both have changed against their base (planning files aside).
+    :param would_conflict: True when merging one branch into the other would conflict
+        (``git merge-tree``; nothing checked out).
+    :param conflict_files: the files that would conflict (empty when it merges cleanly).
+    """
+
+
 # --------------------------------------------------------------------------- merge
 
 

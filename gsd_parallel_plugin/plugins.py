@@ -473,6 +473,19 @@ class Hooks:
             "on_budget_exceeded", run_total_usd=run_total_usd, budget_ceiling=budget_ceiling
         )
 
+    # -- overlaps
+    def on_overlap_detected(
+        self,
+        milestone_ids: Sequence[str],
+        files: Sequence[str],
+        would_conflict: bool,
+        conflict_files: Sequence[str],
+    ) -> None:
+        self._broadcast(
+            "on_overlap_detected", milestone_ids=list(milestone_ids), files=list(files),
+            would_conflict=would_conflict, conflict_files=list(conflict_files),
+        )  # fmt: skip
+
     # -- merge
     def choose_merge_order(
         self, candidates: Sequence[str], project: Project, preferences: Mapping[str, Any]

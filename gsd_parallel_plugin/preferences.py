@@ -50,6 +50,9 @@ class ParallelPreferences:
     """After GSD gives up on the provider (``auto_retry_end`` failed), stop and block after this."""
     startup_grace_seconds: float = 300.0
     """A worker that has not talked to the model this long after its launch is stopped, blocked."""
+    sync_with_integration: str = "unit"
+    """``unit``: when the integration branch moves, each running worker merges it at its next
+    unit boundary (the drift guard); ``never``: branches meet only at the final merge."""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -183,6 +186,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "stall_minutes": _number(minimum=0, inclusive=True, maximum=7 * 24 * 60),
     "provider_grace_seconds": _number(minimum=0, inclusive=True, maximum=7 * 24 * 3600),
     "startup_grace_seconds": _number(minimum=0, inclusive=True, maximum=7 * 24 * 3600),
+    "sync_with_integration": _choice("unit", "never"),
 }
 
 GLOBAL_ONLY = frozenset({"worker_command"})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import replace
 from itertools import combinations
 
 from ..models import (
@@ -172,6 +173,7 @@ def analyse(
     awaiting_merge: Collection[str] = (),
     held: Collection[str] = (),
     uncommitted: Mapping[str, str] | None = None,
+    actual_changes: Mapping[str, Collection[str]] | None = None,
 ) -> EligibilityReport:
     """The eligibility report and start plan for ``project``.
 
@@ -181,6 +183,9 @@ def analyse(
     ``held`` milestones are never planned to start (paused, stopped, failed in this run).
     ``uncommitted`` maps milestones whose planning files are not committed to the reason:
     held back before any plugin veto (whose reasons follow it).
+    ``actual_changes`` (milestone -> files its checkout has changed, from the overlap radar)
+    counts, for the plan, with what running and unmerged milestones' plans say: with
+    ``serialize`` a waiting milestone whose planned files meet them waits too.
     """
     cycles = find_cycles(project)
     cycle_of = {mid: cycle for cycle in cycles for mid in cycle}
@@ -217,6 +222,15 @@ def analyse(
         if (other := project.get(mid)) is not None and other not in eligible
     ]
     plan_overlaps = file_overlaps([*eligible, *others]) if others else overlaps
+    if actual_changes:
+        busy = set(running) | set(awaiting_merge)
+        widened = [
+            replace(m, files=m.files | frozenset(actual_changes[m.id]))
+            if m.id in busy and m.id in actual_changes
+            else m
+            for m in [*eligible, *others]
+        ]
+        plan_overlaps = file_overlaps(widened)
     plan = plan_starts(plannable, plan_overlaps, max_workers, overlap_policy, running, awaiting_merge)
     ordered = [verdicts[m.id] for m in project.milestones]
     return EligibilityReport(

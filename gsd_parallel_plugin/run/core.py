@@ -23,7 +23,9 @@ if TYPE_CHECKING:
     from ..store import Store
     from .automerge import AutoMerger
     from .budget import BudgetGuard
+    from .drift import DriftGuard
     from .isolation import IsolationGuard
+    from .radar import RadarWatch
 
 GUARD_SECONDS = 1.0
 
@@ -79,6 +81,8 @@ class SupervisorCore:
     gsd_program: tuple[str, ...] | None
     """The GSD program of the worker command; None for a worker that is not GSD."""
     guard: IsolationGuard
+    radar: RadarWatch
+    drift: DriftGuard
     _project: Project | None
     _project_dirty: bool
     _replan: bool
@@ -115,6 +119,19 @@ class SupervisorCore:
     def project_changed(self) -> None:
         """The project's files changed (a merge landed): re-read them, re-plan the run."""
         self._project_dirty = True
+
+    def request_replan(self) -> None:
+        """What runs changed more than the plan knows (the radar saw new files): plan again."""
+        self._replan = True
+
+    @property
+    def halted(self) -> bool:
+        """``stop`` (all) came: nothing new starts in this session."""
+        return self._halted
+
+    def set_state(self, mid: str, state: WorkerState | str, reason: str | None = None) -> None:
+        """Record a worker's new state (and fire ``on_worker_state_change``): for collaborators."""
+        self._set_state(mid, state, reason)
 
     def _set_state(self, mid: str, state: WorkerState | str, reason: str | None = None) -> None:
         reason = None if reason is None else str(reason)  # a StateReason is stored as its text

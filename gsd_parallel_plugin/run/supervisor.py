@@ -86,6 +86,12 @@ class Supervisor(WorkerControl):
         self.gsd_program = gsd_program(self.prefs.worker_command)
         self.guard = IsolationGuard(self.root)
         self._guard_at = 0.0
+        # --- overlap radar and drift guard (issue 12): run/radar.py, run/drift.py
+        from .drift import DriftGuard
+        from .radar import RadarWatch
+
+        self.radar = RadarWatch(self)
+        self.drift = DriftGuard(self)
 
     # ------------------------------------------------------------------ setup
     def _open_run(self) -> None:
@@ -209,6 +215,7 @@ class Supervisor(WorkerControl):
                 running=[*self.tracked, *self.restart_at],
                 awaiting_merge=self.awaiting_merge(),
                 held=held,
+                actual_changes=self.radar.actual_files(),  # overlap radar (issue 12)
             )
         except PluginError as exc:
             # A broken eligibility plugin must not take the running workers' supervisor down:
@@ -297,6 +304,8 @@ class Supervisor(WorkerControl):
         self.apply_commands()
         self.drain_session_events()
         self.merger.tick()
+        self.radar.tick()  # overlap radar (issue 12): after a unit or a commit
+        self.drift.tick(self.radar.refs())  # drift guard (issue 12): the integration branch moved
         self.enforce_deadlines()
         self.backfill()
         self.write_status_files()
@@ -320,6 +329,7 @@ class Supervisor(WorkerControl):
             self.store.add_event("supervisor", f"supervisor {os.getpid()} started", run_id=self.run_id)
             while self.tick():
                 time.sleep(self.tick_seconds)
+            self.radar.tick(wait=True)  # overlap radar (issue 12): the last picture is written
             self.finish()
         finally:
             signal.signal(signal.SIGTERM, previous)

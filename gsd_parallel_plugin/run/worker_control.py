@@ -215,6 +215,7 @@ class WorkerControl(Spawning):
 
             finish_checkout(Path(row.worktree), mid, row.branch)
         self._set_state(mid, outcome.state, outcome.reason)
+        self.drift.settled(mid, outcome.state)  # drift guard (issue 12): paused to update
         if outcome.state in BLOCKING_STOPS.values() and outcome.reason:
             self.store.update_worker(mid, self.run_id, last_error=outcome.reason)
         if outcome.state == WorkerState.COMPLETE and row is not None:

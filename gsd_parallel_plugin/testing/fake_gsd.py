@@ -213,6 +213,9 @@ Knobs (environment)
 - ``GSD_FAKE_SPIN_AT=<unit>``: in that unit's session, an assistant ``message_end`` costing
   ``GSD_FAKE_UNIT_COST`` every ``GSD_FAKE_UNIT_SECONDS`` (at least 0.01 s) forever, never writing.
 - ``GSD_FAKE_PROVIDER=error500|error401`` and ``GSD_FAKE_RETRY_SECONDS`` (0.02): see above.
+- ``GSD_FAKE_EXTRA_FILES=<unit>=<file>[,<file>][;…]``: the execute-task units whose id is
+  ``<unit>`` or starts with ``<unit>/`` (``M002`` means all of M002's tasks) also append their
+  marker line to these files, which no plan names (an agent touching more than planned).
 
 ``<unit>`` is a unit id (``M001``, ``M001/S01``, ``M001/S01/T01``), matching every unit with that
 id, or ``<type>:<id>`` to pick one of them: ``plan-slice:M001/S01``, ``complete-slice:M001/S01``,
@@ -575,6 +578,30 @@ class Knobs:
     spin_at: str = ""
     provider: str = ""
     retry_seconds: float = 0.02
+    extra_files: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """``GSD_FAKE_EXTRA_FILES``: (unit id or prefix, files) the tasks also edit."""
+
+    def extra_for(self, unit: Unit) -> list[str]:
+        """Files no plan names that this execute-task also edits (``GSD_FAKE_EXTRA_FILES``)."""
+        out: list[str] = []
+        for spec, files in self.extra_files:
+            if unit.id == spec or unit.id.startswith(spec + "/"):
+                out += [f for f in files if f not in out]
+        return out
+
+
+def parse_extra_files(raw: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``M001=src/a.py,src/b.py;M002/S01/T02=src/a.py`` -> ((unit, files), ...)."""
+    found = []
+    for part in raw.split(";"):
+        if not part.strip():
+            continue
+        spec, sep, files = part.partition("=")
+        names = tuple(f.strip() for f in files.split(",") if f.strip())
+        if not sep or not spec.strip() or not names:
+            raise FakeError(f"GSD_FAKE_EXTRA_FILES entry {part.strip()!r} is not <unit>=<file>[,<file>]")
+        found.append((spec.strip(), names))
+    return tuple(found)
 
 
 @dataclass(frozen=True)
@@ -620,6 +647,7 @@ def load_knobs(env: Mapping[str, str]) -> Knobs:
         spin_at=env.get("GSD_FAKE_SPIN_AT", "").strip(),
         provider=provider,
         retry_seconds=_env_number(env, "GSD_FAKE_RETRY_SECONDS", 0.02, float),
+        extra_files=parse_extra_files(env.get("GSD_FAKE_EXTRA_FILES", "")),
     )
 
 
@@ -1519,6 +1547,9 @@ def run_unit(cfg: Config, em: Emitter, run: Run, unit: Unit) -> None:
     half = knobs.unit_cost / 2
     with _critical():
         calls = _TOOLS[unit.type](site, unit)
+        if unit.type == "execute-task":  # GSD_FAKE_EXTRA_FILES: files no plan names
+            extra = [(e, t) for e in knobs.extra_for(unit) if (t := _safe_target(site, e)) is not None]
+            calls[-1:-1] = [_code_call(site, unit, e, t) for e, t in extra]
         msg = session.assistant_close([c.content() for c in calls], half, "toolUse")
         try:
             results = [session.tool(c) for c in calls]
@@ -1739,6 +1770,7 @@ knobs (environment):
   GSD_FAKE_FAIL_AT=<unit>, GSD_FAKE_FAIL_TIMES (1)  fail at that unit (exit 1), that many times
   GSD_FAKE_HANG_AT=<unit>   hang at that unit      GSD_FAKE_SPIN_AT=<unit>  spend, never progress
   GSD_FAKE_PROVIDER=error500|error401, GSD_FAKE_RETRY_SECONDS (0.02)  provider failures
+  GSD_FAKE_EXTRA_FILES=M002=src/x.py[;…]  tasks also edit files no plan names
 
 <unit> is M001, M001/S01, M001/S01/T01, or <type>:<id> such as complete-slice:M001/S01.
 The module docstring says exactly what it mirrors of the real GSD."""

@@ -38,7 +38,8 @@ UNIT_TYPES = {
     "complete-slice": "close",
     "complete-milestone": "close",
 }
-EVENT_KINDS = {"state", "adopt", "kill", "budget", "merge", "stall", "supervisor", "error"}
+EVENT_KINDS = {"state", "adopt", "kill", "budget", "merge", "stall", "supervisor", "error",
+               "overlap", "sync"}  # fmt: skip
 
 
 def bar(done: float, total: float, width: int) -> str:
@@ -204,6 +205,12 @@ def render(snap: Snapshot, width: int = 80, *, footer: bool = True) -> Renderabl
             parts.append(_line(f"  {mid} ", reason, width, "dim"))
         if len(snap.waiting) > 5:
             parts.append(Text(f"  … and {len(snap.waiting) - 5} more", style="dim"))
+    if snap.overlaps:
+        parts.append(Text(f"\nOverlaps ({len(snap.overlaps)})", style="bold"))
+        for o in snap.overlaps[:5]:
+            parts.append(_line("  ", o.summary(), width, "bold red" if o.conflict else "yellow"))
+        if len(snap.overlaps) > 5:
+            parts.append(Text(f"  … and {len(snap.overlaps) - 5} more", style="dim"))
     merges = _merge_text(snap, width)
     if merges is not None:
         parts.append(merges)

@@ -19,6 +19,7 @@ from ..workspace import layout
 
 if TYPE_CHECKING:
     from ..run.forecast import Forecast
+    from ..run.radar import Picture
     from ..store import MergeRow, RunRow, Store, WorkerRow
 
 NO_RUN = "No parallel orchestration is currently active."
@@ -94,6 +95,8 @@ class RunView:
     supervisor: dict[str, Any] | None = None
     last_merge: dict[str, MergeRow] = field(default_factory=dict)
     """Each milestone's latest finished merge attempt (a conflict or a failed check shows)."""
+    radar: Picture | None = None
+    """The overlap radar's last picture (files the milestones actually changed, pairs)."""
     _forecast: tuple[Forecast | None] | None = field(default=None, init=False, repr=False)
 
     @classmethod
@@ -112,7 +115,7 @@ class RunView:
             last_merge = {m.milestone_id: m for m in store.merges() if m.outcome is not None}
         return cls(
             run, workers, total, merged, completed, SupervisorLock.holder(loaded.parallel_dir),
-            last_merge,
+            last_merge, _radar_picture(loaded, run.id) if run else None,
         )
 
     @property
@@ -246,6 +249,7 @@ class RunView:
             running=self.live,
             awaiting_merge=self.awaiting_merge,
             held=self.held,
+            actual_changes=self.radar.changes if self.radar else None,
         )
         waiting = [{"id": w.id, "reason": w.reason} for w in report.plan.waiting]
         if self.active and self.supervisor is None:
@@ -298,6 +302,7 @@ class RunView:
             "budget_ceiling": loaded.preferences.parallel.budget_ceiling,
             "auto_merge": loaded.preferences.parallel.auto_merge,
             "budget": {**self.budget(loaded), "forecast": fc.to_json() if fc else None},
+            "overlaps": [o.to_json() for o in self.radar.overlaps] if self.radar else [],
         }
 
     def _merge_json(self, mid: str) -> dict[str, Any] | None:
@@ -362,6 +367,11 @@ class RunView:
             ):
                 verb = "retry" if w.state == "failed" else "continue"
                 lines.append(f"  {verb} with {hints.cmd(f'resume {w.milestone_id}')}")
+        if self.radar and self.radar.overlaps:
+            from ..run.radar import overlap_lines
+
+            lines.append(f"\n## Overlaps ({len(self.radar.overlaps)})\n")
+            lines += overlap_lines(self.radar)
         waiting, on_others = self._waiting(loaded) if self.active else ([], set())
         if self.stopped:
             from .dashboard import stopped_line
@@ -423,3 +433,10 @@ class RunView:
                 line += f" — over the ${budget['ceiling']:.2f} budget ceiling"
             lines.append(line)
         return lines
+
+
+def _radar_picture(loaded: Loaded, run_id: int) -> Picture:
+    """The overlap radar's last picture for ``run_id`` (imported only once a run exists)."""
+    from ..run.radar import read_picture
+
+    return read_picture(loaded.parallel_dir, run_id)

@@ -26,6 +26,7 @@ from .. import hints
 from ..errors import GsdParallelError
 from ..models import HELD_STATES, LIVE_STATES, WAITING_KINDS, Milestone, Project
 from ..preferences import Preferences
+from ..run.radar import PairOverlap, read_picture
 from ..store import EventRow, MergeRow, RunRow, Store, WorkerRow
 from ..workspace import layout
 from .eta import (
@@ -137,6 +138,8 @@ class Snapshot:
     waiting: tuple[tuple[str, str], ...] = ()
     merges: MergeView = field(default_factory=MergeView)
     events: tuple[EventRow, ...] = ()
+    overlaps: tuple[PairOverlap, ...] = ()
+    """The overlap radar's pairs (``run/radar.py``): files two milestones both changed."""
 
     @property
     def active(self) -> bool:
@@ -164,6 +167,7 @@ class Snapshot:
             "waiting": [{"id": m, "reason": r} for m, r in self.waiting],
             "merges": self.merges.to_json(),
             "events": [e.to_json() for e in self.events],
+            "overlaps": [o.to_json() for o in self.overlaps],
         }
 
 
@@ -335,6 +339,7 @@ class SnapshotReader:
             waiting=tuple(waiting),
             merges=merges,
             events=events,
+            overlaps=read_picture(self.parallel_dir, run.id).overlaps,
         )
 
     def _worker_view(

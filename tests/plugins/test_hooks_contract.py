@@ -61,7 +61,7 @@ def check_impl_params(where: str, hook: str, params: list[str]) -> None:
 
 def test_every_hookspec_is_documented_with_its_exact_signature():
     text = HOOKS_MD.read_text()
-    assert len(SPECS) == 14
+    assert len(SPECS) == 15
     missing = [name for name in SPECS if signature_heading(name) not in text]
     assert missing == [], "\n".join(signature_heading(n) for n in missing)
 
@@ -235,7 +235,8 @@ def end_to_end_calls(tmp_path_factory: pytest.TempPathFactory) -> HookRecorder:
 
     Project A runs three milestones, two of which edit the same file (``overlap: warn``), with
     ``auto_merge: auto``, then ``merge``: merging fires the merge hooks, and the shared file
-    conflicts. Project B spends past its ``budget_ceiling``.
+    conflicts. Project B spends past its ``budget_ceiling``. In project C two workers edit a
+    file no plan names (the overlap radar).
     """
     base = tmp_path_factory.mktemp("e2e")
     recorder = HookRecorder()
@@ -251,8 +252,16 @@ def end_to_end_calls(tmp_path_factory: pytest.TempPathFactory) -> HookRecorder:
                 "M002": {"title": "Left", "slices": task},
                 "M003": {"title": "Right", "slices": task},
             },
-            preferences={"enabled": True, "max_workers": 3, "overlap": "warn", "auto_merge": "auto"},
+            # the shared file conflicts at the final merge (no drift guard update before it)
+            preferences={"enabled": True, "max_workers": 3, "overlap": "warn", "auto_merge": "auto",
+                         "sync_with_integration": "never"},
             files={"src/shared.py": "shared = 1\n"},
+        )
+        radar = build_project(
+            base / "radar",
+            {mid: {"title": mid, "slices": {"S01": {"T01": [f"src/{mid}.py"]}}} for mid in ("M001", "M002")},
+            preferences={"enabled": True, "max_workers": 2, "auto_merge": "manual"},
+            files={"src/common.py": "common = 1\n"},
         )
         budget = build_project(
             base / "budget",
@@ -274,8 +283,11 @@ def end_to_end_calls(tmp_path_factory: pytest.TempPathFactory) -> HookRecorder:
             assert host.run("start --wait").exit_code == 1, host.errors
             host.run("merge")
             make_host(budget, recorder=recorder).run("start --wait")
+            # Project C: two workers edit a file no plan names; the overlap radar reports it.
+            mp.setenv("GSD_FAKE_EXTRA_FILES", "M001=src/common.py;M002=src/common.py")
+            make_host(radar, recorder=recorder).run("start --wait")
         finally:
-            for project in (merging, budget):
+            for project in (merging, budget, radar):
                 stop_leftovers(project.root)
     return recorder
 
