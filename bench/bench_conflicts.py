@@ -49,8 +49,13 @@ def run_once(tmp: Path, seed: int, mode: str) -> dict:
     project = build_project(
         tmp / f"{mode}-{seed}",
         milestones(seed),
-        preferences={"enabled": True, "max_workers": 4, "overlap": "warn", "auto_merge": "auto",
-                     "sync_with_integration": mode},
+        preferences={
+            "enabled": True,
+            "max_workers": 4,
+            "overlap": "warn",
+            "auto_merge": "auto",
+            "sync_with_integration": mode,
+        },
         files={f"src/common{k}.py": f"common{k} = 1\n" for k in range(POOL)},
     )
     sup = Supervisor(project.root, tick_seconds=0.05)
@@ -93,8 +98,11 @@ def main() -> int:
             totals["never"].append(never)
             totals["unit"].append(unit)
             per_unit = 1000 * unit["radar_seconds"] / max(unit["units"], 1)
-            print(f"{seed:>4} {never['final_conflicts']:>17} {unit['final_conflicts']:>16} "
-                  f"{unit['sync_conflicts']:>12} {unit['sync_updates']:>8} {per_unit:>13.1f}", flush=True)
+            print(
+                f"{seed:>4} {never['final_conflicts']:>17} {unit['final_conflicts']:>16} "
+                f"{unit['sync_conflicts']:>12} {unit['sync_updates']:>8} {per_unit:>13.1f}",
+                flush=True,
+            )
         n = sum(r["final_conflicts"] for r in totals["never"])
         u = sum(r["final_conflicts"] for r in totals["unit"])
         early = sum(r["sync_conflicts"] for r in totals["unit"])
@@ -103,13 +111,21 @@ def main() -> int:
         units = sum(r["units"] for r in totals["unit"] + totals["never"])
         recomputes = sum(r["radar_updates"] for r in totals["unit"] + totals["never"])
         print()
-        print(f"final-merge conflicts over {args.seeds} seeds: never {n}, drift guard (unit) {u}; "
-              f"ratio unit/never {u / n:.2f}" if n else f"final-merge conflicts: never {n}, unit {u}")
-        print(f"drift guard: {updates} clean updates, {early} conflicts found early at a unit boundary "
-              f"(worker paused); never + unit milestones hitting any conflict: {n} vs {u + early}")
-        print(f"radar: {1000 * radar_s / max(units, 1):.1f} ms per unit with 4 workers "
-              f"({recomputes} recomputations, {1000 * radar_s / max(recomputes, 1):.1f} ms each, "
-              f"{units} units)")
+        print(
+            f"final-merge conflicts over {args.seeds} seeds: never {n}, drift guard (unit) {u}; "
+            f"ratio unit/never {u / n:.2f}"
+            if n
+            else f"final-merge conflicts: never {n}, unit {u}"
+        )
+        print(
+            f"drift guard: {updates} clean updates, {early} conflicts found early at a unit boundary "
+            f"(worker paused); never + unit milestones hitting any conflict: {n} vs {u + early}"
+        )
+        print(
+            f"radar: {1000 * radar_s / max(units, 1):.1f} ms per unit with 4 workers "
+            f"({recomputes} recomputations, {1000 * radar_s / max(recomputes, 1):.1f} ms each, "
+            f"{units} units)"
+        )
     return 0
 
 

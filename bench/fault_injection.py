@@ -102,9 +102,11 @@ class Project:
             return None
         try:
             proc = psutil.Process(pid)
-            if "gsd_parallel_plugin.run.supervisor" in " ".join(proc.cmdline()) and (
-                str(self.root) in proc.cmdline()
-            ) and proc.status() != psutil.STATUS_ZOMBIE:
+            if (
+                "gsd_parallel_plugin.run.supervisor" in " ".join(proc.cmdline())
+                and (str(self.root) in proc.cmdline())
+                and proc.status() != psutil.STATUS_ZOMBIE
+            ):
                 return pid
         except psutil.Error:
             pass
@@ -264,8 +266,11 @@ def check(project: Project, result: Result) -> None:
     doctor = project.cli("doctor")
     result.doctor_clean = doctor.returncode == 0
     if not result.doctor_clean:
-        result.notes.append("doctor: " + " | ".join(
-            ln for ln in doctor.stdout.splitlines() if ln.startswith("- ")) + doctor.stderr.strip())
+        result.notes.append(
+            "doctor: "
+            + " | ".join(ln for ln in doctor.stdout.splitlines() if ln.startswith("- "))
+            + doctor.stderr.strip()
+        )
 
 
 def _all_runs(s: Store) -> list[int]:
@@ -337,8 +342,10 @@ def main() -> int:
         for k, v in r.faults.items():
             total[k] = total.get(k, 0) + v
     held = sum(r.ok for r in results)
-    print(f"\n{held} of {len(results)} runs held every invariant; kills: "
-          + ", ".join(f"{k} {v}" for k, v in sorted(total.items())))
+    print(
+        f"\n{held} of {len(results)} runs held every invariant; kills: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(total.items()))
+    )
     for name in ("merged_once", "exact_cost", "doctor_clean", "no_double_spawn", "finished"):
         print(f"  {name}: {sum(getattr(r, name) for r in results)}/{len(results)}")
     return 0 if held == len(results) else 1

@@ -80,9 +80,7 @@ def on_session_start(host: HostSession) -> None:
 
 
 @hookspec("veto")
-def check_eligibility(
-    milestone: Milestone, project: Project, preferences: Mapping[str, Any]
-) -> str | None:
+def check_eligibility(milestone: Milestone, project: Project, preferences: Mapping[str, Any]) -> str | None:
     """Veto a milestone that GSD's own rules find runnable.
 
     Called during eligibility analysis (``start``, ``start --dry-run``, backfill in the
@@ -250,9 +248,7 @@ def resolve_merge_conflict(milestone_id: str, files: Sequence[str], worktree: Pa
 
 
 @hookspec("veto")
-def before_merge(
-    milestone_id: str, worktree: Path, changed_files: Sequence[str], commit: str
-) -> str | None:
+def before_merge(milestone_id: str, worktree: Path, changed_files: Sequence[str], commit: str) -> str | None:
     """Gate a merge that is built but has not landed yet.
 
     Veto hook, called in the merging process after the squash commit was made in the

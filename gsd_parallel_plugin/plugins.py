@@ -180,10 +180,7 @@ def may_have_entry_points(group: str) -> bool:
     """
     from importlib.machinery import PathFinder
 
-    if any(
-        hasattr(finder, "find_distributions") and finder is not PathFinder
-        for finder in sys.meta_path
-    ):
+    if any(hasattr(finder, "find_distributions") and finder is not PathFinder for finder in sys.meta_path):
         return True
     for entry in sys.path:
         base = entry or "."
@@ -224,9 +221,7 @@ def create_plugin_manager(
     for blocked in _split_env(env.get(ENV_DISABLED)):
         pm.set_blocked(blocked)
 
-    def register(
-        plugin: object, name: str, source: str, dist: str | None, version: str | None
-    ) -> None:
+    def register(plugin: object, name: str, source: str, dist: str | None, version: str | None) -> None:
         label = f"plugin '{name}'" + (f" (from {dist} {version})" if dist else "")
         if pm.is_blocked(name):
             return
@@ -281,9 +276,7 @@ def create_plugin_manager(
             module: ModuleType = importlib.import_module(module_name)
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
-            loaded.warnings.append(
-                f"plugin '{module_name}' (from {source}) failed to load: {reason}"
-            )
+            loaded.warnings.append(f"plugin '{module_name}' (from {source}) failed to load: {reason}")
             continue
         register(module, module_name, source, None, None)
 
@@ -332,9 +325,7 @@ class Hooks:
     :attr:`broadcast_errors`); the default logs it on the ``gsd_parallel`` logger.
     """
 
-    def __init__(
-        self, pm: pluggy.PluginManager, *, warn: Callable[[str], None] | None = None
-    ) -> None:
+    def __init__(self, pm: pluggy.PluginManager, *, warn: Callable[[str], None] | None = None) -> None:
         self.pm = pm
         self.listeners: list[CallListener] = []
         self.broadcast_errors: list[str] = []
@@ -362,9 +353,7 @@ class Hooks:
             raise  # a deliberate, user-facing error (e.g. worker command not found)
         except Exception as exc:
             plugin = plugin_name_for(self.pm, exc.__traceback__) or "unknown plugin"
-            raise PluginError(
-                f"plugin '{plugin}' failed in {name}: {type(exc).__name__}: {exc}"
-            ) from exc
+            raise PluginError(f"plugin '{plugin}' failed in {name}: {type(exc).__name__}: {exc}") from exc
 
     @staticmethod
     def _plain(caller: pluggy.HookCaller) -> list[pluggy.HookImpl]:
@@ -378,9 +367,7 @@ class Hooks:
             try:
                 impl.function(*[kwargs[arg] for arg in impl.argnames])
             except Exception as exc:
-                self._report(
-                    f"plugin '{impl.plugin_name}' raised in {name}: {type(exc).__name__}: {exc}"
-                )
+                self._report(f"plugin '{impl.plugin_name}' raised in {name}: {type(exc).__name__}: {exc}")
 
     # -- session
     def register_slash_commands(self, host: HostSession) -> list[tuple[str, SlashCommand]]:
@@ -408,9 +395,7 @@ class Hooks:
             self.pm.hook.on_session_start.call_historic(kwargs={"host": host})
         except Exception as exc:
             plugin = plugin_name_for(self.pm, exc.__traceback__) or "unknown plugin"
-            self._report(
-                f"plugin '{plugin}' raised in on_session_start: {type(exc).__name__}: {exc}"
-            )
+            self._report(f"plugin '{plugin}' raised in on_session_start: {type(exc).__name__}: {exc}")
 
     # -- eligibility
     def check_eligibility(
@@ -438,9 +423,7 @@ class Hooks:
         )
 
     def on_milestone_complete(self, milestone_id: str, branch: str, worktree: Path) -> None:
-        self._broadcast(
-            "on_milestone_complete", milestone_id=milestone_id, branch=branch, worktree=worktree
-        )
+        self._broadcast("on_milestone_complete", milestone_id=milestone_id, branch=branch, worktree=worktree)
 
     def on_gsd_session_start(self, session_id: str, cwd: Path) -> None:
         self._broadcast("on_gsd_session_start", session_id=session_id, cwd=cwd)
@@ -469,9 +452,7 @@ class Hooks:
         )
 
     def on_budget_exceeded(self, run_total_usd: float, budget_ceiling: float) -> None:
-        self._broadcast(
-            "on_budget_exceeded", run_total_usd=run_total_usd, budget_ceiling=budget_ceiling
-        )
+        self._broadcast("on_budget_exceeded", run_total_usd=run_total_usd, budget_ceiling=budget_ceiling)
 
     # -- overlaps
     def on_overlap_detected(
@@ -500,13 +481,9 @@ class Hooks:
                 result.append(mid)
         return result
 
-    def resolve_merge_conflict(
-        self, milestone_id: str, files: Sequence[str], worktree: Path
-    ) -> bool:
+    def resolve_merge_conflict(self, milestone_id: str, files: Sequence[str], worktree: Path) -> bool:
         return bool(
-            self._decide(
-                "resolve_merge_conflict", milestone_id=milestone_id, files=files, worktree=worktree
-            )
+            self._decide("resolve_merge_conflict", milestone_id=milestone_id, files=files, worktree=worktree)
         )
 
     def before_merge(
@@ -522,6 +499,4 @@ class Hooks:
         return [str(r) for r in results if r]
 
     def on_merge_complete(self, milestone_id: str, commit: str, branch: str) -> None:
-        self._broadcast(
-            "on_merge_complete", milestone_id=milestone_id, commit=commit, branch=branch
-        )
+        self._broadcast("on_merge_complete", milestone_id=milestone_id, commit=commit, branch=branch)

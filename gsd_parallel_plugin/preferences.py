@@ -258,9 +258,7 @@ def load_preferences(
         layers.append((global_file, read(global_file), True))
     if project_gsd_dir is not None:
         project_file = project_gsd_dir / PREFERENCES_FILE
-        if project_file.is_file() and (
-            not global_file.is_file() or not project_file.samefile(global_file)
-        ):
+        if project_file.is_file() and (not global_file.is_file() or not project_file.samefile(global_file)):
             layers.append((project_file, read(project_file), False))
 
     raw: dict[str, Any] = {}

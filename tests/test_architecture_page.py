@@ -21,6 +21,7 @@ README = REPO / "README.md"
 LONG_MODULE_LINES = 550
 WHY_ONE_MODULE = "Why one module:"
 
+
 def page() -> str:
     return PAGE.read_text(encoding="utf-8")
 

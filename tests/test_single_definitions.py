@@ -187,7 +187,8 @@ def test_exit_codes_are_named() -> None:
             if isinstance(node, ast.Compare):
                 names = [getattr(n, "id", None) for n in (node.left, *node.comparators)]
                 if "code" in names and any(
-                    isinstance(c, ast.Constant) and c.value in EXIT_NUMBERS for c in (node.left, *node.comparators)
+                    isinstance(c, ast.Constant) and c.value in EXIT_NUMBERS
+                    for c in (node.left, *node.comparators)
                 ):
                     hits.append((name, node.lineno, "code compared with a number"))
         for func in ast.walk(tree):
@@ -265,8 +266,15 @@ def test_helpers_are_defined_once() -> None:
     defs = _definitions(
         ast.FunctionDef,
         "name",
-        {"usd_to_nanos", "cost_to_nanos", "nanos_to_usd", "split_z", "_split_z", "validate_milestone_id",
-         "is_valid_milestone_id"},
+        {
+            "usd_to_nanos",
+            "cost_to_nanos",
+            "nanos_to_usd",
+            "split_z",
+            "_split_z",
+            "validate_milestone_id",
+            "is_valid_milestone_id",
+        },
     )
     places = {name: [p.split(":")[0] for p in where_] for name, where_ in defs.items()}
     assert places == {
@@ -287,7 +295,11 @@ def test_constants_are_assigned_once() -> None:
             if isinstance(node, (ast.Assign, ast.AnnAssign)):
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
                 for t in targets:
-                    if isinstance(t, ast.Name) and t.id in {"NANOS_PER_USD", "MILESTONE_ID_RE", "BRANCH_PREFIX"}:
+                    if isinstance(t, ast.Name) and t.id in {
+                        "NANOS_PER_USD",
+                        "MILESTONE_ID_RE",
+                        "BRANCH_PREFIX",
+                    }:
                         assigned.setdefault(t.id, []).append(module)
     assert assigned == {
         "NANOS_PER_USD": ["money.py"],
@@ -310,6 +322,8 @@ def test_no_type_is_called_just_outcome() -> None:
         for node in ast.walk(tree):
             if isinstance(node, ast.ClassDef) and node.name == "Outcome":
                 hits.append((module, node.lineno, "class Outcome"))
-            if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "Outcome" for t in node.targets):
+            if isinstance(node, ast.Assign) and any(
+                getattr(t, "id", None) == "Outcome" for t in node.targets
+            ):
                 hits.append((module, node.lineno, "Outcome = ..."))
     assert not hits, where(hits)

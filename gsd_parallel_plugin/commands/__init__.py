@@ -21,17 +21,26 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "pause": ("control", "[MID] [--now]", "Pause after the current unit (--now: freeze)."),
     "resume": ("control", "[MID] [--budget USD]", "Resume paused workers."),
     "merge": ("merge", "[MID] [--dry-run | --preview] [--json]", "Merge completed milestones back."),
-    "revert": ("revert", "MID [--dry-run] [--with-dependents] [--json]",
-               "Take a merged milestone back off the integration branch."),
+    "revert": (
+        "revert",
+        "MID [--dry-run] [--with-dependents] [--json]",
+        "Take a merged milestone back off the integration branch.",
+    ),
     "watch": ("watch", "[--once] [--width N] [--interval S]", "Live dashboard of the run."),
     "graph": ("graph", "[--format tree|mermaid|dot] [--direction TD|LR]", "The milestone dependency graph."),
     "logs": ("logs", "MID [-f] [-n N]", "A worker's activity log."),
     "doctor": ("doctor", "[--fix]", "Find (and fix) dead workers, stale locks, orphans."),
     "plugins": ("plugins", "[--json]", "List loaded plugins and their hooks."),
-    "demo": ("demo", "[DIR] [--real]",
-             "Generate a sample project and run it (fake worker; --real: real GSD, scripted model)."),
-    "gsd-extension": ("gsd_extension", "install|uninstall|status [--project [DIR]]",
-                      "Install /parallel into GSD."),
+    "demo": (
+        "demo",
+        "[DIR] [--real]",
+        "Generate a sample project and run it (fake worker; --real: real GSD, scripted model).",
+    ),
+    "gsd-extension": (
+        "gsd_extension",
+        "install|uninstall|status [--project [DIR]]",
+        "Install /parallel into GSD.",
+    ),
     "session-events": ("session_events", "", "Deliver the GSD session's spooled events to plugins."),
 }
 

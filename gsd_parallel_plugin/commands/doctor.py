@@ -83,9 +83,7 @@ def diagnose(loaded: Loaded) -> list[Finding]:
         def rebuild() -> str:
             from ..store.rebuild import rebuild_from_logs
 
-            lines = rebuild_from_logs(
-                loaded.root, loaded.parallel_dir, loaded.project.integration_branch
-            )
+            lines = rebuild_from_logs(loaded.root, loaded.parallel_dir, loaded.project.integration_branch)
             return "rebuilt the coordination store from the workers' logs: " + "; ".join(lines)
 
         return [Finding("store-missing", missing_message(loaded.parallel_dir), fix=rebuild)]

@@ -58,8 +58,7 @@ def gsd_parallel_command() -> list[str]:
 
 def _subcommands(ctx: CommandContext) -> list[dict[str, str]]:
     table = [
-        {"name": c.name, "usage": c.usage, "summary": c.summary}
-        for c in ctx.host.subcommands("parallel")
+        {"name": c.name, "usage": c.usage, "summary": c.summary} for c in ctx.host.subcommands("parallel")
     ]
     return table
 

@@ -55,9 +55,7 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
     git.repo_root(loaded.root)  # one clear line when this is not a git repository
     prefs = loaded.preferences.parallel
     with Store(layout.store_path(loaded.parallel_dir)) as store:
-        env = MergeEnv(
-            loaded.root, loaded.project, store, ctx.host.hooks, prefs, notify=ctx.host.notify
-        )
+        env = MergeEnv(loaded.root, loaded.project, store, ctx.host.hooks, prefs, notify=ctx.host.notify)
         if args.preview:
             return _preview(ctx, env)
         candidates, notes = merge_candidates(env)
@@ -90,9 +88,7 @@ def _mark_dry(result: CommandResult, dry: bool) -> CommandResult:
     return result
 
 
-def _explicit(
-    loaded: Loaded, store: Store, value: str, candidates: Sequence[str]
-) -> str | CommandResult:
+def _explicit(loaded: Loaded, store: Store, value: str, candidates: Sequence[str]) -> str | CommandResult:
     """``merge MID``: the milestone, or a ready answer when there is nothing to do."""
     from ..workspace import git
 
@@ -202,9 +198,7 @@ def render_results(results: Sequence[MergeResult]) -> str:
         elif r.outcome == "conflict":
             lines.append(f"- **{r.id}** — CONFLICT ({len(r.files)} file(s)):")
             lines += [f"  - `{f}`" for f in r.files]
-            lines.append(
-                f"  Resolve conflicts manually and run {hints.cmd(f'merge {r.id}')} to retry."
-            )
+            lines.append(f"  Resolve conflicts manually and run {hints.cmd(f'merge {r.id}')} to retry.")
         else:
             first, *rest = (r.error or r.outcome).splitlines() or [r.outcome]
             lines.append(f"- **{r.id}** — {r.outcome}: {first}")
@@ -237,9 +231,7 @@ def _hints(
         if supervised:
             ctx.host.notify(f"{', '.join(unblocked)} can start now: the supervisor starts it.")
         else:
-            ctx.host.notify(
-                f"{', '.join(unblocked)} can start now: run {hints.cmd('start')}."
-            )
+            ctx.host.notify(f"{', '.join(unblocked)} can start now: run {hints.cmd('start')}.")
 
 
 def _waiting_ids(loaded: Loaded) -> set[str]:
@@ -263,10 +255,7 @@ class _AfterMerge:
         run = self.view.run
         if run is None or not self.view.active or self.startable or self.waiting:
             return
-        if any(
-            w.state != "complete" or w.milestone_id not in self.view.merged
-            for w in self.view.workers
-        ):
+        if any(w.state != "complete" or w.milestone_id not in self.view.merged for w in self.view.workers):
             return
         store = open_store(self.loaded)
         if store is not None:
@@ -298,15 +287,11 @@ def _after_merge(ctx: CommandContext, before: Loaded) -> _AfterMerge:
         awaiting_merge=view.awaiting_merge,
         held=view.held,
     )
-    startable = [
-        *report.plan.start, *(w.id for w in report.plan.waiting if w.kind == WaitKind.SLOT)
-    ]
+    startable = [*report.plan.start, *(w.id for w in report.plan.waiting if w.kind == WaitKind.SLOT)]
     waiting = [w["id"] for w in view.waiting(loaded) if w["id"] not in startable]
     return _AfterMerge(loaded, view, startable, waiting)
 
 
 def _integration(loaded: Loaded, mid: str) -> str:
     milestone = loaded.project.get(mid)
-    return (milestone.integration_branch if milestone else None) or (
-        loaded.project.integration_branch
-    )
+    return (milestone.integration_branch if milestone else None) or (loaded.project.integration_branch)

@@ -39,9 +39,7 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
     mid = milestone_arg(loaded, args.milestone)
     prefs = loaded.preferences.parallel
     with Store(layout.store_path(loaded.parallel_dir)) as store:
-        env = MergeEnv(
-            loaded.root, loaded.project, store, ctx.host.hooks, prefs, notify=ctx.host.notify
-        )
+        env = MergeEnv(loaded.root, loaded.project, store, ctx.host.hooks, prefs, notify=ctx.host.notify)
         try:
             plan = plan_revert(env, mid, args.with_dependents)
         except NotMerged as exc:
@@ -96,6 +94,8 @@ def _rerun_hint(ctx: CommandContext, loaded: Loaded, reverted: list[str]) -> Non
     held = set(RunView.read(loaded).held)
     again = [m for m in reverted if m in held]
     how = (
-        hints.cmd(f"resume {again[0]}") if len(again) == 1 else hints.cmd("resume")
-    ) if again else hints.cmd("start")
+        (hints.cmd(f"resume {again[0]}") if len(again) == 1 else hints.cmd("resume"))
+        if again
+        else hints.cmd("start")
+    )
     ctx.host.notify(f"{', '.join(reverted)} can run again: {how}.")

@@ -90,8 +90,7 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
                 f"Interrupted. The workers keep running ({', '.join(final.live)}) under {who}: "
                 f"{hints.cmd('status')} to follow, {hints.cmd('stop')} to stop them.\n"
                 if final.live
-                else f"Interrupted. No worker is running; {hints.cmd('status')} shows where the run"
-                " stands.\n"
+                else f"Interrupted. No worker is running; {hints.cmd('status')} shows where the run stands.\n"
             )
             result = {**data, **final.status_json(loaded), "interrupted": True}
             return CommandResult(final.render_status(loaded) + "\n" + text, result, exit_code=code)
@@ -120,11 +119,7 @@ def _held_eligible(report: EligibilityReport, view: RunView | None) -> list[tupl
     if view is None:
         return []
     held = set(view.held)
-    return [
-        (v.id, w.state)
-        for v in report.eligible
-        if v.id in held and (w := view.worker(v.id)) is not None
-    ]
+    return [(v.id, w.state) for v in report.eligible if v.id in held and (w := view.worker(v.id)) is not None]
 
 
 def _held_text(held: list[tuple[str, str]]) -> str:
@@ -156,8 +151,7 @@ def check_repository(loaded: Loaded) -> None:
         raise GitError("repository has no commits yet: commit something first, then start")
     if git.current_branch(root) is None:
         raise GitError(
-            "the main checkout is on a detached HEAD: check out "
-            f"{loaded.project.integration_branch} first"
+            f"the main checkout is on a detached HEAD: check out {loaded.project.integration_branch} first"
         )
 
 
@@ -221,9 +215,7 @@ def start_background(
         # not settled yet: its old state says nothing about this start. Nor has a row the new
         # supervisor's adoption just wrote as stopped/paused/crashed: it is relaunched next.
         settled = {
-            w.milestone_id
-            for w in view.workers
-            if w.state in SETTLED_BY_START and w.updated_at >= spawned_at
+            w.milestone_id for w in view.workers if w.state in SETTLED_BY_START and w.updated_at >= spawned_at
         }
         if wanted <= settled:
             break

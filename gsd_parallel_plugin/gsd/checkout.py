@@ -170,9 +170,7 @@ def gsd_says_complete(checkout: Path, mid: str) -> bool:
 # --------------------------------------------------------------------------- prepare / finish
 
 
-def prepare_checkout(
-    checkout: Path, mid: str, program: Sequence[str], env: Mapping[str, str]
-) -> None:
+def prepare_checkout(checkout: Path, mid: str, program: Sequence[str], env: Mapping[str, str]) -> None:
     """Make ``checkout`` a GSD project the worker can run in (settings, imported plan).
 
     Raises :class:`WorkerLaunchError` with GSD's own words when the import fails.
@@ -223,9 +221,7 @@ def _forget_met_dependencies(checkout: Path, mid: str) -> None:
     milestone only once its dependencies are complete and merged into the branch it starts
     from, so in its checkout there is nothing left to wait for. The user's DB is not touched.
     """
-    _update_db(
-        checkout, "UPDATE milestones SET depends_on = '[]' WHERE id = ? AND depends_on != '[]'", mid
-    )
+    _update_db(checkout, "UPDATE milestones SET depends_on = '[]' WHERE id = ? AND depends_on != '[]'", mid)
 
 
 def _release_leases(checkout: Path, mid: str) -> None:

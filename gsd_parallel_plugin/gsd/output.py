@@ -151,9 +151,7 @@ def read_new_events(
     return _parse_buffer(buf, offset, mid_line, max_line, restarted)
 
 
-def _parse_buffer(
-    buf: bytes, offset: int, mid_line: bool, max_line: int, restarted: bool
-) -> LogChunk:
+def _parse_buffer(buf: bytes, offset: int, mid_line: bool, max_line: int, restarted: bool) -> LogChunk:
     events: list[dict[str, Any]] = []
     skipped = 0
     pos, n = 0, len(buf)
@@ -248,9 +246,7 @@ class Progress:
             last_event_type=later.last_event_type or self.last_event_type,
             events=self.events + later.events,
             model_events=self.model_events + later.model_events,
-            provider_failure=(
-                later.provider_failure if later.provider_touched else self.provider_failure
-            ),
+            provider_failure=(later.provider_failure if later.provider_touched else self.provider_failure),
             provider_touched=self.provider_touched or later.provider_touched,
         )
 

@@ -96,9 +96,7 @@ class MergeEnv:
 
     def integration_branch(self, mid: str) -> str:
         milestone = self.project.get(mid)
-        return (milestone.integration_branch if milestone else None) or (
-            self.project.integration_branch
-        )
+        return (milestone.integration_branch if milestone else None) or (self.project.integration_branch)
 
 
 @dataclass(frozen=True)
@@ -125,9 +123,7 @@ def merge_milestone(env: MergeEnv, mid: str, slices: SliceMerge | None = None) -
     if not lock.acquire(env.lock_timeout):
         who = lock.holder() or {}
         pid = f" (pid {who['pid']})" if who.get("pid") else ""
-        return MergeResult(
-            mid, "failed", error=f"another merge is running{pid}; try again when it is done"
-        )
+        return MergeResult(mid, "failed", error=f"another merge is running{pid}; try again when it is done")
     try:
         return _Merge(env, mid, slices).run()
     finally:
@@ -196,9 +192,7 @@ class _Merge:
             raise
         finally:
             if self.tmp is not None:
-                remove_temp_worktree(
-                    self.g, self.tmp, self.env.parallel_dir, registered=self.tmp_registered
-                )
+                remove_temp_worktree(self.g, self.tmp, self.env.parallel_dir, registered=self.tmp_registered)
 
     def _attempt(self) -> MergeResult:
         unfinished = unfinished_checkout_merge(self.env.root, self.mid)
@@ -261,9 +255,7 @@ class _Merge:
         fields: dict[str, Any] = {"files": list(files), "error": error}
         if commit_sha is not None:
             fields["commit_sha"] = commit_sha
-        self.store.finish_merge(
-            self.merge_id, outcome, mark_milestone=self.slices is None, **fields
-        )
+        self.store.finish_merge(self.merge_id, outcome, mark_milestone=self.slices is None, **fields)
         what = self._label()
         if outcome == "conflict":
             add_merge_event(
@@ -362,9 +354,7 @@ class _Merge:
 
     def _commit(self, tg: Git) -> str:
         milestone = self._milestone_view()
-        message = commit_message(
-            self.mid, milestone, self.slices.slices if self.slices else None
-        )
+        message = commit_message(self.mid, milestone, self.slices.slices if self.slices else None)
         ident: tuple[str, ...] = ()
         if not (tg.ok("var", "GIT_AUTHOR_IDENT") and tg.ok("var", "GIT_COMMITTER_IDENT")):
             ident = FALLBACK_IDENT

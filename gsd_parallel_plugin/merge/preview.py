@@ -106,9 +106,7 @@ class _Checkout:
         self.dir = None
 
 
-def preview(
-    env: MergeEnv, order: Sequence[str], running: Sequence[str] = ()
-) -> list[PreviewResult]:
+def preview(env: MergeEnv, order: Sequence[str], running: Sequence[str] = ()) -> list[PreviewResult]:
     """Stack ``order`` onto the integration branch one by one, merge_check after each; no ref moves."""
     g = Git(env.root, env=DRY_RUN_IDENT)
     check = env.preferences.merge_check

@@ -62,13 +62,9 @@ def recover(root: Path, store: Store, fix: bool) -> list[str]:
         lock.release()
 
 
-def _recover_row(
-    g: Git, root: Path, store: Store, row: MergeRow, parallel_dir: Path, fix: bool
-) -> str:
+def _recover_row(g: Git, root: Path, store: Store, row: MergeRow, parallel_dir: Path, fix: bool) -> str:
     if is_revert_row(row):  # a `revert` journals like a merge (see .revert)
-        return recover_revert_row(g, root, store, row, fix) + _temp_worktree(
-            g, row, parallel_dir, fix
-        )
+        return recover_revert_row(g, root, store, row, fix) + _temp_worktree(g, row, parallel_dir, fix)
     mid, integ = row.milestone_id, row.integration_branch
     line = f"{mid}: merge #{row.id} was interrupted at step '{row.step}'"
     if _landed(g, row):

@@ -144,10 +144,7 @@ def land_on_branch(
     again = hints.cmd(retry)
     now = g.branch_sha(integ)
     if now != base:
-        return [], (
-            f"{integ} moved while the {what} was being built (now {short(now)}); "
-            f"run {again} again"
-        )
+        return [], (f"{integ} moved while the {what} was being built (now {short(now)}); run {again} again")
     where = g.branch_checked_out_at(integ)
     if where is None:
         try:
@@ -184,9 +181,7 @@ def set_slice_point(g: Git, mid: str, commit: str) -> None:
     g.run("update-ref", "-m", "gsd-parallel: per-slice merge", f"{layout.MERGED_REF_PREFIX}{mid}", commit)
 
 
-def remove_temp_worktree(
-    g: Git, path: Path, parallel_dir: Path, *, registered: bool | None = None
-) -> bool:
+def remove_temp_worktree(g: Git, path: Path, parallel_dir: Path, *, registered: bool | None = None) -> bool:
     """Remove a temporary merge worktree (registered or not); True if anything was there.
 
     ``registered`` None asks git; the merge itself knows and saves the call.
@@ -260,9 +255,7 @@ def run_merge_check(command: Sequence[str], cwd: Path, mid: str) -> str | None:
     code = done.returncode
     how = f"exit code {code}" if code > 0 else f"killed by signal {-code}"
     tail = done.stdout.decode("utf-8", "replace").rstrip().splitlines()[-TAIL_LINES:]
-    return f"merge_check `{shlex.join(command)}` failed ({how})" + (
-        ":\n" + "\n".join(tail) if tail else ""
-    )
+    return f"merge_check `{shlex.join(command)}` failed ({how})" + (":\n" + "\n".join(tail) if tail else "")
 
 
 def cleanup_after_landing(root: Path, mid: str, merged_sha: str) -> list[str]:

@@ -272,9 +272,7 @@ def plan_starts(
             clash = next((other for other in blockers if other in neighbours[m.id]), None)
             if clash is not None:
                 files = neighbours[m.id][clash]
-                shown = ", ".join(files[:3]) + (
-                    f" and {len(files) - 3} more" if len(files) > 3 else ""
-                )
+                shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
                 until = "is merged" if clash in unmerged else "finishes"
                 reason = f"overlaps {clash} ({shown}); starts after {clash} {until}"
                 waiting.append(Waiting(m.id, reason, WaitKind.OVERLAP))
@@ -312,9 +310,7 @@ def render_report(report: EligibilityReport, project: Project) -> str:
             lines += [f"  - `{f}`" for f in o.files]
             lines.append("")
     unplanned = [
-        v.id
-        for v in report.eligible
-        if (m := project.get(v.id)) is not None and not m.has_file_plan
+        v.id for v in report.eligible if (m := project.get(v.id)) is not None and not m.has_file_plan
     ]
     if unplanned:
         lines.append("No file plan yet (overlap unknown): " + ", ".join(unplanned) + ".")
@@ -337,9 +333,7 @@ def report_json(report: EligibilityReport) -> dict[str, object]:
     return {
         "eligible": [verdict(v) for v in report.eligible],
         "ineligible": [verdict(v) for v in report.ineligible],
-        "overlaps": [
-            {"milestones": list(o.milestones), "files": list(o.files)} for o in report.overlaps
-        ],
+        "overlaps": [{"milestones": list(o.milestones), "files": list(o.files)} for o in report.overlaps],
         "plan": {
             "start": list(report.plan.start),
             "waiting": [{"id": w.id, "reason": w.reason} for w in report.plan.waiting],

@@ -9,9 +9,7 @@ from .frontmatter import split_frontmatter
 _FENCE_RE = re.compile(r"^\s{0,3}(```|~~~)")
 _H1_RE = re.compile(r"^#[ \t]+(.+?)[ \t#]*$")
 _TITLE_ID_RE = re.compile(r"^M\d+(?:-[a-z0-9]{6})?\b\s*(?:[:\-—–.]\s*)?")
-_SLICE_REF_RE = re.compile(
-    r"(?<![A-Za-z0-9])S(\d+)(?:\s*(?:-|–|—|\.\.)\s*S?(\d+))?(?![\dA-Za-z])"
-)
+_SLICE_REF_RE = re.compile(r"(?<![A-Za-z0-9])S(\d+)(?:\s*(?:-|–|—|\.\.)\s*S?(\d+))?(?![\dA-Za-z])")
 
 MAX_RANGE = 500
 """A range like ``S01-S99999`` is a typo, not 99,999 dependencies: keep the endpoints."""

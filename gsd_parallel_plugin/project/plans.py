@@ -29,9 +29,38 @@ _LIKELY_RE = re.compile(r"^[*_ ]*files\s+likely\s+touched\b", re.IGNORECASE)
 
 _PROSE_WORDS = frozenset(
     {
-        "none", "n/a", "na", "tbd", "todo", "nothing", "various", "multiple", "misc", "etc",
-        "same", "unknown", "unchanged", "n.a.", "-", "—", "–", "...", "…", "no", "all", "any",
-        "see", "and", "or", "plus", "other", "others", "more", "files", "file", "new",
+        "none",
+        "n/a",
+        "na",
+        "tbd",
+        "todo",
+        "nothing",
+        "various",
+        "multiple",
+        "misc",
+        "etc",
+        "same",
+        "unknown",
+        "unchanged",
+        "n.a.",
+        "-",
+        "—",
+        "–",
+        "...",
+        "…",
+        "no",
+        "all",
+        "any",
+        "see",
+        "and",
+        "or",
+        "plus",
+        "other",
+        "others",
+        "more",
+        "files",
+        "file",
+        "new",
     }
 )
 _PROSE_START_RE = re.compile(
@@ -300,8 +329,7 @@ def parse_plan_info(text: str) -> PlanInfo:
         target = current.files if current is not None else loose
         target.extend(f for f in found if f not in target)
     out_tasks = [
-        Task(id=t.id, title=t.title, done=t.done, files=tuple(t.files))
-        for t in (tasks[tid] for tid in order)
+        Task(id=t.id, title=t.title, done=t.done, files=tuple(t.files)) for t in (tasks[tid] for tid in order)
     ]
     union: dict[str, None] = {}
     for t in out_tasks:

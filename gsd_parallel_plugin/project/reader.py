@@ -200,8 +200,7 @@ def _read_milestone(path: Path, mid: str, dirs: list[str], chosen: str) -> Miles
         )
     if ctx.listing.error:
         ctx.problems.append(f"{rel}: {ctx.listing.error}")
-        return Milestone(id=mid, title=mid, path=path, status="pending",
-                         problems=tuple(ctx.problems))
+        return Milestone(id=mid, title=mid, path=path, status="pending", problems=tuple(ctx.problems))
 
     context_name, draft_name = ctx.file("CONTEXT"), ctx.file("CONTEXT-DRAFT")
     roadmap_name, summary_name = ctx.file("ROADMAP"), ctx.file("SUMMARY")

@@ -29,9 +29,7 @@ _CHECKBOX_RE = re.compile(r"^\s*[-*+]\s+\[([ xX])\]\s+(.*)$")
 _LEAD_ID_RE = re.compile(r"^[*_`\[\s]*(S\d+)(?![\dA-Za-z])[*_`\]]*\s*(?:[:.\-—–]\s*)?(.*)$")
 _HEADING_RE = re.compile(r"^(#{2,4})[ \t]+(.*)$")
 _DEPENDS_INLINE_RE = re.compile(r"depends\s*:\s*\[([^\]]*)\]", re.IGNORECASE)
-_DEPENDS_LINE_RE = re.compile(
-    r"^\W*(?:depends(?:\s+on)?|dependencies|deps)\W*:\W*(.*)$", re.IGNORECASE
-)
+_DEPENDS_LINE_RE = re.compile(r"^\W*(?:depends(?:\s+on)?|dependencies|deps)\W*:\W*(.*)$", re.IGNORECASE)
 _STATUS_LINE_RE = re.compile(r"^\W*(?:status|state)\W*:\W*(.*)$", re.IGNORECASE)
 _DONE_MARKS = ("✅", "☑", "✓", "✔", "[x]", "[X]")
 _DONE_WORD_RE = re.compile(r"^(?:done|complete|completed|finished)\b", re.IGNORECASE)

@@ -14,17 +14,13 @@ from pathlib import Path
 from .frontmatter import scan_frontmatter
 
 TERMINAL_STATUSES = frozenset({"complete", "done", "skipped", "closed"})
-NON_TERMINAL_STATUSES = frozenset(
-    {"active", "pending", "blocked", "failed", "failure", "incomplete"}
-)
+NON_TERMINAL_STATUSES = frozenset({"active", "pending", "blocked", "failed", "failure", "incomplete"})
 
 _FAILURE_SIGNALS = (
     re.compile(r"(?:^|\n)\s*#\s*BLOCKER\b", re.IGNORECASE),
     re.compile(r"auto-mode recovery failed", re.IGNORECASE),
     re.compile(r"verification\s+failed", re.IGNORECASE),
-    re.compile(
-        r"(?:^|\n)\s*(?:status|verdict|outcome|result)\s*[:=-]\s*not complete\b", re.IGNORECASE
-    ),
+    re.compile(r"(?:^|\n)\s*(?:status|verdict|outcome|result)\s*[:=-]\s*not complete\b", re.IGNORECASE),
 )
 
 

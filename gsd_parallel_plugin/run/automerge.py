@@ -57,9 +57,11 @@ class MergeHost(Protocol):
     @property
     def confirm(self) -> Confirm | None:
         """Asks the user (``auto_merge: confirm``); None when nobody is there to answer."""
+
     @property
     def tracked(self) -> Iterable[str]:
         """The milestones whose workers run now."""
+
     def project(self) -> Project: ...
     def project_changed(self) -> None:
         """A merge landed: dependents may start now."""
@@ -130,8 +132,7 @@ class AutoMerger:
 
     def _awaiting(self, mid: str, why: str) -> None:
         self.sup.notify(
-            f"{mid} complete — awaiting merge ({why}). "
-            f"Run {hints.cmd(f'merge {mid}')} to merge it.",
+            f"{mid} complete — awaiting merge ({why}). Run {hints.cmd(f'merge {mid}')} to merge it.",
             "info",
         )
 

@@ -109,9 +109,9 @@ class CostReport:
 
     @property
     def ceiling_reached(self) -> bool:
-        return self.budget_ceiling is not None and usd_to_nanos(
-            self.run_total_usd
-        ) >= usd_to_nanos(self.budget_ceiling)
+        return self.budget_ceiling is not None and usd_to_nanos(self.run_total_usd) >= usd_to_nanos(
+            self.budget_ceiling
+        )
 
 
 def report_cost(
@@ -228,12 +228,14 @@ class BudgetHost(Protocol):
     @property
     def tracked(self) -> Mapping[str, Tracked]:
         """The workers running now, by milestone (read only)."""
+
     def project(self) -> Project: ...
     def slots_full(self) -> bool: ...
     def launch(self, mid: str) -> bool: ...
     def stop(self, mid: str, tracked: Tracked, why: str) -> None: ...
     def apply(self, command: str, mid: str, args: dict[str, Any]) -> None:
         """Apply a queued-command-like request (the guard pauses with it)."""
+
     def cancel_restarts(self, reason: str) -> list[str]: ...
 
 
@@ -432,8 +434,7 @@ class BudgetGuard:
         del self._watches[mid]
         sup.apply("pause", mid, {"reason": reason, "interrupt": True})
         message = (
-            f"{mid}: {reason} (${row.cost:.2f} spent) — paused; it resumes from disk with"
-            f" `resume {mid}`."
+            f"{mid}: {reason} (${row.cost:.2f} spent) — paused; it resumes from disk with `resume {mid}`."
         )
         sup.store.add_event(
             "stall", message, mid, data={"spent": row.cost, "minutes": minutes}, run_id=sup.run_id

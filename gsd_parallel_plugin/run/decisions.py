@@ -21,7 +21,6 @@ BLOCKING_STOPS = {"provider": WorkerState.BLOCKED, "startup": WorkerState.BLOCKE
 """Stops we make because a worker cannot go on, and the state each leaves it in."""
 
 
-
 @dataclass
 class SettledState:
     state: WorkerState

@@ -13,9 +13,7 @@ from ..workspace import layout
 SPAWN_WAIT_SECONDS = 5.0
 
 
-def ensure_supervisor(
-    ctx: CommandContext, loaded: Loaded, view: RunView, *, force: bool = False
-) -> bool:
+def ensure_supervisor(ctx: CommandContext, loaded: Loaded, view: RunView, *, force: bool = False) -> bool:
     """Start a background supervisor when the run has workers and none is watching them.
 
     Returns True when one was started. ``force`` starts one even with no live worker

@@ -173,8 +173,6 @@ def _table(sup: Supervisor):  # type: ignore[no-untyped-def]
     for column in ("milestone", "state", "unit", "units", "cost"):
         table.add_column(column)
     for w in sup.store.workers(sup.run_id):
-        table.add_row(
-            w.milestone_id, w.state, w.current_unit or "", str(w.units_done), f"${w.cost:.2f}"
-        )
+        table.add_row(w.milestone_id, w.state, w.current_unit or "", str(w.units_done), f"${w.cost:.2f}")
     table.caption = f"total ${sup.store.run_total_cost(sup.run_id):.2f}"
     return table

@@ -141,9 +141,7 @@ class IsolationGuard:
                     breaches.append(Breach(w.mid, f"moved {shown} ({was} -> {new[:10]})"))
         return breaches
 
-    def _carries_work_of(
-        self, mid: str, ref: str, old: str | None, new: str, before: dict[str, str]
-    ) -> bool:
+    def _carries_work_of(self, mid: str, ref: str, old: str | None, new: str, before: dict[str, str]) -> bool:
         if ref == "refs/stash":
             try:
                 subject = self.g.run("log", "-1", "--format=%s", new)

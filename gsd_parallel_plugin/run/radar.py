@@ -126,9 +126,9 @@ def changed_lines(g: Git, base: str, commit: str) -> dict[str, Ranges | None]:
     current: str | None = None
     for line in out.splitlines():
         if line.startswith("diff --git "):
-            rest = line[len("diff --git a/"):]
+            rest = line[len("diff --git a/") :]
             half = (len(rest) - len(" b/")) // 2  # "a/X b/X": X is the same on both sides
-            current = rest[:half] if rest[half:half + 3] == " b/" else rest.split(" b/", 1)[0]
+            current = rest[:half] if rest[half : half + 3] == " b/" else rest.split(" b/", 1)[0]
             files[current] = None
         elif line.startswith("+++ b/") and current is not None:
             current = line[6:]
@@ -507,4 +507,3 @@ class RadarWatch:
     def actual_files(self) -> dict[str, frozenset[str]]:
         """What the last finished computation found (never a half-updated picture)."""
         return dict(self._actual)
-

@@ -58,7 +58,6 @@ def _size(path: Path) -> int:
         return 0
 
 
-
 class Spawning(SupervisorCore):
     """Starting worker processes (worktree, GSD's import of the plan, the spawn hook)."""
 
@@ -179,9 +178,7 @@ class Spawning(SupervisorCore):
         # Its branch starts at the integration branch as it is now: refs as they are now are
         # the baseline, so a merge that moved it just before cannot read as this worker's doing.
         self.guard.rebase()
-        self.tracked[mid] = Tracked(
-            handle, launched_here=True, checkout=wt.path, log_start=_size(stdout_log)
-        )
+        self.tracked[mid] = Tracked(handle, launched_here=True, checkout=wt.path, log_start=_size(stdout_log))
         self._set_state(mid, WorkerState.RUNNING, StateReason.RESTARTED if restart else None)
         return True
 

@@ -251,9 +251,7 @@ class WorkerControl(Spawning):
         interrupt = bool(args.get("interrupt"))  # budget guard: do not wait for the unit to end
         # --now escalates a graceful pause still waiting for its unit (freezes it at once)
         pausable = (
-            {"running", "starting", "pausing"}
-            if interrupt or args.get("now")
-            else {"running", "starting"}
+            {"running", "starting", "pausing"} if interrupt or args.get("now") else {"running", "starting"}
         )
         if command == "pause" and tracked is not None and row.state in pausable:
             if args.get("now"):
@@ -282,8 +280,10 @@ class WorkerControl(Spawning):
                 status_files.clear_signal(self.signal_dir(mid), mid)
                 tracked.requested = None
                 self._set_state(mid, WorkerState.RUNNING, StateReason.PAUSE_CANCELLED)
-            elif tracked is None and row.state in {"paused", "blocked", "stopped", "failed"} and (
-                not self.budget.blocks_new_work()
+            elif (
+                tracked is None
+                and row.state in {"paused", "blocked", "stopped", "failed"}
+                and (not self.budget.blocks_new_work())
             ):
                 self.restart_at.pop(mid, None)
                 self.launch(mid)

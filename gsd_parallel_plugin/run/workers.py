@@ -63,8 +63,7 @@ def _not_found(prog: str) -> WorkerLaunchError:
 
 def _not_executable(path: str) -> WorkerLaunchError:
     return WorkerLaunchError(
-        f"worker command is not executable: {path} — fix its permissions or set "
-        "GSD_PARALLEL_WORKER_COMMAND"
+        f"worker command is not executable: {path} — fix its permissions or set GSD_PARALLEL_WORKER_COMMAND"
     )
 
 

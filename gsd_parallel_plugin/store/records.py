@@ -28,8 +28,7 @@ class RecordsMixin(StoreBase):
             raise ValueError(f"unknown command {command!r}; expected one of {COMMANDS}")
         with self.transaction() as c:
             cur = c.execute(
-                "INSERT INTO commands (command, milestone_id, args, created_at)"
-                " VALUES (?, ?, ?, ?)",
+                "INSERT INTO commands (command, milestone_id, args, created_at) VALUES (?, ?, ?, ?)",
                 (command, milestone_id, json.dumps(dict(args or {})), now()),
             )
             return int(cur.lastrowid or 0)
@@ -48,8 +47,7 @@ class RecordsMixin(StoreBase):
             pending = self._commands("WHERE claimed_at IS NULL")
             if pending:
                 c.execute(
-                    "UPDATE commands SET claimed_at = ?, claimed_by = ?"
-                    " WHERE claimed_at IS NULL AND id <= ?",
+                    "UPDATE commands SET claimed_at = ?, claimed_by = ? WHERE claimed_at IS NULL AND id <= ?",
                     (now(), os.getpid(), pending[-1].id),
                 )
         return pending
@@ -142,4 +140,3 @@ class RecordsMixin(StoreBase):
     def completed_milestones(self) -> dict[str, float]:
         """Milestone ID -> completion time, for every milestone recorded as complete."""
         return {m.id: m.completed_at for m in self.milestones().values() if m.completed_at}
-

@@ -21,9 +21,7 @@ RunState = Literal["active", "finished", "budget_exceeded"]
 RUN_STATES: tuple[str, ...] = ("active", "finished", "budget_exceeded")
 COMMANDS: tuple[str, ...] = ("pause", "resume", "stop")
 WORKER_STATES: frozenset[str] = frozenset(s.value for s in WorkerState)
-MERGE_OUTCOMES: tuple[str, ...] = (
-    "merged", "conflict", "failed", "skipped", "aborted", "reverted"
-)
+MERGE_OUTCOMES: tuple[str, ...] = ("merged", "conflict", "failed", "skipped", "aborted", "reverted")
 """``reverted``: a journal row of ``revert`` (:mod:`..merge.revert`) that landed."""
 
 
@@ -35,7 +33,6 @@ def now() -> float:
 def to_ms(ts: float | None) -> int | None:
     """Epoch seconds -> epoch milliseconds (GSD status files), None stays None."""
     return None if ts is None else round(ts * 1000)
-
 
 
 class _Row:

@@ -97,16 +97,13 @@ class RunsMixin(RecordsMixin):
             raise ValueError(f"unknown run state {state!r}")
         ended = None if state == "active" else now()
         with self.transaction() as c:
-            c.execute(
-                "UPDATE runs SET state = ?, ended_at = ? WHERE id = ?", (state, ended, run_id)
-            )
+            c.execute("UPDATE runs SET state = ?, ended_at = ? WHERE id = ?", (state, ended, run_id))
 
     def finish_run(self, run_id: int) -> None:
         """Mark a run finished unless it already ended (keeps ``budget_exceeded``)."""
         with self.transaction() as c:
             c.execute(
-                "UPDATE runs SET state = 'finished', ended_at = ?"
-                " WHERE id = ? AND state = 'active'",
+                "UPDATE runs SET state = 'finished', ended_at = ? WHERE id = ? AND state = 'active'",
                 (now(), run_id),
             )
 
@@ -312,4 +309,3 @@ class RunsMixin(RecordsMixin):
             total = self.run_total_nanos(run_id)
         assert row is not None
         return row, total
-

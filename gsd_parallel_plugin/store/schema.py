@@ -336,4 +336,3 @@ class StoreBase:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-

@@ -42,9 +42,7 @@ MilestoneDescription = Mapping[str, Any]
 def git(cwd: Path, *args: str) -> str:
     """Run git in ``cwd`` with a fixed identity; return stdout (raises on failure)."""
     env = {**os.environ, **GIT_IDENTITY, "GIT_TERMINAL_PROMPT": "0"}
-    done = subprocess.run(
-        ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False
-    )
+    done = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"git {' '.join(args)} failed in {cwd}: {done.stderr.strip()}")
     return done.stdout.strip()
@@ -128,9 +126,7 @@ def write_milestone(gsd: Path, mid: str, spec: MilestoneDescription) -> Path:
     if spec.get("parked"):
         (mdir / f"{mid}-PARKED.md").write_text(f"# {mid} parked\n")
     if spec.get("integration_branch"):
-        (mdir / f"{mid}-META.json").write_text(
-            json.dumps({"integrationBranch": spec["integration_branch"]})
-        )
+        (mdir / f"{mid}-META.json").write_text(json.dumps({"integrationBranch": spec["integration_branch"]}))
     return mdir
 
 

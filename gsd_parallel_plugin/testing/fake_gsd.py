@@ -292,10 +292,20 @@ ERROR_401 = "401 Unauthorized"
 
 
 COMMANDS = ("auto", "recover", "query")
-_VALUE_FLAGS = frozenset({
-    "--timeout", "--output-format", "--model", "--context", "--context-text", "--max-restarts",
-    "--answers", "--events", "--response-timeout", "--resume",
-})
+_VALUE_FLAGS = frozenset(
+    {
+        "--timeout",
+        "--output-format",
+        "--model",
+        "--context",
+        "--context-text",
+        "--max-restarts",
+        "--answers",
+        "--events",
+        "--response-timeout",
+        "--resume",
+    }
+)
 PROVIDERS = ("", "error500", "error401")
 
 MID_RE = re.compile(r"^M\d{3}(-[a-z0-9]{6})?$")
@@ -414,8 +424,15 @@ class Emitter:
                 self._broken = True
 
     def notify(self, message: str, kind: str = "info") -> None:
-        self.emit({"type": "extension_ui_request", "id": str(uuid.uuid4()), "method": "notify",
-                   "message": message, "notifyType": kind})
+        self.emit(
+            {
+                "type": "extension_ui_request",
+                "id": str(uuid.uuid4()),
+                "method": "notify",
+                "message": message,
+                "notifyType": kind,
+            }
+        )
         if not self._json:
             _stderr(message)
 
@@ -426,17 +443,29 @@ def _usage(cost: float, tokens: bool = True) -> dict[str, Any]:
         zero = {"input": 0, "output": 0, "cacheRead": 0, "cacheWrite": 0}
         return {**zero, "totalTokens": 0, "cost": {**zero, "total": 0}}
     half = cost / 2
-    return {"input": TOKENS_IN, "output": TOKENS_OUT, "cacheRead": 0, "cacheWrite": 0,
-            "totalTokens": TOKENS_IN + TOKENS_OUT,
-            "cost": {"input": half, "output": half, "cacheRead": 0, "cacheWrite": 0,
-                     "total": float(cost)}}
+    return {
+        "input": TOKENS_IN,
+        "output": TOKENS_OUT,
+        "cacheRead": 0,
+        "cacheWrite": 0,
+        "totalTokens": TOKENS_IN + TOKENS_OUT,
+        "cost": {"input": half, "output": half, "cacheRead": 0, "cacheWrite": 0, "total": float(cost)},
+    }
 
 
-def _assistant(content: list[dict[str, Any]], usage: dict[str, Any], stop: str,
-               error: str | None = None) -> dict[str, Any]:
-    msg = {"role": "assistant", "content": content, "api": "openai-completions",
-           "provider": "fake", "model": "fake-model", "usage": usage, "stopReason": stop,
-           "timestamp": _ms()}
+def _assistant(
+    content: list[dict[str, Any]], usage: dict[str, Any], stop: str, error: str | None = None
+) -> dict[str, Any]:
+    msg = {
+        "role": "assistant",
+        "content": content,
+        "api": "openai-completions",
+        "provider": "fake",
+        "model": "fake-model",
+        "usage": usage,
+        "stopReason": stop,
+        "timestamp": _ms(),
+    }
     if error is not None:
         msg["errorMessage"] = error
     return msg
@@ -450,7 +479,8 @@ class Run:
     first_unit: bool = True
     cost: float = 0.0  # cost_update's cumulativeCost (first unit only, like GSD)
     tokens: dict[str, int] = field(
-        default_factory=lambda: {"input": 0, "output": 0, "cacheRead": 0, "cacheWrite": 0})
+        default_factory=lambda: {"input": 0, "output": 0, "cacheRead": 0, "cacheWrite": 0}
+    )
 
 
 @dataclass(frozen=True)
@@ -492,8 +522,13 @@ class AgentSession:
         self._emit("agent_start")
         self._emit("turn_start")
         if prompt is not None:
-            msg = {"role": "custom", "customType": "gsd-auto", "content": prompt,
-                   "display": False, "timestamp": _ms()}
+            msg = {
+                "role": "custom",
+                "customType": "gsd-auto",
+                "content": prompt,
+                "display": False,
+                "timestamp": _ms(),
+            }
             self._emit("message_start", message=msg)
             self._emit("message_end", message=msg)
             self.messages.append(msg)
@@ -507,8 +542,9 @@ class AgentSession:
     def assistant_open(self, stop: str = "stop", error: str | None = None) -> None:
         self._emit("message_start", message=_assistant([], _usage(0, tokens=False), stop, error))
 
-    def assistant_close(self, content: list[dict[str, Any]], cost: float | None, stop: str,
-                        error: str | None = None) -> dict[str, Any]:
+    def assistant_close(
+        self, content: list[dict[str, Any]], cost: float | None, stop: str, error: str | None = None
+    ) -> dict[str, Any]:
         usage = _usage(cost or 0.0, tokens=cost is not None)
         msg = _assistant(content, usage, stop, error)
         if self.with_run_id:  # GSD reports cost_update only for the first unit of a run
@@ -516,9 +552,15 @@ class AgentSession:
             tok["input"] += usage["input"]
             tok["output"] += usage["output"]
             self.run.cost += usage["cost"]["total"]
-            self.em.emit({"type": "cost_update", "runId": self.run.run_id,
-                          "turnCost": self.last_cost, "cumulativeCost": self.run.cost,
-                          "tokens": dict(tok)})
+            self.em.emit(
+                {
+                    "type": "cost_update",
+                    "runId": self.run.run_id,
+                    "turnCost": self.last_cost,
+                    "cumulativeCost": self.run.cost,
+                    "tokens": dict(tok),
+                }
+            )
         self._emit("message_end", message=msg)
         self.messages.append(msg)
         self.assistant_messages += 1
@@ -532,10 +574,17 @@ class AgentSession:
         self._emit("tool_execution_start", **base, args=call.args)
         text, details = call.execute()
         content = [{"type": "text", "text": text}]
-        self._emit("tool_execution_end", **base, result={"content": content, "details": details},
-                   isError=False)
-        msg = {"role": "toolResult", **base, "content": content, "details": details,
-               "isError": False, "timestamp": _ms()}
+        self._emit(
+            "tool_execution_end", **base, result={"content": content, "details": details}, isError=False
+        )
+        msg = {
+            "role": "toolResult",
+            **base,
+            "content": content,
+            "details": details,
+            "isError": False,
+            "timestamp": _ms(),
+        }
         self._emit("message_start", message=msg)
         self._emit("message_end", message=msg)
         self.messages.append(msg)
@@ -545,12 +594,24 @@ class AgentSession:
     def agent_end(self) -> None:
         if self.with_run_id:
             tokens = {**self.run.tokens, "total": sum(self.run.tokens.values())}
-            stats = {"sessionId": self.session_id, "userMessages": 0,
-                     "assistantMessages": self.assistant_messages,
-                     "toolCalls": self.tool_results, "toolResults": self.tool_results,
-                     "totalMessages": len(self.messages), "tokens": tokens, "cost": self.run.cost}
-            self.em.emit({"type": "execution_complete", "runId": self.run.run_id,
-                          "status": "completed", "stats": stats})
+            stats = {
+                "sessionId": self.session_id,
+                "userMessages": 0,
+                "assistantMessages": self.assistant_messages,
+                "toolCalls": self.tool_results,
+                "toolResults": self.tool_results,
+                "totalMessages": len(self.messages),
+                "tokens": tokens,
+                "cost": self.run.cost,
+            }
+            self.em.emit(
+                {
+                    "type": "execution_complete",
+                    "runId": self.run.run_id,
+                    "status": "completed",
+                    "stats": stats,
+                }
+            )
         self._emit("agent_end", messages=self.messages)
         self.with_run_id = False
         self.run.first_unit = False
@@ -620,8 +681,7 @@ class Config:
         return self.site.mid
 
 
-def _env_number(env: Mapping[str, str], name: str, default: float,
-                kind: Callable[[str], float]) -> Any:
+def _env_number(env: Mapping[str, str], name: str, default: float, kind: Callable[[str], float]) -> Any:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -655,9 +715,15 @@ def _git_run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """git in its own session (a group SIGTERM must not cut a commit in half)."""
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
     try:
-        return subprocess.run(["git", "-c", "commit.gpgsign=false", *args], cwd=root, env=env,
-                              capture_output=True, text=True, start_new_session=True,
-                              check=False)
+        return subprocess.run(
+            ["git", "-c", "commit.gpgsign=false", *args],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            start_new_session=True,
+            check=False,
+        )
     except OSError as exc:
         raise FakeError(f"cannot run git: {exc}") from None
 
@@ -688,8 +754,7 @@ def find_site(root: Path, mid: str) -> Site:
     if not hits:
         raise FakeError(f"milestone {mid} not found in {root / '.gsd' / 'milestones'}")
     if len(hits) > 1:
-        raise FakeError(f"milestone {mid} matches several directories: "
-                        + ", ".join(p.name for p in hits))
+        raise FakeError(f"milestone {mid} matches several directories: " + ", ".join(p.name for p in hits))
     return Site(root, mid, hits[0])
 
 
@@ -697,16 +762,22 @@ def load_config(root: Path, env: Mapping[str, str]) -> Config:
     """The locked milestone and the knobs; raise FakeError with one line."""
     mid = env.get("GSD_MILESTONE_LOCK", "").strip()
     if not mid:
-        raise FakeError("GSD_MILESTONE_LOCK is not set; it names the milestone to work on "
-                        "(the real worker would work through every milestone)")
+        raise FakeError(
+            "GSD_MILESTONE_LOCK is not set; it names the milestone to work on "
+            "(the real worker would work through every milestone)"
+        )
     if not MID_RE.match(mid):
         raise FakeError(f"GSD_MILESTONE_LOCK={mid!r} is not a milestone ID (M001 or M001-abc123)")
     if not env.get("GSD_PARALLEL_WORKER", "").strip():
-        raise FakeError("GSD_PARALLEL_WORKER is not set; without it the real worker does not "
-                        f"stay on {mid} (it goes on to other milestones)")
+        raise FakeError(
+            "GSD_PARALLEL_WORKER is not set; without it the real worker does not "
+            f"stay on {mid} (it goes on to other milestones)"
+        )
     if "/.gsd/worktrees/" in f"{root.as_posix()}/":
-        raise FakeError(f"{root} is under .gsd/worktrees/: the real worker leaves such a checkout "
-                        "for the project root (escapeStaleWorktree) and works on main there")
+        raise FakeError(
+            f"{root} is under .gsd/worktrees/: the real worker leaves such a checkout "
+            "for the project root (escapeStaleWorktree) and works on main there"
+        )
     knobs = load_knobs(env)
     site = find_site(root, mid)
     git_dir = Path(_git(root, "rev-parse", "--git-dir").strip())
@@ -773,8 +844,11 @@ def _write_atomic(path: Path, text: str) -> None:
 def _milestone_file(site: Site, suffix: str) -> Path | None:
     """``<ID>-SUFFIX.md`` (any case), else a legacy ``<ID>-<anything>-SUFFIX.md``."""
     files = sorted(p for p in site.mdir.iterdir() if p.is_file())
-    exact, prefix, end = (f"{site.mid}-{suffix}.md".casefold(), f"{site.mid}-".casefold(),
-                          f"-{suffix}.md".casefold())
+    exact, prefix, end = (
+        f"{site.mid}-{suffix}.md".casefold(),
+        f"{site.mid}-".casefold(),
+        f"-{suffix}.md".casefold(),
+    )
     for p in files:
         if p.name.casefold() == exact:
             return p
@@ -1031,8 +1105,7 @@ def markdown_counts(root: Path) -> Counts:
 
 
 def db_counts(conn: sqlite3.Connection) -> Counts:
-    n = [conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
-         for t in ("milestones", "slices", "tasks")]
+    n = [conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("milestones", "slices", "tasks")]
     return Counts(*n)
 
 
@@ -1044,9 +1117,11 @@ def _read_db(root: Path) -> tuple[list[sqlite3.Row], list[sqlite3.Row], list[sql
     try:
         with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=10.0)) as conn:
             conn.row_factory = sqlite3.Row
-            return (conn.execute("SELECT * FROM milestones ORDER BY sequence, id").fetchall(),
-                    conn.execute("SELECT * FROM slices").fetchall(),
-                    conn.execute("SELECT * FROM tasks").fetchall())
+            return (
+                conn.execute("SELECT * FROM milestones ORDER BY sequence, id").fetchall(),
+                conn.execute("SELECT * FROM slices").fetchall(),
+                conn.execute("SELECT * FROM tasks").fetchall(),
+            )
     except sqlite3.OperationalError as exc:
         if "no such table" in str(exc):
             return [], [], []
@@ -1057,8 +1132,7 @@ def _read_db(root: Path) -> tuple[list[sqlite3.Row], list[sqlite3.Row], list[sql
 
 def _milestone_row(conn: sqlite3.Connection, mid: str) -> sqlite3.Row | None:
     conn.row_factory = sqlite3.Row
-    row: sqlite3.Row | None = conn.execute("SELECT * FROM milestones WHERE id = ?",
-                                           (mid,)).fetchone()
+    row: sqlite3.Row | None = conn.execute("SELECT * FROM milestones WHERE id = ?", (mid,)).fetchone()
     return row
 
 
@@ -1066,10 +1140,14 @@ def _import_slices(conn: sqlite3.Connection, site: Site, plan: Plan, now: str) -
     """Replace the milestone's slices and tasks with what its markdown says; a row that was
     complete stays complete (with its timestamps)."""
     q = "SELECT {} FROM {} WHERE milestone_id = ?"
-    old_slices = {r[0]: r[1:] for r in conn.execute(
-        q.format("id, created_at, status, completed_at", "slices"), (site.mid,))}
-    old_tasks = {(r[0], r[1]): r[2:] for r in conn.execute(
-        q.format("slice_id, id, status, completed_at", "tasks"), (site.mid,))}
+    old_slices = {
+        r[0]: r[1:]
+        for r in conn.execute(q.format("id, created_at, status, completed_at", "slices"), (site.mid,))
+    }
+    old_tasks = {
+        (r[0], r[1]): r[2:]
+        for r in conn.execute(q.format("slice_id, id, status, completed_at", "tasks"), (site.mid,))
+    }
     conn.execute("DELETE FROM tasks WHERE milestone_id = ?", (site.mid,))
     conn.execute("DELETE FROM slices WHERE milestone_id = ?", (site.mid,))
     for seq, (sl, tasks) in enumerate(plan.slices, start=1):
@@ -1078,8 +1156,17 @@ def _import_slices(conn: sqlite3.Connection, site: Site, plan: Plan, now: str) -
         conn.execute(
             "INSERT INTO slices (milestone_id, id, title, status, risk, depends, created_at, "
             "completed_at, sequence) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (site.mid, sl.sid, sl.title, "complete" if done else "pending", sl.risk,
-             json.dumps(list(sl.depends)), created, (completed or now) if done else None, seq),
+            (
+                site.mid,
+                sl.sid,
+                sl.title,
+                "complete" if done else "pending",
+                sl.risk,
+                json.dumps(list(sl.depends)),
+                created,
+                (completed or now) if done else None,
+                seq,
+            ),
         )
         for tseq, task in enumerate(tasks or []):
             status, completed = old_tasks.get((sl.sid, task.tid), ("pending", None))
@@ -1087,9 +1174,17 @@ def _import_slices(conn: sqlite3.Connection, site: Site, plan: Plan, now: str) -
             conn.execute(
                 "INSERT INTO tasks (milestone_id, slice_id, id, title, status, completed_at, "
                 "files, estimate, sequence) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (site.mid, sl.sid, task.tid, task.title, "complete" if done else "pending",
-                 (completed or now) if done else None, json.dumps(list(task.files)),
-                 task.estimate, tseq),
+                (
+                    site.mid,
+                    sl.sid,
+                    task.tid,
+                    task.title,
+                    "complete" if done else "pending",
+                    (completed or now) if done else None,
+                    json.dumps(list(task.files)),
+                    task.estimate,
+                    tseq,
+                ),
             )
 
 
@@ -1102,8 +1197,10 @@ def recover(root: Path) -> Counts:
     dirs = _milestone_dirs(root)
     seen = [mid for mid, _ in dirs]
     if len(seen) != len(set(seen)):
-        raise FakeError("several milestone directories share an ID: " + ", ".join(sorted(
-            {m for m in seen if seen.count(m) > 1})))
+        raise FakeError(
+            "several milestone directories share an ID: "
+            + ", ".join(sorted({m for m in seen if seen.count(m) > 1}))
+        )
     now = _now()
     with _db(root) as conn:
         conn.row_factory = sqlite3.Row
@@ -1116,15 +1213,23 @@ def recover(root: Path) -> Counts:
             site = Site(root, mid, mdir)
             prev = old.get(mid)
             done = (prev is not None and prev["status"] == "complete") or summary_is_terminal(
-                _milestone_file(site, "SUMMARY"))
-            completed = (prev["completed_at"] if prev is not None and prev["completed_at"]
-                         else now) if done else None
+                _milestone_file(site, "SUMMARY")
+            )
+            completed = (
+                (prev["completed_at"] if prev is not None and prev["completed_at"] else now) if done else None
+            )
             conn.execute(
                 "INSERT OR REPLACE INTO milestones (id, title, status, depends_on, created_at, "
                 "completed_at, sequence) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (mid, milestone_heading(site), "complete" if done else "active",
-                 json.dumps(list(_depends_on(site))),
-                 prev["created_at"] if prev is not None else now, completed, seq),
+                (
+                    mid,
+                    milestone_heading(site),
+                    "complete" if done else "active",
+                    json.dumps(list(_depends_on(site))),
+                    prev["created_at"] if prev is not None else now,
+                    completed,
+                    seq,
+                ),
             )
             _import_slices(conn, site, read_plan(site), now)
         return db_counts(conn)
@@ -1179,26 +1284,35 @@ def _code_call(site: Site, unit: Unit, entry: str, target: Path) -> ToolCall:
         info = {"kind": "file", "action": action, "inputPath": entry, "resolvedPath": resolved}
         if existing is None:
             return f"Successfully wrote {len(marker) + 1} bytes to {entry}", {"target": info}
-        return (f"Successfully replaced text in {entry}.",
-                {"diff": f"+{marker}", "target": info})
+        return (f"Successfully replaced text in {entry}.", {"diff": f"+{marker}", "target": info})
 
     if existing is None:
         return ToolCall("write", {"content": f"{marker}\n", "path": entry}, execute)
     tail = existing.splitlines()[-1] if existing.strip() else ""
-    return ToolCall("edit", {"path": entry, "oldText": tail, "newText": f"{tail}\n{marker}"},
-                    execute)
+    return ToolCall("edit", {"path": entry, "oldText": tail, "newText": f"{tail}\n{marker}"}, execute)
 
 
 def _plan_milestone(site: Site, unit: Unit) -> list[ToolCall]:
     roadmap = _milestone_file(site, "ROADMAP") or site.mdir / f"{site.mid}-ROADMAP.md"
-    block = [f"- [ ] **S01: {unit.title}** `risk:low` `depends:[]`",
-             f"  > After this: the fake work for {site.mid} is done."]
+    block = [
+        f"- [ ] **S01: {unit.title}** `risk:low` `depends:[]`",
+        f"  > After this: the fake work for {site.mid} is done.",
+    ]
 
     def execute() -> tuple[str, dict[str, Any]]:
         if not roadmap.exists():
-            text = "\n".join([f"# {site.mid}: {unit.title}", "",
-                              "**Vision:** planned by the fake GSD worker.", "", "## Slices", "",
-                              *block, ""])
+            text = "\n".join(
+                [
+                    f"# {site.mid}: {unit.title}",
+                    "",
+                    "**Vision:** planned by the fake GSD worker.",
+                    "",
+                    "## Slices",
+                    "",
+                    *block,
+                    "",
+                ]
+            )
         else:
             lines = _read(roadmap).splitlines()
             at = next((i for i, ln in enumerate(lines) if _is_slices_heading(ln)), None)
@@ -1209,40 +1323,66 @@ def _plan_milestone(site: Site, unit: Unit) -> list[ToolCall]:
             text = "\n".join(lines) + "\n"
         _write_atomic(roadmap, text)
         _db_planned(site)
-        return (f"Planned milestone {site.mid}",
-                {"operation": "plan_milestone", "milestoneId": site.mid,
-                 "roadmapPath": str(roadmap.resolve())})
+        return (
+            f"Planned milestone {site.mid}",
+            {"operation": "plan_milestone", "milestoneId": site.mid, "roadmapPath": str(roadmap.resolve())},
+        )
 
-    args = {"milestoneId": site.mid, "title": unit.title,
-            "vision": "planned by the fake GSD worker.",
-            "slices": [{"sliceId": "S01", "title": unit.title, "risk": "low", "depends": []}]}
+    args = {
+        "milestoneId": site.mid,
+        "title": unit.title,
+        "vision": "planned by the fake GSD worker.",
+        "slices": [{"sliceId": "S01", "title": unit.title, "risk": "low", "depends": []}],
+    }
     return [ToolCall("gsd_plan_milestone", args, execute)]
 
 
 def _plan_slice(site: Site, unit: Unit) -> list[ToolCall]:
     sid = unit.slice
-    files = [f"src/{site.mid.lower()}/{sid.lower()}_t{n:02d}.txt"
-             for n in range(1, TASKS_PER_PLAN + 1)]
+    files = [f"src/{site.mid.lower()}/{sid.lower()}_t{n:02d}.txt" for n in range(1, TASKS_PER_PLAN + 1)]
     plan = _slice_dir(site, sid) / f"{sid}-PLAN.md"
 
     def execute() -> tuple[str, dict[str, Any]]:
-        lines = [f"# {sid}: {unit.title}", "", "**Goal:** planned by the fake GSD worker.", "",
-                 "## Tasks", ""]
+        lines = [
+            f"# {sid}: {unit.title}",
+            "",
+            "**Goal:** planned by the fake GSD worker.",
+            "",
+            "## Tasks",
+            "",
+        ]
         for n, path in enumerate(files, start=1):
-            lines += [f"- [ ] **T{n:02d}: Part {n} of {unit.title}** `est:5m`",
-                      "  Append the unit marker to its file.",
-                      f"  - Files: `{path}`", f"  - Verify: test -f {path}", ""]
+            lines += [
+                f"- [ ] **T{n:02d}: Part {n} of {unit.title}** `est:5m`",
+                "  Append the unit marker to its file.",
+                f"  - Files: `{path}`",
+                f"  - Verify: test -f {path}",
+                "",
+            ]
         lines += ["## Files Likely Touched", "", *(f"- {p}" for p in files), ""]
         _write_atomic(plan, "\n".join(lines))
         _db_planned(site)
-        return (f"Planned slice {sid} ({site.mid})",
-                {"operation": "plan_slice", "milestoneId": site.mid, "sliceId": sid,
-                 "planPath": str(plan.resolve()), "taskPlanPaths": []})
+        return (
+            f"Planned slice {sid} ({site.mid})",
+            {
+                "operation": "plan_slice",
+                "milestoneId": site.mid,
+                "sliceId": sid,
+                "planPath": str(plan.resolve()),
+                "taskPlanPaths": [],
+            },
+        )
 
-    tasks = [{"taskId": f"T{n:02d}", "title": f"Part {n} of {unit.title}", "files": [p]}
-             for n, p in enumerate(files, start=1)]
-    args = {"milestoneId": site.mid, "sliceId": sid, "goal": "planned by the fake GSD worker.",
-            "tasks": tasks}
+    tasks = [
+        {"taskId": f"T{n:02d}", "title": f"Part {n} of {unit.title}", "files": [p]}
+        for n, p in enumerate(files, start=1)
+    ]
+    args = {
+        "milestoneId": site.mid,
+        "sliceId": sid,
+        "goal": "planned by the fake GSD worker.",
+        "tasks": tasks,
+    }
     return [ToolCall("gsd_plan_slice", args, execute)]
 
 
@@ -1259,22 +1399,44 @@ def _execute_task(site: Site, unit: Unit) -> list[ToolCall]:
     summary = sdir / "tasks" / f"{task.tid}-SUMMARY.md"
 
     def execute() -> tuple[str, dict[str, Any]]:
-        fields = {"id": task.tid, "parent": unit.slice, "milestone": site.mid,
-                  "verification_result": "passed"}
-        body = "Executed by the fake GSD worker.\n\nFiles:\n" + "".join(
-            f"- `{f}`\n" for f in task.files)
+        fields = {
+            "id": task.tid,
+            "parent": unit.slice,
+            "milestone": site.mid,
+            "verification_result": "passed",
+        }
+        body = "Executed by the fake GSD worker.\n\nFiles:\n" + "".join(f"- `{f}`\n" for f in task.files)
         _write_atomic(summary, _summary(fields, f"# {task.tid}: {task.title}", body))
         _mark_done(sdir / f"{unit.slice}-PLAN.md", _TASK_RE, task.tid, in_slices=False)
-        _db_set(site.root, "UPDATE tasks SET status = 'complete', completed_at = ? "
-                "WHERE milestone_id = ? AND slice_id = ? AND id = ?",
-                site.mid, unit.slice, task.tid)
-        return (f"Completed task {task.tid} ({unit.slice}/{site.mid})",
-                {"operation": "complete_task", "taskId": task.tid, "sliceId": unit.slice,
-                 "milestoneId": site.mid, "summaryPath": str(summary.resolve())})
+        _db_set(
+            site.root,
+            "UPDATE tasks SET status = 'complete', completed_at = ? "
+            "WHERE milestone_id = ? AND slice_id = ? AND id = ?",
+            site.mid,
+            unit.slice,
+            task.tid,
+        )
+        return (
+            f"Completed task {task.tid} ({unit.slice}/{site.mid})",
+            {
+                "operation": "complete_task",
+                "taskId": task.tid,
+                "sliceId": unit.slice,
+                "milestoneId": site.mid,
+                "summaryPath": str(summary.resolve()),
+            },
+        )
 
-    args = {"milestoneId": site.mid, "sliceId": unit.slice, "taskId": task.tid,
-            "oneLiner": f"Implemented {task.title} (fake)", "narrative": "Fake GSD worker.",
-            "verification": "fake", "keyFiles": list(task.files), "blockerDiscovered": False}
+    args = {
+        "milestoneId": site.mid,
+        "sliceId": unit.slice,
+        "taskId": task.tid,
+        "oneLiner": f"Implemented {task.title} (fake)",
+        "narrative": "Fake GSD worker.",
+        "verification": "fake",
+        "keyFiles": list(task.files),
+        "blockerDiscovered": False,
+    }
     return [*calls, ToolCall("gsd_task_complete", args, execute)]
 
 
@@ -1286,17 +1448,33 @@ def _complete_slice(site: Site, unit: Unit) -> list[ToolCall]:
         assert roadmap is not None
         _mark_done(roadmap, _SLICE_RE, unit.slice, in_slices=True)
         fields = {"id": unit.slice, "parent": site.mid, "milestone": site.mid}
-        _write_atomic(summary, _summary(fields, f"# {unit.slice}: {unit.title}",
-                                        "Completed by the fake GSD worker."))
-        _db_set(site.root, "UPDATE slices SET status = 'complete', completed_at = ? "
-                "WHERE milestone_id = ? AND id = ?", site.mid, unit.slice)
-        return (f"Completed slice {unit.slice} ({site.mid})",
-                {"operation": "complete_slice", "sliceId": unit.slice, "milestoneId": site.mid,
-                 "summaryPath": str(summary.resolve())})
+        _write_atomic(
+            summary, _summary(fields, f"# {unit.slice}: {unit.title}", "Completed by the fake GSD worker.")
+        )
+        _db_set(
+            site.root,
+            "UPDATE slices SET status = 'complete', completed_at = ? WHERE milestone_id = ? AND id = ?",
+            site.mid,
+            unit.slice,
+        )
+        return (
+            f"Completed slice {unit.slice} ({site.mid})",
+            {
+                "operation": "complete_slice",
+                "sliceId": unit.slice,
+                "milestoneId": site.mid,
+                "summaryPath": str(summary.resolve()),
+            },
+        )
 
-    args = {"milestoneId": site.mid, "sliceId": unit.slice, "sliceTitle": unit.title,
-            "oneLiner": f"{unit.slice} delivered (fake)", "narrative": "Fake GSD worker.",
-            "verification": "fake"}
+    args = {
+        "milestoneId": site.mid,
+        "sliceId": unit.slice,
+        "sliceTitle": unit.title,
+        "oneLiner": f"{unit.slice} delivered (fake)",
+        "narrative": "Fake GSD worker.",
+        "verification": "fake",
+    }
     return [ToolCall("gsd_slice_complete", args, execute)]
 
 
@@ -1304,18 +1482,26 @@ def _complete_milestone(site: Site, unit: Unit) -> list[ToolCall]:
     summary = _milestone_file(site, "SUMMARY") or site.mdir / f"{site.mid}-SUMMARY.md"
 
     def execute() -> tuple[str, dict[str, Any]]:
-        _db_set(site.root, "UPDATE milestones SET status = 'complete', completed_at = ? "
-                "WHERE id = ?", site.mid)
+        _db_set(
+            site.root, "UPDATE milestones SET status = 'complete', completed_at = ? WHERE id = ?", site.mid
+        )
         fields = {"id": site.mid, "title": json.dumps(unit.title), "status": "complete"}
-        _write_atomic(summary, _summary(fields, f"# {site.mid}: {unit.title}",
-                                        "Completed by the fake GSD worker."))
+        _write_atomic(
+            summary, _summary(fields, f"# {site.mid}: {unit.title}", "Completed by the fake GSD worker.")
+        )
         path = str(summary.resolve())
-        return (f"Completed milestone {site.mid}. Summary written to {path}",
-                {"operation": "complete_milestone", "milestoneId": site.mid, "summaryPath": path})
+        return (
+            f"Completed milestone {site.mid}. Summary written to {path}",
+            {"operation": "complete_milestone", "milestoneId": site.mid, "summaryPath": path},
+        )
 
-    args = {"milestoneId": site.mid, "title": unit.title,
-            "oneLiner": f"{unit.title} done (fake)", "narrative": "Fake GSD worker.",
-            "verificationPassed": True}
+    args = {
+        "milestoneId": site.mid,
+        "title": unit.title,
+        "oneLiner": f"{unit.title} done (fake)",
+        "narrative": "Fake GSD worker.",
+        "verificationPassed": True,
+    }
     return [ToolCall("gsd_complete_milestone", args, execute)]
 
 
@@ -1342,13 +1528,17 @@ def _prompt(site: Site, unit: Unit) -> str:
     header = {
         "plan-milestone": f'Plan Milestone {site.mid} ("{unit.title}")',
         "plan-slice": f'Plan Slice {sl} ("{unit.title}") — Milestone {site.mid}',
-        "execute-task": (f'Execute Task {unit.task.tid if unit.task else ""} ("{unit.title}") '
-                         f"— Slice {sl}, Milestone {site.mid}"),
+        "execute-task": (
+            f'Execute Task {unit.task.tid if unit.task else ""} ("{unit.title}") '
+            f"— Slice {sl}, Milestone {site.mid}"
+        ),
         "complete-slice": f'Complete Slice {sl} ("{unit.title}") — Milestone {site.mid}',
         "complete-milestone": f'Complete Milestone {site.mid} ("{unit.title}")',
     }[unit.type]
-    return (f"You are executing GSD auto-mode.\n\n## Working Directory\n\nWork only in "
-            f"`{site.root}`. Do not `cd` elsewhere.\n\n## UNIT: {header}\n")
+    return (
+        f"You are executing GSD auto-mode.\n\n## Working Directory\n\nWork only in "
+        f"`{site.root}`. Do not `cd` elsewhere.\n\n## UNIT: {header}\n"
+    )
 
 
 # --- state kept between runs (the checkout's git dir, never committed) ---------------------
@@ -1381,9 +1571,12 @@ def _update_session(cfg: Config, **changes: Any) -> dict[str, Any]:
 
 def _add_to_ledger(cfg: Config, cost: float, tokens: int) -> None:
     session = _session_state(cfg, _load_state(cfg))
-    _update_session(cfg, units=int(session.get("units", 0)) + 1,
-                    cost=float(session.get("cost", 0.0)) + cost,
-                    tokens=int(session.get("tokens", 0)) + tokens)
+    _update_session(
+        cfg,
+        units=int(session.get("units", 0)) + 1,
+        cost=float(session.get("cost", 0.0)) + cost,
+        tokens=int(session.get("tokens", 0)) + tokens,
+    )
 
 
 def _take_failure(cfg: Config) -> bool:
@@ -1418,8 +1611,10 @@ def _stop_text(cfg: Config, prefix: str) -> str:
     units = int(session.get("units", 0))
     if not units:
         return f"{prefix}."
-    return (f"{prefix}.\nSession: {format_cost(float(session.get('cost', 0.0)))} · "
-            f"{format_tokens(int(session.get('tokens', 0)))} tokens · {units} units")
+    return (
+        f"{prefix}.\nSession: {format_cost(float(session.get('cost', 0.0)))} · "
+        f"{format_tokens(int(session.get('tokens', 0)))} tokens · {units} units"
+    )
 
 
 # --- git: GSD's pre-completion commit and its guard ----------------------------------------
@@ -1436,8 +1631,11 @@ def _identity(root: Path) -> list[str]:
 
 def _staging_exclusions(site: Site) -> list[str]:
     """GSD's runtime paths and, for a locked worker, every other milestone's directory."""
-    others = [f".gsd/milestones/{p.name}/" for p in (site.root / ".gsd" / "milestones").iterdir()
-              if p.is_dir() and p.name != site.mdir.name]
+    others = [
+        f".gsd/milestones/{p.name}/"
+        for p in (site.root / ".gsd" / "milestones").iterdir()
+        if p.is_dir() and p.name != site.mdir.name
+    ]
     return [*RUNTIME_EXCLUSION_PATHS, *sorted(others)]
 
 
@@ -1461,8 +1659,15 @@ def preflight_commit(site: Site) -> bool:
             return False
         _stage(site)
         if _git_run(site.root, "diff", "--cached", "--quiet").returncode != 0:
-            _git(site.root, *_identity(site.root), "commit", "--no-verify", "-q", "-m",
-                 PREFLIGHT_MESSAGE.format(mid=site.mid))
+            _git(
+                site.root,
+                *_identity(site.root),
+                "commit",
+                "--no-verify",
+                "-q",
+                "-m",
+                PREFLIGHT_MESSAGE.format(mid=site.mid),
+            )
         return bool(_git(site.root, "status", "--porcelain").strip())
 
 
@@ -1516,13 +1721,19 @@ def _provider_failure(cfg: Config, em: Emitter, session: AgentSession) -> NoRetu
         session.turn_end(msg, [])
         session.agent_end()
         if attempt == RETRY_ATTEMPTS:
-            em.emit({"type": "auto_retry_end", "success": False, "attempt": attempt,
-                     "finalError": ERROR_500})
+            em.emit({"type": "auto_retry_end", "success": False, "attempt": attempt, "finalError": ERROR_500})
             _hang()
         attempt += 1
         delay = cfg.knobs.retry_seconds * 2 ** (attempt - 1)
-        em.emit({"type": "auto_retry_start", "attempt": attempt, "maxAttempts": RETRY_ATTEMPTS,
-                 "delayMs": round(delay * 1000), "errorMessage": ERROR_500})
+        em.emit(
+            {
+                "type": "auto_retry_start",
+                "attempt": attempt,
+                "maxAttempts": RETRY_ATTEMPTS,
+                "delayMs": round(delay * 1000),
+                "errorMessage": ERROR_500,
+            }
+        )
         _sleep(delay)
         session.agent_start(None)
 
@@ -1580,8 +1791,12 @@ def _db_in_sync(cfg: Config, em: Emitter) -> None:
         db = db_counts(conn)
         row = _milestone_row(conn, cfg.mid)
     if disk != db or row is None:
-        em.notify(DB_MISMATCH.format(m=disk.milestones, s=disk.slices, t=disk.tasks,
-                                     dm=db.milestones, ds=db.slices, dt=db.tasks), "warning")
+        em.notify(
+            DB_MISMATCH.format(
+                m=disk.milestones, s=disk.slices, t=disk.tasks, dm=db.milestones, ds=db.slices, dt=db.tasks
+            ),
+            "warning",
+        )
         _hang()
 
 
@@ -1650,20 +1865,29 @@ def query(root: Path, env: Mapping[str, str]) -> dict[str, Any]:
     lock = env.get("GSD_MILESTONE_LOCK", "").strip() if env.get("GSD_PARALLEL_WORKER") else ""
     if lock:
         rows = [r for r in rows if r["id"] == lock]
-    requirements = {"active": 0, "validated": 0, "deferred": 0, "outOfScope": 0, "blocked": 0,
-                    "total": 0}
-    state: dict[str, Any] = {"activeMilestone": None, "activeSlice": None, "activeTask": None,
-                             "phase": "pre-planning", "recentDecisions": [], "blockers": [],
-                             "nextAction": NO_MILESTONES}
+    requirements = {"active": 0, "validated": 0, "deferred": 0, "outOfScope": 0, "blocked": 0, "total": 0}
+    state: dict[str, Any] = {
+        "activeMilestone": None,
+        "activeSlice": None,
+        "activeTask": None,
+        "phase": "pre-planning",
+        "recentDecisions": [],
+        "blockers": [],
+        "nextAction": NO_MILESTONES,
+    }
     nxt: dict[str, Any] = {"action": "stop", "reason": NO_MILESTONES}
-    registry = [{"id": r["id"], "title": _strip_id(r["title"]) or r["id"], "status": r["status"]}
-                for r in rows]
+    registry = [
+        {"id": r["id"], "title": _strip_id(r["title"]) or r["id"], "status": r["status"]} for r in rows
+    ]
     done = [r for r in registry if r["status"] == "complete"]
     progress: dict[str, Any] = {"milestones": {"done": len(done), "total": len(rows)}}
     active = next((r for r in registry if r["status"] != "complete"), None)
     if rows and active is None:
-        state.update(lastCompletedMilestone={"id": done[-1]["id"], "title": done[-1]["title"]},
-                     phase="complete", nextAction=ALL_MILESTONES_COMPLETE)
+        state.update(
+            lastCompletedMilestone={"id": done[-1]["id"], "title": done[-1]["title"]},
+            phase="complete",
+            nextAction=ALL_MILESTONES_COMPLETE,
+        )
         nxt = {"action": "stop", "reason": ALL_MILESTONES_COMPLETE}
     elif active is not None:
         mid = active["id"]
@@ -1671,8 +1895,7 @@ def query(root: Path, env: Mapping[str, str]) -> dict[str, Any]:
         for name, table in (("slices", slice_rows), ("tasks", task_rows)):
             mine = [r for r in table if r["milestone_id"] == mid]
             if mine:
-                progress[name] = {"done": sum(r["status"] == "complete" for r in mine),
-                                  "total": len(mine)}
+                progress[name] = {"done": sum(r["status"] == "complete" for r in mine), "total": len(mine)}
         try:
             site = find_site(root, mid)
         except FakeError as exc:
@@ -1680,8 +1903,7 @@ def query(root: Path, env: Mapping[str, str]) -> dict[str, Any]:
         else:
             unit = next_unit(site)
             if unit.slice:
-                title = next((s.title for s, _ in read_plan(site).slices
-                              if s.sid == unit.slice), unit.slice)
+                title = next((s.title for s, _ in read_plan(site).slices if s.sid == unit.slice), unit.slice)
                 state["activeSlice"] = {"id": unit.slice, "title": title}
             if unit.task:
                 state["activeTask"] = {"id": unit.task.tid, "title": unit.task.title}
@@ -1785,8 +2007,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
     args = parse_args(words)
     if args.command not in COMMANDS:
-        _stderr(f"[headless] Error: the fake GSD worker has no command {args.command!r} "
-                f"(it knows {', '.join(COMMANDS)})")
+        _stderr(
+            f"[headless] Error: the fake GSD worker has no command {args.command!r} "
+            f"(it knows {', '.join(COMMANDS)})"
+        )
         return EXIT_ERROR
     root = Path.cwd()
     if not (root / ".gsd").is_dir():

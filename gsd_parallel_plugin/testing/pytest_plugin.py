@@ -70,9 +70,7 @@ class ProjectFactory:
         all_files = dict(files or {"README.md": "# Sample project\n"})
         if pyproject is not None:
             all_files["pyproject.toml"] = pyproject
-        project = build_project(
-            root, milestones, preferences=preferences, files=all_files, **options
-        )
+        project = build_project(root, milestones, preferences=preferences, files=all_files, **options)
         self.built.append(project)
         return project
 
@@ -113,9 +111,7 @@ def gsd_recorder() -> Iterator[HookRecorder]:
 
 
 @pytest.fixture
-def gsd_fake_worker(
-    monkeypatch: pytest.MonkeyPatch, gsd_home: Path
-) -> Callable[..., dict[str, str]]:
+def gsd_fake_worker(monkeypatch: pytest.MonkeyPatch, gsd_home: Path) -> Callable[..., dict[str, str]]:
     """``gsd_fake_worker(unit_seconds=0, unit_cost=0.01, fail_at=..., ...)``.
 
     Points ``parallel.worker_command`` at the shipped fake GSD worker for this test and
@@ -161,9 +157,7 @@ def gsd_plugin_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> PluginDir
     path = tmp_path / "plugin-modules"
     path.mkdir()
     monkeypatch.syspath_prepend(str(path))
-    monkeypatch.setenv(
-        "PYTHONPATH", os.pathsep.join(filter(None, [str(path), os.environ.get("PYTHONPATH")]))
-    )
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(path), os.environ.get("PYTHONPATH")])))
     return PluginDir(path)
 
 

@@ -104,9 +104,7 @@ def snapshot(root: Path) -> dict[str, Any]:
         "index": git(root, "ls-files", "-s"),
         "status": git(root, "status", "--porcelain=v1", "--untracked-files=all"),
         "files": files,
-        "merge_state": sorted(
-            n for n in ("MERGE_HEAD", "SQUASH_MSG", "MERGE_MSG") if (git_dir / n).exists()
-        ),
+        "merge_state": sorted(n for n in ("MERGE_HEAD", "SQUASH_MSG", "MERGE_MSG") if (git_dir / n).exists()),
     }
 
 

@@ -72,9 +72,7 @@ def ago(ts: float | None, now: float) -> str:
 def header(snap: Snapshot, width: int = 80) -> Text:
     text = Text("gsd-parallel watch", style="bold")
     if snap.run is not None:
-        state = (
-            "stopped" if snap.stopped else "active" if snap.active else snap.run.state.replace("_", " ")
-        )
+        state = "stopped" if snap.stopped else "active" if snap.active else snap.run.state.replace("_", " ")
         text.append(f" · run {snap.run.id} {state}")
     if snap.supervisor is not None:
         text.append(f" · supervisor pid {snap.supervisor.get('pid')}", style="green")
@@ -182,11 +180,7 @@ def render(snap: Snapshot, width: int = 80, *, footer: bool = True) -> Renderabl
         parts.append(Text("No parallel run yet.", style="dim"))
     if snap.stopped:
         parts.append(_line("", stopped_line(), width, "yellow"))
-    if (
-        snap.active
-        and snap.supervisor is None
-        and any(w.state in LIVE_STATES for w in snap.workers)
-    ):
+    if snap.active and snap.supervisor is None and any(w.state in LIVE_STATES for w in snap.workers):
         parts.append(
             _line(
                 "",

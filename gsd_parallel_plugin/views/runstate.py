@@ -68,9 +68,7 @@ def held_for_plans(loaded: Loaded, *, started: Collection[str] = ()) -> dict[str
     from ..workspace.worktrees import uncommitted_plans
 
     return {
-        mid: why
-        for mid, why in uncommitted_plans(loaded.root, loaded.project).items()
-        if mid not in started
+        mid: why for mid, why in uncommitted_plans(loaded.root, loaded.project).items() if mid not in started
     }
 
 
@@ -114,8 +112,14 @@ class RunView:
             completed = store.completed_milestones()
             last_merge = {m.milestone_id: m for m in store.merges() if m.outcome is not None}
         return cls(
-            run, workers, total, merged, completed, SupervisorLock.holder(loaded.parallel_dir),
-            last_merge, _radar_picture(loaded, run.id) if run else None,
+            run,
+            workers,
+            total,
+            merged,
+            completed,
+            SupervisorLock.holder(loaded.parallel_dir),
+            last_merge,
+            _radar_picture(loaded, run.id) if run else None,
         )
 
     @property
@@ -133,9 +137,7 @@ class RunView:
 
     @property
     def live(self) -> list[str]:
-        return (
-            [w.milestone_id for w in self.workers if w.state in LIVE_STATES] if self.active else []
-        )
+        return [w.milestone_id for w in self.workers if w.state in LIVE_STATES] if self.active else []
 
     @property
     def held(self) -> list[str]:
@@ -254,16 +256,12 @@ class RunView:
         waiting = [{"id": w.id, "reason": w.reason} for w in report.plan.waiting]
         if self.active and self.supervisor is None:
             # Nothing starts these by itself (a merge just unblocked them): say so.
-            waiting = [
-                {"id": mid, "reason": READY_NO_SUPERVISOR} for mid in report.plan.start
-            ] + waiting
+            waiting = [{"id": mid, "reason": READY_NO_SUPERVISOR} for mid in report.plan.start] + waiting
         if self.budget(loaded)["state"] == "exceeded":
             queued = list(dict.fromkeys([*report.plan.start, *(w["id"] for w in waiting)]))
             reason = f"not started: {StateReason.BUDGET}"
             waiting = [{"id": m, "reason": reason} for m in queued if self.worker(m) is None]
-        on_others = [
-            v for v in report.ineligible if v.kind in WAITING_KINDS and self.worker(v.id) is None
-        ]
+        on_others = [v for v in report.ineligible if v.kind in WAITING_KINDS and self.worker(v.id) is None]
         waiting += [{"id": v.id, "reason": v.reason} for v in on_others]
         return waiting, {v.id for v in on_others}
 
@@ -333,9 +331,7 @@ class RunView:
             lines += [NO_RUN, "", "Last run:"]
         lines.append("# Parallel Workers\n")
         for w in self.workers:
-            lines.append(
-                f"- **{w.milestone_id}** ({w.title}) — {self.state_label(w)} — ${w.cost:.2f}"
-            )
+            lines.append(f"- **{w.milestone_id}** ({w.title}) — {self.state_label(w)} — ${w.cost:.2f}")
             detail = [f"units {w.units_done}"]
             if w.current_unit and w.state in LIVE_STATES:
                 detail.append(f"now {w.current_unit}")
@@ -362,8 +358,10 @@ class RunView:
                 lines += ["  last merge attempt:"] + [
                     f"    {line}" for line in problem.error.splitlines()[-5:] if line.strip()
                 ]
-            if self.active and w.state in {"failed", "stopped", "blocked"} and (
-                w.state_reason != StateReason.BUDGET
+            if (
+                self.active
+                and w.state in {"failed", "stopped", "blocked"}
+                and (w.state_reason != StateReason.BUDGET)
             ):
                 verb = "retry" if w.state == "failed" else "continue"
                 lines.append(f"  {verb} with {hints.cmd(f'resume {w.milestone_id}')}")
@@ -388,11 +386,7 @@ class RunView:
             lines.append("\n## Waiting\n")
             lines += [f"- **{w['id']}** — {w['reason']}" for w in waiting]
         lines += self._budget_text(loaded)
-        if (
-            self.active
-            and self.supervisor is None
-            and any(w.state in LIVE_STATES for w in self.workers)
-        ):
+        if self.active and self.supervisor is None and any(w.state in LIVE_STATES for w in self.workers):
             lines.append("Supervisor: not running (the next command adopts the workers)")
         return "\n".join(lines) + "\n"
 

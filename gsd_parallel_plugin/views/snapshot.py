@@ -53,6 +53,8 @@ def run_is_stopped(run_state: str | None, supervisor: object, worker_states: Ite
         return False
     states = set(worker_states)
     return "stopped" in states and not states & (LIVE_STATES | {"crashed"})
+
+
 PROJECT_REFRESH_SECONDS = 10.0
 EVENT_PAGE = 500
 EVENT_WINDOW = 100
@@ -398,9 +400,7 @@ class SnapshotReader:
             if v.id in report.plan.start and v.id not in has_row
         ]
         waiting += [
-            (v.id, v.reason)
-            for v in report.ineligible
-            if v.kind in WAITING_KINDS and v.id not in has_row
+            (v.id, v.reason) for v in report.ineligible if v.kind in WAITING_KINDS and v.id not in has_row
         ]
         return waiting
 

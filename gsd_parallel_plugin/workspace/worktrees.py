@@ -159,9 +159,7 @@ def ensure_excludes(project_root: Path | str) -> list[str]:
 # --------------------------------------------------------------------------- ensure
 
 
-def ensure_worktree(
-    project_root: Path | str, milestone_id: str, integration_branch: str
-) -> WorktreeResult:
+def ensure_worktree(project_root: Path | str, milestone_id: str, integration_branch: str) -> WorktreeResult:
     """Create or reuse the milestone's worktree, starting from *integration_branch*.
 
     Raises GitError / ProjectError (something the user must fix) or OperationFailed
@@ -177,13 +175,10 @@ def ensure_worktree(
     head_branch = g.current_branch()
     if g.is_unborn():
         raise GitError(
-            f"repository has no commits yet: commit something on "
-            f"{head_branch or integration_branch} first"
+            f"repository has no commits yet: commit something on {head_branch or integration_branch} first"
         )
     if head_branch is None:
-        raise GitError(
-            f"the main checkout is on a detached HEAD: check out {integration_branch} first"
-        )
+        raise GitError(f"the main checkout is on a detached HEAD: check out {integration_branch} first")
     integ_sha = g.branch_sha(integration_branch)
     if integ_sha is None:
         raise GitError(f"integration branch {integration_branch} does not exist")
@@ -201,16 +196,12 @@ def ensure_worktree(
     return WorktreeResult(path, branch, created, ff, planning)
 
 
-def _ensure_registered(
-    g: Git, real: Path, path: Path, branch: str, integ_sha: str
-) -> tuple[bool, bool]:
+def _ensure_registered(g: Git, real: Path, path: Path, branch: str, integ_sha: str) -> tuple[bool, bool]:
     """Make *real* a registered worktree on *branch*; return (created, fast_forwarded)."""
     wt = g.find_worktree(real)
     if wt is not None and not real.exists():
         if wt.locked:
-            raise GitError(
-                f"worktree {path} is missing but locked; run `git worktree unlock {wt.path}`"
-            )
+            raise GitError(f"worktree {path} is missing but locked; run `git worktree unlock {wt.path}`")
         g.run("worktree", "prune")
         wt = g.find_worktree(real)
     if wt is not None:
@@ -420,9 +411,7 @@ def remove_worktree(
             g.run("branch", "-D", branch)
         elif integration_branch is not None:
             if not g.is_ancestor(f"refs/heads/{branch}", f"refs/heads/{integration_branch}"):
-                raise GitError(
-                    f"branch {branch} is not merged into {integration_branch}; it was kept"
-                )
+                raise GitError(f"branch {branch} is not merged into {integration_branch}; it was kept")
             g.run("branch", "-D", branch)
         else:
             try:

@@ -267,8 +267,11 @@ def test_unknown_subcommand_lists_every_subcommand(tmp_path, cli):
 
 @pytest.mark.parametrize(
     ("args", "needle"),
-    [(("--json",), "no subcommand"), (("--json", "--project"), "--project needs a directory"),
-     (("--project", "--json"), "--project needs a directory")],
+    [
+        (("--json",), "no subcommand"),
+        (("--json", "--project"), "--project needs a directory"),
+        (("--project", "--json"), "--project needs a directory"),
+    ],
 )
 def test_json_without_a_subcommand_or_a_project_value_is_one_json_error(cli, args, needle):
     result = cli(*args)

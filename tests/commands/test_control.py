@@ -20,7 +20,9 @@ def test_resume_budget_must_be_a_usable_amount(tmp_path, cli, value):
 
 def test_a_stopped_milestone_can_be_continued(gsd_project, cli, fake_worker):
     """stop, then start says how to continue it, and resume continues it from disk."""
-    fake_worker(unit_seconds=1.5)  # stop lands mid-unit even on a loaded machine (at 0.3 s it could finish first)
+    fake_worker(
+        unit_seconds=1.5
+    )  # stop lands mid-unit even on a loaded machine (at 0.3 s it could finish first)
     project = gsd_project(ONE)
     assert cli("--project", project.root, "start").code == 0
     stopped = cli("--project", project.root, "stop", "M001")

@@ -93,8 +93,12 @@ def test_orphan_worktrees_clean_removed_dirty_kept(tmp_path, cli, fake_worker):
     fake_worker(unit_seconds=0.0)
     project = one(tmp_path)
     # Worktrees for two milestones that then vanish from the plan (no commits of their own).
-    project.git("worktree", "add", "-q", "-b", "gsd-parallel/M008", str(project.root / ".gsd-parallel" / "M008"))
-    project.git("worktree", "add", "-q", "-b", "gsd-parallel/M009", str(project.root / ".gsd-parallel" / "M009"))
+    project.git(
+        "worktree", "add", "-q", "-b", "gsd-parallel/M008", str(project.root / ".gsd-parallel" / "M008")
+    )
+    project.git(
+        "worktree", "add", "-q", "-b", "gsd-parallel/M009", str(project.root / ".gsd-parallel" / "M009")
+    )
     (project.root / ".gsd-parallel" / "M009" / "precious.txt").write_text("uncommitted work\n")
     # A branch with real unmerged commits and no worktree, for a milestone that no longer exists.
     project.git("branch", "gsd-parallel/M007")

@@ -50,9 +50,7 @@ def imported_by(*argv: str, cwd: Path) -> tuple[set[str], str]:
                           "new": sorted(set(sys.modules) - before)}}))
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, check=True
-    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, check=True)
     result = json.loads(done.stdout)
     assert result["code"] == 0, done.stderr
     return set(result["new"]), result["out"]

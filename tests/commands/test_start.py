@@ -115,9 +115,7 @@ def test_a_project_path_with_spaces_and_non_ascii_runs_and_merges(gsd_project, c
     assert cli("doctor", cwd=project.root).code == 0
 
 
-def test_ctrl_c_during_start_wait_hands_the_run_to_a_background_supervisor(
-    gsd_project, cli, fake_worker
-):
+def test_ctrl_c_during_start_wait_hands_the_run_to_a_background_supervisor(gsd_project, cli, fake_worker):
     """Ctrl-C (SIGINT to the foreground process group, as a terminal sends it): the
     workers keep running, a background supervisor takes over and finishes the run, the
     user is told so in one line, and the exit code is 130. (Units of 1.5 s: at 0.4 s a loaded

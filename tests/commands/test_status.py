@@ -29,9 +29,7 @@ def test_status_of_a_waiting_milestone_says_what_it_waits_for(gsd_project, cli, 
     one_line_error(cli("--project", project.root, "status", "M003"), "M003", "Already complete.")
 
 
-def test_status_after_the_supervisor_died_adopts_and_does_not_say_not_running(
-    gsd_project, cli, fake_worker
-):
+def test_status_after_the_supervisor_died_adopts_and_does_not_say_not_running(gsd_project, cli, fake_worker):
     fake_worker(unit_seconds=1.5)
     project = gsd_project(ONE)
     assert cli("--project", project.root, "start").code == 0

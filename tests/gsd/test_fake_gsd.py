@@ -31,12 +31,16 @@ from gsd_parallel_plugin.testing import fake_gsd as fake
 
 MODULE = "gsd_parallel_plugin.testing.fake_gsd"
 AUTO = ("headless", "--json", "auto")
-IDENTITY = {"GIT_AUTHOR_NAME": "Test User", "GIT_AUTHOR_EMAIL": "test@example.invalid",
-            "GIT_COMMITTER_NAME": "Test User", "GIT_COMMITTER_EMAIL": "test@example.invalid"}
-BASE_ENV = {k: v for k, v in os.environ.items()
-            if not k.startswith(("GSD_", "GIT_AUTHOR_", "GIT_COMMITTER_"))}
-BASE_ENV.update(IDENTITY, GIT_TERMINAL_PROMPT="0", GIT_CONFIG_GLOBAL=os.devnull,
-                GIT_CONFIG_NOSYSTEM="1")
+IDENTITY = {
+    "GIT_AUTHOR_NAME": "Test User",
+    "GIT_AUTHOR_EMAIL": "test@example.invalid",
+    "GIT_COMMITTER_NAME": "Test User",
+    "GIT_COMMITTER_EMAIL": "test@example.invalid",
+}
+BASE_ENV = {
+    k: v for k, v in os.environ.items() if not k.startswith(("GSD_", "GIT_AUTHOR_", "GIT_COMMITTER_"))
+}
+BASE_ENV.update(IDENTITY, GIT_TERMINAL_PROMPT="0", GIT_CONFIG_GLOBAL=os.devnull, GIT_CONFIG_NOSYSTEM="1")
 
 ROADMAP = """# M001: Core API
 
@@ -89,20 +93,27 @@ PLAN_S02 = """# S02: Docs
 OTHER_ROADMAP = "# M002: Other\n\n## Slices\n\n- [ ] **S01: Other**\n"
 OTHER_CONTEXT = "---\ndepends_on: [M001]\n---\n\n# M002: Other\n"
 FULL_UNITS = 2 * 2 + 2 + 1  # S*T + S + 1: four tasks, two slice completions, the milestone
-UNITS = ["execute-task M001/S01/T01", "execute-task M001/S01/T02", "complete-slice M001/S01",
-         "execute-task M001/S02/T01", "execute-task M001/S02/T02", "complete-slice M001/S02",
-         "complete-milestone M001"]
+UNITS = [
+    "execute-task M001/S01/T01",
+    "execute-task M001/S01/T02",
+    "complete-slice M001/S01",
+    "execute-task M001/S02/T01",
+    "execute-task M001/S02/T02",
+    "complete-slice M001/S02",
+    "complete-milestone M001",
+]
 PAUSED = "Auto-mode paused (Escape). Type to interact, or /gsd auto to resume."
 STARTED = "Auto-mode started. Will loop until milestone complete."
 INTERRUPTED = "[headless] Interrupted, stopping child process..."
-GUARD = ("Cannot complete milestone M001: uncommitted changes remain after the pre-completion "
-         "commit. Commit or stash before closing.")
+GUARD = (
+    "Cannot complete milestone M001: uncommitted changes remain after the pre-completion "
+    "commit. Commit or stash before closing."
+)
 PREFLIGHT = "chore: auto-commit after complete-milestone-preflight\n\nGSD-Unit: M001"
 
 
 def git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=cwd, env=BASE_ENV, capture_output=True, text=True,
-                          check=True)
+    done = subprocess.run(["git", *args], cwd=cwd, env=BASE_ENV, capture_output=True, text=True, check=True)
     return done.stdout
 
 
@@ -137,13 +148,15 @@ class Run:
 
 
 def notifies(events: list[dict[str, Any]]) -> list[str]:
-    return [e["message"] for e in events
-            if e["type"] == "extension_ui_request" and e["method"] == "notify"]
+    return [e["message"] for e in events if e["type"] == "extension_ui_request" and e["method"] == "notify"]
 
 
 def assistant_costs(events: list[dict[str, Any]]) -> list[float]:
-    return [e["message"]["usage"]["cost"]["total"] for e in events
-            if e["type"] == "message_end" and e["message"]["role"] == "assistant"]
+    return [
+        e["message"]["usage"]["cost"]["total"]
+        for e in events
+        if e["type"] == "message_end" and e["message"]["role"] == "assistant"
+    ]
 
 
 def unit_costs(events: list[dict[str, Any]]) -> list[float]:
@@ -169,29 +182,46 @@ class Project:
                 fake.recover(wt)
         return wt
 
-    def cmd(self, cwd: Path, *args: str, env: dict[str, str] | None = None
-            ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", MODULE, *args], cwd=cwd,
-                              env=env or BASE_ENV, capture_output=True, text=True, timeout=60,
-                              check=False)
+    def cmd(
+        self, cwd: Path, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", MODULE, *args],
+            cwd=cwd,
+            env=env or BASE_ENV,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
 
     def env(self, mid: str | None = "M001", **knobs: str) -> dict[str, str]:
-        env = {**BASE_ENV, "GSD_PARALLEL_WORKER": "1", "GSD_FAKE_UNIT_SECONDS": "0",
-               "GSD_FAKE_RETRY_SECONDS": "0.01"}
+        env = {
+            **BASE_ENV,
+            "GSD_PARALLEL_WORKER": "1",
+            "GSD_FAKE_UNIT_SECONDS": "0",
+            "GSD_FAKE_RETRY_SECONDS": "0.01",
+        }
         if mid is not None:
             env["GSD_MILESTONE_LOCK"] = mid
         env.update(knobs)
         return env
 
-    def run(self, mid: str = "M001", *, args: tuple[str, ...] = AUTO, cwd: Path | None = None,
-            **knobs: str) -> Run:
+    def run(
+        self, mid: str = "M001", *, args: tuple[str, ...] = AUTO, cwd: Path | None = None, **knobs: str
+    ) -> Run:
         done = self.cmd(cwd or self.checkout(mid), *args, env=self.env(mid, **knobs))
         return Run(done.returncode, parse(done.stdout), done.stderr)
 
     def start(self, mid: str = "M001", **knobs: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([sys.executable, "-m", MODULE, *AUTO], cwd=self.checkout(mid),
-                                env=self.env(mid, **knobs), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", MODULE, *AUTO],
+            cwd=self.checkout(mid),
+            env=self.env(mid, **knobs),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     def log(self, fmt: str = "%B", branch: str = "gsd-parallel/M001") -> list[str]:
         out = git(self.root, "log", "-z", "--reverse", f"--format={fmt}", f"main..{branch}")
@@ -211,8 +241,11 @@ def db_rows(wt: Path, table: str = "milestones") -> dict[Any, dict[str, Any]]:
     with closing(sqlite3.connect(wt / ".gsd" / "gsd.db")) as conn:
         conn.row_factory = sqlite3.Row
         rows = conn.execute(f"SELECT * FROM {table}").fetchall()
-    key = {"milestones": ("id",), "slices": ("milestone_id", "id"),
-           "tasks": ("milestone_id", "slice_id", "id")}[table]
+    key = {
+        "milestones": ("id",),
+        "slices": ("milestone_id", "id"),
+        "tasks": ("milestone_id", "slice_id", "id"),
+    }[table]
     return {"/".join(r[k] for k in key): dict(r) for r in rows}
 
 
@@ -224,8 +257,9 @@ def summary(wt: Path, mid: str = "M001") -> Path:
     return wt / ".gsd" / "milestones" / mid / f"{mid}-SUMMARY.md"
 
 
-def read_until(proc: subprocess.Popen[str], predicate: Callable[[dict[str, Any]], bool]
-               ) -> list[dict[str, Any]]:
+def read_until(
+    proc: subprocess.Popen[str], predicate: Callable[[dict[str, Any]], bool]
+) -> list[dict[str, Any]]:
     """Read events until one satisfies predicate (the worker must get there by itself)."""
     assert proc.stdout is not None
     seen = []
@@ -313,8 +347,7 @@ def test_without_json_nothing_goes_to_stdout(project: Project) -> None:
 
 
 @pytest.mark.parametrize("command", ["auto", "recover", "query"])
-def test_no_gsd_directory_is_the_real_error(tmp_path: Path, project: Project,
-                                            command: str) -> None:
+def test_no_gsd_directory_is_the_real_error(tmp_path: Path, project: Project, command: str) -> None:
     done = project.cmd(tmp_path, "headless", "--json", command, env=project.env())
     assert done.returncode == 1
     assert done.stdout == ""
@@ -342,15 +375,18 @@ def test_recover_imports_every_milestone_into_a_real_sqlite_db(project: Project)
 
     with closing(sqlite3.connect(wt / ".gsd" / "gsd.db")) as conn:
         columns = {r[1]: (r[2], r[5]) for r in conn.execute("PRAGMA table_info(milestones)")}
-    assert {k: columns[k] for k in ("id", "title", "status", "depends_on", "created_at",
-                                    "completed_at")} == {
-        "id": ("TEXT", 1), "title": ("TEXT", 0), "status": ("TEXT", 0),
-        "depends_on": ("TEXT", 0), "created_at": ("TEXT", 0), "completed_at": ("TEXT", 0)}
+    assert {k: columns[k] for k in ("id", "title", "status", "depends_on", "created_at", "completed_at")} == {
+        "id": ("TEXT", 1),
+        "title": ("TEXT", 0),
+        "status": ("TEXT", 0),
+        "depends_on": ("TEXT", 0),
+        "created_at": ("TEXT", 0),
+        "completed_at": ("TEXT", 0),
+    }
     rows = db_rows(wt)
     assert sorted(rows) == ["M001", "M002", "M003"]
     assert rows["M001"]["title"] == "M001: Core API"  # the heading, as GSD stores it
-    assert [rows[m]["status"] for m in ("M001", "M002", "M003")] == ["active", "active",
-                                                                     "complete"]
+    assert [rows[m]["status"] for m in ("M001", "M002", "M003")] == ["active", "active", "complete"]
     assert rows["M001"]["completed_at"] is None and rows["M003"]["completed_at"]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", rows["M001"]["created_at"])
     assert json.loads(rows["M002"]["depends_on"]) == ["M001"]
@@ -373,8 +409,7 @@ def test_recover_is_idempotent_and_keeps_completed_rows_complete(project: Projec
         done = project.cmd(wt, "headless", "recover")
         assert done.returncode == 0, done.stderr
         assert db_rows(wt) == before
-    assert {t["status"] for t in db_rows(wt, "tasks").values() if t["milestone_id"] == "M001"} \
-        == {"complete"}
+    assert {t["status"] for t in db_rows(wt, "tasks").values() if t["milestone_id"] == "M001"} == {"complete"}
 
 
 # --- the DB is authoritative -----------------------------------------------------------------
@@ -387,7 +422,8 @@ def test_without_recover_the_worker_notifies_and_waits_silently(project: Project
     assert notifies(seen) == [
         "Markdown planning artifacts (2M/3S/4T) do not match the authoritative DB (0M/0S/0T). "
         "Runtime startup will not import markdown automatically; run explicit GSD recovery if "
-        "markdown should repopulate the database."]
+        "markdown should repopulate the database."
+    ]
     assert seen[-1]["notifyType"] == "warning"
     assert still_alive(proc), "the real worker never exits here"
     rc, rest, err = terminate(proc)
@@ -406,7 +442,8 @@ def test_markdown_changed_after_recover_is_not_imported(project: Project) -> Non
     proc = project.start()
     seen = read_until(proc, is_notify("do not match the authoritative DB"))
     assert notifies(seen)[-1].startswith(
-        "Markdown planning artifacts (2M/3S/5T) do not match the authoritative DB (2M/3S/4T).")
+        "Markdown planning artifacts (2M/3S/5T) do not match the authoritative DB (2M/3S/4T)."
+    )
     assert terminate(proc)[0] == 11
 
 
@@ -433,8 +470,9 @@ def test_runs_a_milestone_to_completion(project: Project) -> None:
     assert result.rc == 0, result.stderr
     assert result.notifies[0] == STARTED
     assert result.units == UNITS
-    assert result.notifies[-1] == ("Auto-mode stopped — all milestones complete.\n"
-                                   "Session: $0.875 · 17.5k tokens · 7 units")
+    assert result.notifies[-1] == (
+        "Auto-mode stopped — all milestones complete.\nSession: $0.875 · 17.5k tokens · 7 units"
+    )
     tail = result.stderr.splitlines()[-3:]
     assert tail[0] == "[headless] Status: complete"
     assert re.fullmatch(r"\[headless\] Duration: \d+\.\ds", tail[1])
@@ -444,12 +482,10 @@ def test_runs_a_milestone_to_completion(project: Project) -> None:
     row = db_rows(wt)["M001"]
     assert row["status"] == "complete" and row["completed_at"]
     assert db_rows(wt)["M002"]["status"] == "active"
-    assert {s["status"] for k, s in db_rows(wt, "slices").items() if k.startswith("M001")} \
-        == {"complete"}
+    assert {s["status"] for k, s in db_rows(wt, "slices").items() if k.startswith("M001")} == {"complete"}
 
     # the code: one line per task that lists the file, directories created, prose ignored
-    assert (wt / "src/app.py").read_text() == (
-        "print('hello')\nM001/S01/T01\nM001/S01/T02\nM001/S02/T02\n")
+    assert (wt / "src/app.py").read_text() == ("print('hello')\nM001/S01/T01\nM001/S01/T02\nM001/S02/T02\n")
     assert (wt / "lib/core/util.txt").read_text() == "M001/S01/T01\n"
     assert (wt / "docs/guide.md").read_text() == "M001/S02/T01\n"
     assert not (wt / "and 3 other files").exists()
@@ -465,14 +501,22 @@ def test_runs_a_milestone_to_completion(project: Project) -> None:
     assert git(project.root, "rev-parse", "main") == main_before
     assert project.log() == [PREFLIGHT]
     assert project.log("%an <%ae>|%cn <%ce>") == [
-        "Test User <test@example.invalid>|Test User <test@example.invalid>"]
+        "Test User <test@example.invalid>|Test User <test@example.invalid>"
+    ]
     touched = set(git(wt, "show", "--name-only", "--format=", "HEAD").split())
-    assert touched == {"src/app.py", "lib/core/util.txt", "docs/guide.md",
-                       ".gsd/milestones/M001/M001-ROADMAP.md",
-                       ".gsd/milestones/M001/slices/S01/S01-PLAN.md",
-                       ".gsd/milestones/M001/slices/S02/S02-PLAN.md",
-                       *(f".gsd/milestones/M001/slices/{s}/{f}-SUMMARY.md"
-                         for s in ("S01", "S02") for f in (s, "tasks/T01", "tasks/T02"))}
+    assert touched == {
+        "src/app.py",
+        "lib/core/util.txt",
+        "docs/guide.md",
+        ".gsd/milestones/M001/M001-ROADMAP.md",
+        ".gsd/milestones/M001/slices/S01/S01-PLAN.md",
+        ".gsd/milestones/M001/slices/S02/S02-PLAN.md",
+        *(
+            f".gsd/milestones/M001/slices/{s}/{f}-SUMMARY.md"
+            for s in ("S01", "S02")
+            for f in (s, "tasks/T01", "tasks/T02")
+        ),
+    }
     assert status(wt) == ["?? .gsd/milestones/M001/M001-SUMMARY.md"]
 
 
@@ -487,8 +531,9 @@ def test_events_have_the_real_shapes(project: Project) -> None:
         if inside:
             sessions[-1].append(e)
         inside = inside and e["type"] != "agent_end"
-    assert [e for e in events if e["type"] != "extension_ui_request"
-                and not any(e in s for s in sessions)] == [{"type": "extensions_ready"}]
+    assert [
+        e for e in events if e["type"] != "extension_ui_request" and not any(e in s for s in sessions)
+    ] == [{"type": "extensions_ready"}]
     assert len(sessions) == FULL_UNITS  # every unit is a fresh agent session
     assert len({s[0]["sessionId"] for s in sessions}) == FULL_UNITS
     assert sum(e["type"] == "agent_end" for e in events) == FULL_UNITS
@@ -505,38 +550,53 @@ def test_events_have_the_real_shapes(project: Project) -> None:
         assistant = [m for m in ends if m["role"] == "assistant"]
         assert len(assistant) == 2
         for m in assistant:
-            assert set(m["usage"]) == {"input", "output", "cacheRead", "cacheWrite",
-                                       "totalTokens", "cost"}
-            assert set(m["usage"]["cost"]) == {"input", "output", "cacheRead", "cacheWrite",
-                                               "total"}
+            assert set(m["usage"]) == {"input", "output", "cacheRead", "cacheWrite", "totalTokens", "cost"}
+            assert set(m["usage"]["cost"]) == {"input", "output", "cacheRead", "cacheWrite", "total"}
             assert m["usage"]["cost"]["total"] == 0.0625
         assert assistant[0]["stopReason"] == "toolUse" and assistant[1]["stopReason"] == "stop"
         results = [m for m in ends if m["role"] == "toolResult"]
         assert results and all("usage" not in m and m["isError"] is False for m in results)
         starts = [e for e in session if e["type"] == "tool_execution_start"]
         finished = [e for e in session if e["type"] == "tool_execution_end"]
-        assert [e["toolCallId"] for e in starts] == [e["toolCallId"] for e in finished] \
+        assert (
+            [e["toolCallId"] for e in starts]
+            == [e["toolCallId"] for e in finished]
             == [c["id"] for c in assistant[0]["content"]]
+        )
         assert all(e["isError"] is False and e["result"]["content"] for e in finished)
         last = finished[-1]
-        lifecycle.append((last["toolName"], starts[-1]["args"].get("sliceId"),
-                          starts[-1]["args"].get("taskId")))
+        lifecycle.append(
+            (last["toolName"], starts[-1]["args"].get("sliceId"), starts[-1]["args"].get("taskId"))
+        )
         assert starts[-1]["args"]["milestoneId"] == "M001"
         assert last["result"]["details"]["milestoneId"] == "M001"
         # cost_update and execution_complete: first unit only (never to be counted)
         assert ("cost_update" in kinds) == (n == 0)
         assert ("execution_complete" in kinds) == (n == 0)
     assert lifecycle == [
-        ("gsd_task_complete", "S01", "T01"), ("gsd_task_complete", "S01", "T02"),
-        ("gsd_slice_complete", "S01", None), ("gsd_task_complete", "S02", "T01"),
-        ("gsd_task_complete", "S02", "T02"), ("gsd_slice_complete", "S02", None),
-        ("gsd_complete_milestone", None, None)]
-    files = [(e["toolName"], e["args"]["path"]) for e in events
-             if e["type"] == "tool_execution_start" and e["toolName"] in ("write", "edit")]
-    assert files == [("edit", "src/app.py"), ("write", "lib/core/util.txt"),
-                     ("edit", "src/app.py"), ("write", "docs/guide.md"), ("edit", "src/app.py")]
-    done = next(e for e in events if e["type"] == "tool_execution_end"
-                and e["toolName"] == "gsd_complete_milestone")
+        ("gsd_task_complete", "S01", "T01"),
+        ("gsd_task_complete", "S01", "T02"),
+        ("gsd_slice_complete", "S01", None),
+        ("gsd_task_complete", "S02", "T01"),
+        ("gsd_task_complete", "S02", "T02"),
+        ("gsd_slice_complete", "S02", None),
+        ("gsd_complete_milestone", None, None),
+    ]
+    files = [
+        (e["toolName"], e["args"]["path"])
+        for e in events
+        if e["type"] == "tool_execution_start" and e["toolName"] in ("write", "edit")
+    ]
+    assert files == [
+        ("edit", "src/app.py"),
+        ("write", "lib/core/util.txt"),
+        ("edit", "src/app.py"),
+        ("write", "docs/guide.md"),
+        ("edit", "src/app.py"),
+    ]
+    done = next(
+        e for e in events if e["type"] == "tool_execution_end" and e["toolName"] == "gsd_complete_milestone"
+    )
     assert done["result"]["details"]["summaryPath"] == str(summary(project.checkout()).resolve())
     assert sum(assistant_costs(events)) == FULL_UNITS * 0.125
     assert [e["type"] for e in events if e["type"] in ("auto_retry_start", "auto_retry_end")] == []
@@ -549,12 +609,20 @@ def test_plans_a_milestone_that_has_only_a_context(project: Project) -> None:
     git(project.root, "commit", "-q", "-m", "add M003")
     result = project.run("M003", GSD_FAKE_UNIT_COST="0.125")
     assert result.rc == 0, result.stderr
-    assert result.units == ["plan-milestone M003", "plan-slice M003/S01",
-                            "execute-task M003/S01/T01", "execute-task M003/S01/T02",
-                            "complete-slice M003/S01", "complete-milestone M003"]
+    assert result.units == [
+        "plan-milestone M003",
+        "plan-slice M003/S01",
+        "execute-task M003/S01/T01",
+        "execute-task M003/S01/T02",
+        "complete-slice M003/S01",
+        "complete-milestone M003",
+    ]
     assert sum(result.costs) == 6 * 0.125
-    tools = [e["toolName"] for e in result.events if e["type"] == "tool_execution_start"
-             and e["toolName"].startswith("gsd_")]
+    tools = [
+        e["toolName"]
+        for e in result.events
+        if e["type"] == "tool_execution_start" and e["toolName"].startswith("gsd_")
+    ]
     assert tools[:2] == ["gsd_plan_milestone", "gsd_plan_slice"]
 
     wt = project.checkout("M003")
@@ -566,11 +634,9 @@ def test_plans_a_milestone_that_has_only_a_context(project: Project) -> None:
     assert (wt / "src/m003/s01_t02.txt").read_text() == "M003/S01/T02\n"
     assert 'title: "Search box"' in (wmdir / "M003-SUMMARY.md").read_text()
     # the DB learnt the planned slice and tasks, so a rerun's sync check still passes
-    assert sorted(k for k in db_rows(wt, "tasks") if k.startswith("M003")) == [
-        "M003/S01/T01", "M003/S01/T02"]
+    assert sorted(k for k in db_rows(wt, "tasks") if k.startswith("M003")) == ["M003/S01/T01", "M003/S01/T02"]
     assert db_rows(wt)["M003"]["status"] == "complete"
-    assert project.log("%s", "gsd-parallel/M003") == [
-        "chore: auto-commit after complete-milestone-preflight"]
+    assert project.log("%s", "gsd-parallel/M003") == ["chore: auto-commit after complete-milestone-preflight"]
 
 
 def test_done_tasks_on_disk_are_skipped(project: Project) -> None:
@@ -597,8 +663,7 @@ def test_a_task_cut_short_after_its_edits_is_not_doubled(project: Project) -> No
 
 
 @pytest.mark.parametrize("leftover", ["db not ignored", "other milestone"])
-def test_the_guard_refuses_completion_when_changes_remain(project: Project,
-                                                          leftover: str) -> None:
+def test_the_guard_refuses_completion_when_changes_remain(project: Project, leftover: str) -> None:
     wt = project.checkout()
     if leftover == "db not ignored":  # a runtime file GSD never stages
         write(wt / ".gitignore", ".gsd/parallel/\n")
@@ -651,7 +716,10 @@ def test_an_ignored_gsd_copied_into_the_checkout_commits_only_code(tmp_path: Pat
     assert result.rc == 0, result.stderr
     assert project.log() == [PREFLIGHT]
     assert set(git(wt, "show", "--name-only", "--format=", "HEAD").split()) == {
-        "src/app.py", "lib/core/util.txt", "docs/guide.md"}
+        "src/app.py",
+        "lib/core/util.txt",
+        "docs/guide.md",
+    }
     assert status(wt) == [] and summary(wt).is_file()
     assert milestone_status(wt) == "complete"
 
@@ -665,8 +733,12 @@ def test_pause_leaves_the_work_uncommitted_and_a_rerun_resumes(project: Project)
     assert first.units == UNITS[:1]
     assert not sig.exists()  # read and deleted
     assert project.log() == []
-    assert set(status(wt)) == {" M .gsd/milestones/M001/slices/S01/S01-PLAN.md", " M src/app.py",
-                               "?? .gsd/milestones/M001/slices/S01/tasks/", "?? lib/"}
+    assert set(status(wt)) == {
+        " M .gsd/milestones/M001/slices/S01/S01-PLAN.md",
+        " M src/app.py",
+        "?? .gsd/milestones/M001/slices/S01/tasks/",
+        "?? lib/",
+    }
     assert milestone_status(wt) == "active"
 
     second = project.run(GSD_FAKE_UNIT_COST="0.25")
@@ -700,12 +772,14 @@ def test_signals_are_read_from_the_checkout_not_the_project_root(project: Projec
     assert at_root.exists() and milestone_status(wt) == "complete"
 
 
-@pytest.mark.parametrize(("content", "kept"), [
-    ({"signal": "resume", "sentAt": 1}, False),
-    ({"signal": "pause"}, True),  # no sentAt: not a signal message, left alone
-])
-def test_other_signal_files_do_not_stop_the_work(project: Project, content: Any,
-                                                 kept: bool) -> None:
+@pytest.mark.parametrize(
+    ("content", "kept"),
+    [
+        ({"signal": "resume", "sentAt": 1}, False),
+        ({"signal": "pause"}, True),  # no sentAt: not a signal message, left alone
+    ],
+)
+def test_other_signal_files_do_not_stop_the_work(project: Project, content: Any, kept: bool) -> None:
     path = project.signal("pause")
     path.write_text(content if isinstance(content, str) else json.dumps(content))
     result = project.run()
@@ -714,8 +788,7 @@ def test_other_signal_files_do_not_stop_the_work(project: Project, content: Any,
     assert milestone_status(project.checkout()) == "complete"
 
 
-def test_a_pause_after_the_last_unit_exits_10_yet_the_milestone_is_complete(
-        project: Project) -> None:
+def test_a_pause_after_the_last_unit_exits_10_yet_the_milestone_is_complete(project: Project) -> None:
     wt = project.checkout()
     failed = project.run(GSD_FAKE_FAIL_AT="complete-milestone:M001")
     assert failed.rc == 1
@@ -742,20 +815,43 @@ def test_provider_500_retries_three_times_then_stays_silent(project: Project) ->
     kinds = [e["type"] for e in seen[start:]]
     failed = ["turn_start", "message_start", "message_end", "turn_end", "agent_end"]
     retry = ["auto_retry_start", "agent_start", *failed]
-    assert kinds == ["agent_start", "turn_start", "message_start", "message_end",
-                     "message_start", "cost_update", "message_end", "turn_end",
-                     "execution_complete", "agent_end", *retry * 3, "auto_retry_end"]
+    assert kinds == [
+        "agent_start",
+        "turn_start",
+        "message_start",
+        "message_end",
+        "message_start",
+        "cost_update",
+        "message_end",
+        "turn_end",
+        "execution_complete",
+        "agent_end",
+        *retry * 3,
+        "auto_retry_end",
+    ]
     retries = [e for e in seen if e["type"] == "auto_retry_start"]
     assert [(e["attempt"], e["maxAttempts"], e["delayMs"]) for e in retries] == [
-        (1, 3, 10), (2, 3, 20), (3, 3, 40)]
+        (1, 3, 10),
+        (2, 3, 20),
+        (3, 3, 40),
+    ]
     assert {e["errorMessage"] for e in retries} == {"500 Internal Server Error"}
-    assert seen[-1] == {"type": "auto_retry_end", "success": False, "attempt": 3,
-                        "finalError": "500 Internal Server Error"}
-    replies = [e["message"] for e in seen if e["type"] == "message_end"
-               and e["message"]["role"] == "assistant"]
+    assert seen[-1] == {
+        "type": "auto_retry_end",
+        "success": False,
+        "attempt": 3,
+        "finalError": "500 Internal Server Error",
+    }
+    replies = [
+        e["message"] for e in seen if e["type"] == "message_end" and e["message"]["role"] == "assistant"
+    ]
     assert len(replies) == 4
-    assert all(m["stopReason"] == "error" and m["errorMessage"].startswith("500 ")
-               and m["usage"]["cost"]["total"] == 0 for m in replies)
+    assert all(
+        m["stopReason"] == "error"
+        and m["errorMessage"].startswith("500 ")
+        and m["usage"]["cost"]["total"] == 0
+        for m in replies
+    )
     assert milestone_status(project.checkout()) == "active"
 
 
@@ -784,7 +880,10 @@ def test_query_reports_gsd_state_from_the_db(project: Project) -> None:
     locked = {"GSD_MILESTONE_LOCK": "M001", "GSD_PARALLEL_WORKER": "1"}
     empty = query(**locked)
     assert (empty["state"]["phase"], empty["state"]["registry"], empty["next"]) == (
-        "pre-planning", [], {"action": "stop", "reason": "No milestones found. Run /gsd to create one."})
+        "pre-planning",
+        [],
+        {"action": "stop", "reason": "No milestones found. Run /gsd to create one."},
+    )
     assert not (wt / ".gsd/gsd.db").exists()  # query never writes
     assert project.cmd(wt, "headless", "recover").returncode == 0
 
@@ -796,11 +895,12 @@ def test_query_reports_gsd_state_from_the_db(project: Project) -> None:
     assert state["activeSlice"] == {"id": "S01", "title": "Storage"}
     assert state["activeTask"] == {"id": "T01", "title": "Store"}
     assert state["progress"]["tasks"] == {"done": 0, "total": 4}
-    assert active["next"] == {"action": "dispatch", "unitType": "execute-task",
-                              "unitId": "M001/S01/T01"}
+    assert active["next"] == {"action": "dispatch", "unitType": "execute-task", "unitId": "M001/S01/T01"}
     assert [m["id"] for m in query()["state"]["registry"]] == ["M001", "M002"]  # no lock
     assert [m["id"] for m in query(GSD_MILESTONE_LOCK="M001")["state"]["registry"]] == [
-        "M001", "M002"]  # the lock alone does not scope it (as GSD's state.ts)
+        "M001",
+        "M002",
+    ]  # the lock alone does not scope it (as GSD's state.ts)
 
     project.signal("pause")
     assert project.run().rc == 10
@@ -816,14 +916,18 @@ def test_query_reports_gsd_state_from_the_db(project: Project) -> None:
 # --- the lock ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("lock", "worker", "message"), [
-    (None, "1", "GSD_MILESTONE_LOCK is not set"),
-    ("m1; rm -rf /", "1", "is not a milestone ID"),
-    ("M009", "1", "milestone M009 not found"),
-    ("M001", None, "GSD_PARALLEL_WORKER is not set"),
-])
-def test_a_bad_lock_is_one_line_and_exit_1(project: Project, lock: str | None,
-                                           worker: str | None, message: str) -> None:
+@pytest.mark.parametrize(
+    ("lock", "worker", "message"),
+    [
+        (None, "1", "GSD_MILESTONE_LOCK is not set"),
+        ("m1; rm -rf /", "1", "is not a milestone ID"),
+        ("M009", "1", "milestone M009 not found"),
+        ("M001", None, "GSD_PARALLEL_WORKER is not set"),
+    ],
+)
+def test_a_bad_lock_is_one_line_and_exit_1(
+    project: Project, lock: str | None, worker: str | None, message: str
+) -> None:
     env = project.env(lock)
     env.pop("GSD_PARALLEL_WORKER")
     if worker:
@@ -843,9 +947,13 @@ def test_a_checkout_under_gsd_worktrees_is_refused(project: Project) -> None:
     assert "escapeStaleWorktree" in result.stderr
 
 
-@pytest.mark.parametrize(("knob", "value"), [
-    ("GSD_FAKE_UNIT_SECONDS", "soon"), ("GSD_FAKE_PROVIDER", "error418"),
-])
+@pytest.mark.parametrize(
+    ("knob", "value"),
+    [
+        ("GSD_FAKE_UNIT_SECONDS", "soon"),
+        ("GSD_FAKE_PROVIDER", "error418"),
+    ],
+)
 def test_a_bad_knob_is_exit_1(project: Project, knob: str, value: str) -> None:
     bad: dict[str, Any] = {knob: value}
     result = project.run(**bad)
@@ -858,8 +966,7 @@ def test_a_bad_knob_is_exit_1(project: Project, knob: str, value: str) -> None:
 
 def test_sigterm_mid_unit_exits_11_and_costs_nothing(project: Project) -> None:
     proc = project.start(GSD_FAKE_UNIT_SECONDS="60")
-    read_until(proc, lambda e: e["type"] == "message_start"
-               and e["message"]["role"] == "assistant")
+    read_until(proc, lambda e: e["type"] == "message_start" and e["message"]["role"] == "assistant")
     rc, rest, err = terminate(proc)
     assert rc == 11
     assert rest == []
@@ -869,8 +976,11 @@ def test_sigterm_mid_unit_exits_11_and_costs_nothing(project: Project) -> None:
 
 
 def test_fail_at_fails_that_many_runs_then_completes(project: Project) -> None:
-    knobs: dict[str, Any] = {"GSD_FAKE_FAIL_AT": "M001/S01/T02", "GSD_FAKE_FAIL_TIMES": "2",
-                             "GSD_FAKE_UNIT_COST": "0.5"}
+    knobs: dict[str, Any] = {
+        "GSD_FAKE_FAIL_AT": "M001/S01/T02",
+        "GSD_FAKE_FAIL_TIMES": "2",
+        "GSD_FAKE_UNIT_COST": "0.5",
+    }
     costs: list[float] = []
     for _ in range(2):
         failed = project.run(**knobs)
@@ -908,8 +1018,9 @@ def test_spin_at_burns_cost_without_progress(project: Project) -> None:
     read_until(proc, is_notify("Starting execute-task M001/S01/T02"))
     spins = 0
     while spins < 5:
-        event = read_until(proc, lambda e: e["type"] == "message_end"
-                           and e["message"]["role"] == "assistant")[-1]
+        event = read_until(
+            proc, lambda e: e["type"] == "message_end" and e["message"]["role"] == "assistant"
+        )[-1]
         assert event["message"]["usage"]["cost"]["total"] == 0.01
         spins += 1
     rc, _, _ = terminate(proc)
@@ -922,9 +1033,12 @@ def test_spin_at_burns_cost_without_progress(project: Project) -> None:
 
 def test_format_helpers_follow_gsd() -> None:
     assert [fake.format_cost(c) for c in (0.005, 0.07, 0.743, 12.5)] == [
-        "$0.0050", "$0.070", "$0.743", "$12.50"]
-    assert [fake.format_tokens(n) for n in (999, 246000, 2_500_000)] == ["999", "246.0k",
-                                                                           "2.50M"]
+        "$0.0050",
+        "$0.070",
+        "$0.743",
+        "$12.50",
+    ]
+    assert [fake.format_tokens(n) for n in (999, 246000, 2_500_000)] == ["999", "246.0k", "2.50M"]
 
 
 @pytest.mark.parametrize("flag", ["--help", "-h"])

@@ -22,9 +22,7 @@ USER_PREFS = "---\nversion: 1\nbudget_ceiling: 40\ngit:\n  isolation: worktree\n
 
 
 def sh(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
-    ).stdout.strip()
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
 
 
 def make_repo(root: Path, *, prefs: str | None = USER_PREFS, track_gsd: bool = True) -> Path:

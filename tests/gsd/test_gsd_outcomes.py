@@ -87,7 +87,9 @@ def test_exit_0_without_completion_is_stopped_with_gsds_text(tmp_path, cli, fake
     wait_until(lambda: worker_of(cli("--project", project.root, "status", "--json"))["state"]
                == "stopped", timeout=60)  # fmt: skip
     worker = worker_of(cli("--project", project.root, "status", "--json"))
-    assert worker["state_reason"].startswith("GSD exited without completing the milestone: Auto-mode stopped.")
+    assert worker["state_reason"].startswith(
+        "GSD exited without completing the milestone: Auto-mode stopped."
+    )
 
 
 def test_the_exit_code_survives_a_reap_by_the_liveness_check(tmp_path, monkeypatch) -> None:

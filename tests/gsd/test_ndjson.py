@@ -23,8 +23,7 @@ from gsd_parallel_plugin.money import cost_to_nanos
 
 
 def cost_event(total: Any, **tokens: int) -> dict[str, Any]:
-    usage = {"input": 0, "output": 0, "cacheRead": 0, "cacheWrite": 0, **tokens,
-             "cost": {"total": total}}
+    usage = {"input": 0, "output": 0, "cacheRead": 0, "cacheWrite": 0, **tokens, "cost": {"total": total}}
     return {"type": "message_end", "message": {"role": "assistant", "usage": usage}}
 
 
@@ -87,7 +86,8 @@ def test_garbage_lines_are_skipped_and_counted(tmp_path: Path) -> None:
         b'"string"\n'
         b'{"type": "message_end", "broken": \n'  # truncated object
         b"\xff\xfe{}\n"  # invalid UTF-8
-        + b"[" * 100_000 + b"\n"  # nesting deep enough to hit the recursion limit
+        + b"[" * 100_000
+        + b"\n"  # nesting deep enough to hit the recursion limit
         + line(cost_event(0.125))
         + b'{"type":"agent_start"}\r\n'  # CRLF is fine
     )
@@ -197,8 +197,7 @@ def test_cost_is_exact_in_nanos_and_tokens_are_summed() -> None:
     events = [cost_event(0.01, input=1200, output=340, cacheRead=5, cacheWrite=1)] * 1000
     progress = summarize(events)
     assert progress.cost_nanos == 10 * 1_000_000_000
-    assert progress.tokens == {"input": 1_200_000, "output": 340_000, "cacheRead": 5000,
-                               "cacheWrite": 1000}
+    assert progress.tokens == {"input": 1_200_000, "output": 340_000, "cacheRead": 5000, "cacheWrite": 1000}
     assert progress.messages == 1000
     assert sum([0.01] * 1000) != 10.0  # what float addition would have given
 
@@ -213,11 +212,17 @@ def test_cost_to_nanos_takes_the_decimal_the_float_prints_as() -> None:
 
 def test_bad_costs_and_shapes_are_ignored_not_fatal() -> None:
     events = [
-        cost_event(float("nan")), cost_event(-1.0), cost_event("0.5"), cost_event(True),
-        {"type": "message_end"}, {"type": "message_end", "message": "text"},
+        cost_event(float("nan")),
+        cost_event(-1.0),
+        cost_event("0.5"),
+        cost_event(True),
+        {"type": "message_end"},
+        {"type": "message_end", "message": "text"},
         {"type": "message_end", "message": {"usage": {"cost": 3}}},
         cost_event(0.25, input=-5, output=True),  # only the cost is usable here
-        {"type": 7}, {}, notify(None),  # type: ignore[arg-type]
+        {"type": 7},
+        {},
+        notify(None),  # type: ignore[arg-type]
     ]
     progress = summarize(events)
     assert progress.cost_nanos == 250_000_000
@@ -228,7 +233,9 @@ def test_bad_costs_and_shapes_are_ignored_not_fatal() -> None:
 def test_units_from_the_fake_workers_notices() -> None:
     events = [
         {"type": "agent_start"},
-        notify("Starting plan-slice M001/S01"), cost_event(0.01), notify("Finished plan-slice M001/S01"),
+        notify("Starting plan-slice M001/S01"),
+        cost_event(0.01),
+        notify("Finished plan-slice M001/S01"),
         notify("Starting execute-task M001/S01/T01"),
         {"type": "tool_execution_start", "toolCallId": "c1", "toolName": "edit", "args": {"path": "a"}},
     ]
@@ -251,12 +258,21 @@ def test_units_from_the_fake_workers_notices() -> None:
 
 
 def test_units_from_gsd_lifecycle_tools_and_unit_complete_notices() -> None:
-    start = {"type": "tool_execution_start", "toolCallId": "t9", "toolName": "mcp__gsd__gsd_complete_task",
-             "args": {"milestoneId": "M002", "sliceId": "S01", "taskId": "T03"}}
+    start = {
+        "type": "tool_execution_start",
+        "toolCallId": "t9",
+        "toolName": "mcp__gsd__gsd_complete_task",
+        "args": {"milestoneId": "M002", "sliceId": "S01", "taskId": "T03"},
+    }
     progress = summarize([start])
     assert progress.current_unit == "execute-task M002/S01/T03"
-    end = {"type": "tool_execution_end", "toolCallId": "t9", "toolName": "gsd_complete_task",
-           "result": {}, "isError": False}
+    end = {
+        "type": "tool_execution_end",
+        "toolCallId": "t9",
+        "toolName": "gsd_complete_task",
+        "result": {},
+        "isError": False,
+    }
     both = summarize([start, end, notify("Unit complete: execute-task M002/S01/T03")])
     assert both.units_finished == 1 and both.current_unit is None  # one unit, counted once
     failed = summarize([start, {**end, "isError": True}])
@@ -323,7 +339,10 @@ def test_infer_outcome_from_the_log_tail(tmp_path: Path) -> None:
     log.write_bytes(line(notify("Auto-mode stopped — milestone M001 complete")))
     assert infer_outcome(log, False) == "stopped"  # said complete, but no terminal SUMMARY
     assert {k: OUTCOME_EXIT_CODES[k] for k in ("paused", "blocked", "stopped")} == {
-        "paused": 10, "blocked": 10, "stopped": 0}
+        "paused": 10,
+        "blocked": 10,
+        "stopped": 0,
+    }
 
 
 def test_read_progress_reads_only_the_tail(tmp_path: Path) -> None:

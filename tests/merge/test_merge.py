@@ -28,9 +28,7 @@ from gsd_parallel_plugin.testing.scenarios import two_milestones as two
 
 def trailers(project, ref: str) -> dict[str, str]:
     body = project.git("log", "-1", "--format=%B", ref)
-    return dict(
-        line.split(": ", 1) for line in body.splitlines() if line.startswith(("GSD-", "Branch:"))
-    )
+    return dict(line.split(": ", 1) for line in body.splitlines() if line.startswith(("GSD-", "Branch:")))
 
 
 # --------------------------------------------------------------------------- done-when
@@ -249,7 +247,7 @@ def test_update_ref_when_main_is_not_checked_out(tmp_path, cli):
 
 
 def test_before_merge_veto_and_resolve_conflict_plugin(tmp_path, cli):
-    source = '''
+    source = """
 import subprocess
 from gsd_parallel_plugin import hookimpl
 
@@ -269,7 +267,7 @@ def resolve_merge_conflict(milestone_id, files, worktree):
         (worktree / f).write_text("resolved by plugin\\n")
     subprocess.run(["git", "add", "--", *files], cwd=worktree, check=True)
     return True
-'''
+"""
     env = write_plugin(tmp_path, "merge_policy", source)
     env["MERGED_LOG"] = str(tmp_path / "merged.log")
     project = two(tmp_path, ["src/shared.py"], ["src/shared.py"])

@@ -23,7 +23,7 @@ def first_event(project, text: str) -> int:
     return next(i for i, _k, message in events(project) if text in message)
 
 
-PROBE = '''
+PROBE = """
 import json, os
 from pathlib import Path
 from gsd_parallel_plugin import hookimpl
@@ -35,7 +35,7 @@ def spawn_worker(spec):
     with open(os.environ["PROBE_OUT"], "a") as fh:
         fh.write(json.dumps({"id": spec.milestone_id, "files": files}) + "\\n")
     return None  # the builtin launches the worker
-'''
+"""
 
 
 def test_dependent_starts_after_its_dependency_merged(tmp_path, cli, fake_worker):
@@ -47,8 +47,7 @@ def test_dependent_starts_after_its_dependency_merged(tmp_path, cli, fake_worker
         {
             "M002": {"title": "Auth", "slices": {"S01": {"T01": ["src/auth.py"]}}},
             "M003": {"title": "Search", "slices": {"S01": {"T01": ["src/search.py"]}}},
-            "M004": {"title": "API", "depends_on": ["M002"],
-                     "slices": {"S01": {"T01": ["src/api.py"]}}},
+            "M004": {"title": "API", "depends_on": ["M002"], "slices": {"S01": {"T01": ["src/api.py"]}}},
         },
         preferences={**PREFS, "auto_merge": "auto"},
     )
@@ -74,8 +73,7 @@ def test_manual_waits_for_the_user_and_status_says_so(tmp_path, cli, fake_worker
         tmp_path / "proj",
         {
             "M002": {"title": "Auth", "slices": {"S01": {"T01": ["src/auth.py"]}}},
-            "M004": {"title": "API", "depends_on": ["M002"],
-                     "slices": {"S01": {"T01": ["src/api.py"]}}},
+            "M004": {"title": "API", "depends_on": ["M002"], "slices": {"S01": {"T01": ["src/api.py"]}}},
         },
         preferences={**PREFS, "auto_merge": "manual"},
     )
@@ -102,8 +100,7 @@ def test_status_lists_what_a_dependent_waits_for(tmp_path, cli, fake_worker):
         {
             "M002": {"title": "Auth", "slices": {"S01": {"T01": ["src/auth.py"]}}},
             "M003": {"title": "Slow", "slices": {"S01": {"T01": ["src/slow.py"]}}},
-            "M004": {"title": "API", "depends_on": ["M002"],
-                     "slices": {"S01": {"T01": ["src/api.py"]}}},
+            "M004": {"title": "API", "depends_on": ["M002"], "slices": {"S01": {"T01": ["src/api.py"]}}},
         },
         preferences={**PREFS, "auto_merge": "manual"},
     )
@@ -163,8 +160,10 @@ def test_per_slice_with_a_worker_that_commits_once_lands_at_completion(tmp_path,
         {
             "M002": {
                 "title": "Auth",
-                "slices": {"S01": {"T01": ["src/s1.py", "src/shared.py"]},
-                           "S02": {"T01": ["src/s2.py", "src/shared.py"]}},
+                "slices": {
+                    "S01": {"T01": ["src/s1.py", "src/shared.py"]},
+                    "S02": {"T01": ["src/s2.py", "src/shared.py"]},
+                },
             },
             "M003": {"title": "Other", "slices": {"S01": {"T01": ["src/other.py"]}}},
         },

@@ -21,7 +21,7 @@ from gsd_parallel_plugin.testing.builder import build_project
 from gsd_parallel_plugin.testing.scenarios import PREFS, main_log, write_plugin
 from gsd_parallel_plugin.testing.session import wait_until
 
-HOLD = '''
+HOLD = """
 import os, time
 from pathlib import Path
 from gsd_parallel_plugin import hookimpl
@@ -43,7 +43,7 @@ def before_merge(milestone_id, worktree, changed_files, commit):
 @hookimpl
 def on_merge_complete(milestone_id, commit, branch):
     _hold("on_merge_complete", milestone_id)
-'''
+"""
 
 
 def _project(tmp_path: Path, with_worker: bool):

@@ -83,9 +83,7 @@ def test_bad_merge_check_command_is_one_line(tmp_path, cli):
     complete(project, "M002")
     result = cli("--project", project.root, "merge")
     assert result.code == 1
-    assert "- **M002** — failed: merge_check command not found: no-such-check-program-xyz" in (
-        result.out
-    )
+    assert "- **M002** — failed: merge_check command not found: no-such-check-program-xyz" in (result.out)
     assert journal(project)[-1].outcome == "failed"
 
 
@@ -107,9 +105,7 @@ def test_main_moved_meanwhile_is_refused_by_update_ref(tmp_path):
 
     env.hooks.pm.register(MoveMain())
     result = merge_milestone(env, "M002")
-    assert result.outcome == "failed" and "main moved while the merge was being built" in (
-        result.error or ""
-    )
+    assert result.outcome == "failed" and "main moved while the merge was being built" in (result.error or "")
     assert project.git("log", "-1", "--format=%s", "main") == "someone else"
     assert project.git("status", "--porcelain") == ""
     env.store.close()

@@ -44,9 +44,7 @@ def _previews_left() -> list[Path]:
     return list(Path(tempfile.gettempdir()).glob("gsd-parallel-preview-*"))
 
 
-def test_two_clean_merges_that_break_merge_check_together_are_reported_and_nothing_moves(
-    tmp_path, cli
-):
+def test_two_clean_merges_that_break_merge_check_together_are_reported_and_nothing_moves(tmp_path, cli):
     project = _project(tmp_path, merge_check=TOGETHER_FAILS)
     complete(project, "M001")
     _running(project, "M002", {"src/b.py": "b = 1\n"})

@@ -33,7 +33,9 @@ def test_conflict_shows_in_status_and_an_unfinished_merge_in_the_checkout_is_nam
     workers, text = _status(cli, project)
     assert {mid: w["merged"] for mid, w in workers.items()} == {"M002": True, "M003": False}, done.err
     assert workers["M003"]["merge"] == {
-        **workers["M003"]["merge"], "outcome": "conflict", "files": ["src/shared.py"]
+        **workers["M003"]["merge"],
+        "outcome": "conflict",
+        "files": ["src/shared.py"],
     }
     assert "- **M003** (B) — complete — merge CONFLICT (1 file(s): src/shared.py)" in text
     assert "awaiting merge" not in text.split("**M003**")[1].splitlines()[0]

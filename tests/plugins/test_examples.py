@@ -31,8 +31,18 @@ class Venv:
     def python(self) -> Path:
         return self.path / "bin" / "python"
 
-    def run(self, *args: str | Path, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-        clean = {k: v for k, v in os.environ.items() if not k.startswith(("GSD_PARALLEL_", "GSD_FAKE_", "PYTHONPATH"))}
+    def run(
+        self,
+        *args: str | Path,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        timeout: float = 180,
+    ) -> subprocess.CompletedProcess[str]:
+        clean = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("GSD_PARALLEL_", "GSD_FAKE_", "PYTHONPATH"))
+        }
         return subprocess.run(
             [str(a) for a in args],
             env={**clean, **(env or {})},
@@ -44,7 +54,9 @@ class Venv:
             check=False,
         )
 
-    def gsd_parallel(self, *args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def gsd_parallel(
+        self, *args: str | Path, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return self.run(self.path / "bin" / "gsd-parallel", *args, env=env)
 
 
@@ -115,7 +127,9 @@ def test_example_test_suite_passes_installed(venv, example):
 
 def test_plugins_command_lists_both_examples_from_their_entry_points(venv, tmp_path):
     project = build_project(tmp_path / "proj", {"M001": {}}, preferences={"enabled": True})
-    done = venv.gsd_parallel("--project", project.root, "plugins", "--json", env={"GSD_HOME": str(tmp_path / "home")})
+    done = venv.gsd_parallel(
+        "--project", project.root, "plugins", "--json", env={"GSD_HOME": str(tmp_path / "home")}
+    )
     assert done.returncode == 0, done.stderr
     plugins = {p["name"]: p for p in json.loads(done.stdout)["plugins"]}
     assert plugins["gsd_parallel_guard"] | {"hooks": None} == {
@@ -147,7 +161,9 @@ def test_guard_blocks_a_protected_milestone_in_start_dry_run(venv, tmp_path):
         preferences={"enabled": True, "max_workers": 2},
         files={"pyproject.toml": '[tool.gsd-parallel-guard]\nprotected = ["migrations/"]\n'},
     )
-    done = venv.gsd_parallel("--project", project.root, "start", "--dry-run", env={"GSD_HOME": str(tmp_path / "home")})
+    done = venv.gsd_parallel(
+        "--project", project.root, "start", "--dry-run", env={"GSD_HOME": str(tmp_path / "home")}
+    )
     assert done.returncode == 0, done.stderr
     assert "## Eligible for Parallel Execution (1)\n\n- **M001** — API\n" in done.stdout
     assert (
@@ -181,7 +197,9 @@ def test_guard_refuses_a_real_merge_of_a_path_protected_meanwhile(venv, tmp_path
     )
     assert project.head("main") == protected_tip
     assert not (project.root / "migrations").exists()
-    allowed = venv.gsd_parallel("--project", project.root, "merge", env={**env, "GSD_PARALLEL_DISABLED_PLUGINS": "gsd_parallel_guard"})
+    allowed = venv.gsd_parallel(
+        "--project", project.root, "merge", env={**env, "GSD_PARALLEL_DISABLED_PLUGINS": "gsd_parallel_guard"}
+    )
     assert allowed.returncode == 0, allowed.stdout + allowed.stderr
     assert (project.root / "migrations" / "0001.sql").is_file()
 

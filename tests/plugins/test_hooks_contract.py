@@ -197,7 +197,9 @@ def test_a_wrapper_on_a_broadcast_hook_is_reported_at_load(gsd_plugin_dir):
             return (yield)
         """,
     )
-    loaded = create_plugin_manager(environ={"GSD_PARALLEL_DISABLE_PLUGIN_AUTOLOAD": "1", "GSD_PARALLEL_PLUGINS": "wrapping_plugin"})
+    loaded = create_plugin_manager(
+        environ={"GSD_PARALLEL_DISABLE_PLUGIN_AUTOLOAD": "1", "GSD_PARALLEL_PLUGINS": "wrapping_plugin"}
+    )
     assert loaded.warnings == [
         "plugin 'wrapping_plugin': wrapper on broadcast hook 'on_cost_update' never runs "
         "(each implementation is called on its own); use a plain hookimpl"
@@ -207,9 +209,17 @@ def test_a_wrapper_on_a_broadcast_hook_is_reported_at_load(gsd_plugin_dir):
 
 @pytest.mark.skipif(shutil.which("mypy") is None, reason="mypy is not installed")
 def test_mypy_strict_on_hookspecs_facade_and_testing():
-    targets = ["gsd_parallel_plugin/hookspecs.py", "gsd_parallel_plugin/plugins.py", "gsd_parallel_plugin/testing"]
+    targets = [
+        "gsd_parallel_plugin/hookspecs.py",
+        "gsd_parallel_plugin/plugins.py",
+        "gsd_parallel_plugin/testing",
+    ]
     done = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", *targets], cwd=REPO, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "mypy", "--strict", *targets],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -253,8 +263,13 @@ def end_to_end_calls(tmp_path_factory: pytest.TempPathFactory) -> HookRecorder:
                 "M003": {"title": "Right", "slices": task},
             },
             # the shared file conflicts at the final merge (no drift guard update before it)
-            preferences={"enabled": True, "max_workers": 3, "overlap": "warn", "auto_merge": "auto",
-                         "sync_with_integration": "never"},
+            preferences={
+                "enabled": True,
+                "max_workers": 3,
+                "overlap": "warn",
+                "auto_merge": "auto",
+                "sync_with_integration": "never",
+            },
             files={"src/shared.py": "shared = 1\n"},
         )
         radar = build_project(
@@ -265,7 +280,12 @@ def end_to_end_calls(tmp_path_factory: pytest.TempPathFactory) -> HookRecorder:
         )
         budget = build_project(
             base / "budget",
-            {"M001": {"title": "Spender", "slices": {"S01": {"T01": ["a.txt"], "T02": ["b.txt"]}, "S02": {"T01": ["c.txt"]}}}},
+            {
+                "M001": {
+                    "title": "Spender",
+                    "slices": {"S01": {"T01": ["a.txt"], "T02": ["b.txt"]}, "S02": {"T01": ["c.txt"]}},
+                }
+            },
             preferences={"enabled": True, "budget_ceiling": 0.02},
         )
         try:
@@ -296,7 +316,10 @@ def end_to_end_calls(tmp_path_factory: pytest.TempPathFactory) -> HookRecorder:
     "hook",
     [
         *sorted(FIRED_TODAY),
-        *(pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=r)) for n, r in sorted(NOT_FIRED_YET.items())),
+        *(
+            pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=r))
+            for n, r in sorted(NOT_FIRED_YET.items())
+        ),
     ],
 )
 def test_hook_is_fired_by_a_real_run(end_to_end_calls, hook):
@@ -305,14 +328,16 @@ def test_hook_is_fired_by_a_real_run(end_to_end_calls, hook):
 
 def test_real_run_fires_worker_hooks_in_lifecycle_order(end_to_end_calls):
     for mid in ("M001", "M002", "M003"):
-        end_to_end_calls.assert_sequence([
-            "on_session_start",
-            ("spawn_worker", {}),
-            ("on_worker_state_change", {"milestone_id": mid, "new_state": "running"}),
-            ("on_cost_update", {"milestone_id": mid}),
-            ("on_worker_state_change", {"milestone_id": mid, "new_state": "complete"}),
-            ("on_milestone_complete", {"milestone_id": mid, "branch": f"gsd-parallel/{mid}"}),
-        ])
+        end_to_end_calls.assert_sequence(
+            [
+                "on_session_start",
+                ("spawn_worker", {}),
+                ("on_worker_state_change", {"milestone_id": mid, "new_state": "running"}),
+                ("on_cost_update", {"milestone_id": mid}),
+                ("on_worker_state_change", {"milestone_id": mid, "new_state": "complete"}),
+                ("on_milestone_complete", {"milestone_id": mid, "branch": f"gsd-parallel/{mid}"}),
+            ]
+        )
     spawned = [c["spec"].milestone_id for c in end_to_end_calls.calls_of("spawn_worker")]
     assert {"M001", "M002", "M003"} <= set(spawned)
 
@@ -335,16 +360,20 @@ def test_real_run_fires_merge_and_budget_hooks_with_what_happened(end_to_end_cal
     assert [list(c["candidates"]) for c in rec.calls_of("choose_merge_order")] == [[second]]
     exceeded = rec.getcall("on_budget_exceeded")
     assert exceeded["budget_ceiling"] == 0.02 and exceeded["run_total_usd"] >= 0.02
-    rec.assert_sequence([
-        ("on_worker_state_change", {"new_state": "stopping", "reason": "budget ceiling reached"}),
-        "on_budget_exceeded",
-    ])
+    rec.assert_sequence(
+        [
+            ("on_worker_state_change", {"new_state": "stopping", "reason": "budget ceiling reached"}),
+            "on_budget_exceeded",
+        ]
+    )
 
 
 # --------------------------------------------------------------------------- raising plugins
 
 
-def test_a_plugin_raising_in_broadcast_hooks_is_named_and_the_run_completes(gsd_project, gsd_cli, gsd_fake_worker, gsd_plugin_dir, tmp_path):
+def test_a_plugin_raising_in_broadcast_hooks_is_named_and_the_run_completes(
+    gsd_project, gsd_cli, gsd_fake_worker, gsd_plugin_dir, tmp_path
+):
     seen = tmp_path / "seen.txt"
     gsd_plugin_dir.write(
         "boom_events",
@@ -377,7 +406,14 @@ def test_a_plugin_raising_in_broadcast_hooks_is_named_and_the_run_completes(gsd_
     )
     gsd_fake_worker(unit_seconds=0, unit_cost=0.01)
     project = gsd_project({f"M00{i}": {"slices": {"S01": {"T01": [f"src/{i}.py"]}}} for i in (1, 2)})
-    result = gsd_cli("--project", project.root, "start", "--wait", "--json", env={"GSD_PARALLEL_PLUGINS": "boom_events,calm_events"})
+    result = gsd_cli(
+        "--project",
+        project.root,
+        "start",
+        "--wait",
+        "--json",
+        env={"GSD_PARALLEL_PLUGINS": "boom_events,calm_events"},
+    )
     assert result.code == 0, result.err
     assert {w["id"]: w["state"] for w in result.json()["workers"]} == {"M001": "complete", "M002": "complete"}
     err = result.err
@@ -388,7 +424,9 @@ def test_a_plugin_raising_in_broadcast_hooks_is_named_and_the_run_completes(gsd_
     assert sorted(seen.read_text().split()) == ["M001", "M002"]  # the other plugin still ran
 
 
-def test_a_plugin_raising_in_a_decision_hook_fails_that_launch_with_its_name(gsd_project, gsd_cli, gsd_fake_worker, gsd_plugin_dir):
+def test_a_plugin_raising_in_a_decision_hook_fails_that_launch_with_its_name(
+    gsd_project, gsd_cli, gsd_fake_worker, gsd_plugin_dir
+):
     gsd_plugin_dir.write(
         "boom_spawn",
         """
@@ -403,15 +441,22 @@ def test_a_plugin_raising_in_a_decision_hook_fails_that_launch_with_its_name(gsd
     )
     gsd_fake_worker(unit_seconds=0)
     project = gsd_project({f"M00{i}": {"slices": {"S01": {"T01": [f"src/{i}.py"]}}} for i in (1, 2)})
-    result = gsd_cli("--project", project.root, "start", "--wait", "--json", env={"GSD_PARALLEL_PLUGINS": "boom_spawn"})
+    result = gsd_cli(
+        "--project", project.root, "start", "--wait", "--json", env={"GSD_PARALLEL_PLUGINS": "boom_spawn"}
+    )
     assert result.code == 1, result.err
     workers = {w["id"]: w for w in result.json()["workers"]}
     assert workers["M001"]["state"] == "complete"
     assert workers["M002"]["state"] == "failed"
-    assert workers["M002"]["last_error"] == "plugin 'boom_spawn' failed in spawn_worker: RuntimeError: no agents for M002"
+    assert (
+        workers["M002"]["last_error"]
+        == "plugin 'boom_spawn' failed in spawn_worker: RuntimeError: no agents for M002"
+    )
 
 
-def test_a_plugin_raising_in_a_veto_hook_fails_the_command_with_its_name(gsd_project, gsd_cli, gsd_plugin_dir):
+def test_a_plugin_raising_in_a_veto_hook_fails_the_command_with_its_name(
+    gsd_project, gsd_cli, gsd_plugin_dir
+):
     gsd_plugin_dir.write(
         "boom_veto",
         """
@@ -423,13 +468,20 @@ def test_a_plugin_raising_in_a_veto_hook_fails_the_command_with_its_name(gsd_pro
         """,
     )
     project = gsd_project({"M001": {"slices": {"S01": {"T01": ["a.py"]}}}})
-    result = gsd_cli("--project", project.root, "start", "--dry-run", env={"GSD_PARALLEL_PLUGINS": "boom_veto"})
+    result = gsd_cli(
+        "--project", project.root, "start", "--dry-run", env={"GSD_PARALLEL_PLUGINS": "boom_veto"}
+    )
     assert result.code == 1
-    assert result.err.strip() == "gsd-parallel: plugin 'boom_veto' failed in check_eligibility: ValueError: cannot judge M001"
+    assert (
+        result.err.strip()
+        == "gsd-parallel: plugin 'boom_veto' failed in check_eligibility: ValueError: cannot judge M001"
+    )
     assert "Traceback" not in result.err
 
 
-def test_plugins_raising_in_merge_hooks_fail_the_merge_and_main_does_not_move(gsd_project, gsd_cli, gsd_fake_worker, gsd_plugin_dir):
+def test_plugins_raising_in_merge_hooks_fail_the_merge_and_main_does_not_move(
+    gsd_project, gsd_cli, gsd_fake_worker, gsd_plugin_dir
+):
     gsd_plugin_dir.write(
         "boom_order",
         """
@@ -451,7 +503,10 @@ def test_plugins_raising_in_merge_hooks_fail_the_merge_and_main_does_not_move(gs
         """,
     )
     gsd_fake_worker(unit_seconds=0)
-    project = gsd_project({"M001": {"slices": {"S01": {"T01": ["a.py"]}}}}, preferences={"enabled": True, "auto_merge": "manual"})
+    project = gsd_project(
+        {"M001": {"slices": {"S01": {"T01": ["a.py"]}}}},
+        preferences={"enabled": True, "auto_merge": "manual"},
+    )
     assert gsd_cli("--project", project.root, "start", "--wait").code == 0
     main_before = project.head("main")
     order = gsd_cli("--project", project.root, "merge", env={"GSD_PARALLEL_PLUGINS": "boom_order"})

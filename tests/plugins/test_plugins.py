@@ -37,9 +37,7 @@ def names(loaded) -> list[str]:
 
 def test_builtins_are_trylast(plugdir):
     loaded = create_plugin_manager(environ=NO_AUTOLOAD)
-    assert {"gsd_parallel.commands", "gsd_parallel.workers", "gsd_parallel.merging"} <= set(
-        names(loaded)
-    )
+    assert {"gsd_parallel.commands", "gsd_parallel.workers", "gsd_parallel.merging"} <= set(names(loaded))
     for impl in loaded.pm.hook.register_slash_commands.get_hookimpls():
         assert impl.trylast
     assert loaded.warnings == []
@@ -77,8 +75,7 @@ def test_env_plugins_broken_and_misspelled(plugdir):
         in joined
     )
     assert (
-        "plugin 'typo_plug' ignored: unknown hook 'on_cost_updat' (did you mean 'on_cost_update'?)"
-        in joined
+        "plugin 'typo_plug' ignored: unknown hook 'on_cost_updat' (did you mean 'on_cost_update'?)" in joined
     )
     assert "plugin 'missing_plug'" in joined and "ModuleNotFoundError" in joined
 
@@ -198,9 +195,7 @@ def test_decision_raise_names_plugin():
 
     loaded = create_plugin_manager(environ=NO_AUTOLOAD)
     loaded.pm.register(Chooser, name="chooser")
-    with pytest.raises(
-        PluginError, match="plugin 'chooser' failed in choose_merge_order: KeyError"
-    ):
+    with pytest.raises(PluginError, match="plugin 'chooser' failed in choose_merge_order: KeyError"):
         Hooks(loaded.pm).choose_merge_order(["M001"], None, {})  # type: ignore[arg-type]
 
 

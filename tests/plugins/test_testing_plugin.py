@@ -97,7 +97,10 @@ def test_strict_host_refuses_a_misspelled_hook(gsd_host, gsd_plugin_dir):
         def on_milestone_completed(milestone_id):
             pass
 
-    with pytest.raises(PluginLoadError, match=r"unknown hook 'on_milestone_completed' \(did you mean 'on_milestone_complete'\?\)"):
+    with pytest.raises(
+        PluginLoadError,
+        match=r"unknown hook 'on_milestone_completed' \(did you mean 'on_milestone_complete'\?\)",
+    ):
         gsd_host(plugins=[Typo])
     lenient = gsd_host(plugins=[Typo], strict=False)
     assert "did you mean 'on_milestone_complete'?" in lenient.errors
@@ -150,8 +153,12 @@ def test_recorder_from_session_start_and_its_assertions(gsd_host, gsd_recorder):
     gsd_recorder.assert_fired("on_session_start", "on_merge_complete")
     gsd_recorder.assert_not_fired("on_budget_exceeded")
     gsd_recorder.assert_sequence(["on_session_start", ("on_merge_complete", {"milestone_id": "M002"})])
-    with pytest.raises(AssertionError, match=r"no call on_merge_complete\{'milestone_id': 'M001'\} after position 3"):
-        gsd_recorder.assert_sequence([("on_merge_complete", {"milestone_id": "M002"}), ("on_merge_complete", {"milestone_id": "M001"})])
+    with pytest.raises(
+        AssertionError, match=r"no call on_merge_complete\{'milestone_id': 'M001'\} after position 3"
+    ):
+        gsd_recorder.assert_sequence(
+            [("on_merge_complete", {"milestone_id": "M002"}), ("on_merge_complete", {"milestone_id": "M001"})]
+        )
     with pytest.raises(AssertionError, match="exactly one call of on_merge_complete, got 2"):
         gsd_recorder.getcall("on_merge_complete")
     with pytest.raises(AssertionError, match="never fired: on_cost_update"):
@@ -210,7 +217,9 @@ def test_gsd_cli_sees_modules_from_gsd_plugin_dir(gsd_project, gsd_cli, gsd_plug
         """,
     )
     project = gsd_project(ONE)
-    result = gsd_cli("--project", project.root, "start", "--dry-run", "--json", env={"GSD_PARALLEL_PLUGINS": module})
+    result = gsd_cli(
+        "--project", project.root, "start", "--dry-run", "--json", env={"GSD_PARALLEL_PLUGINS": module}
+    )
     assert result.code == 0, result.err
     assert result.json()["ineligible"] == [{"id": "M001", "title": "One", "reason": "Vetoed by the test."}]
 
@@ -229,5 +238,7 @@ def test_stop_leftovers_ends_a_background_run(gsd_project, gsd_fake_worker):
     pids = stop_leftovers(project.root)
     assert workers[0]["pid"] in pids and len(pids) == 2  # the supervisor and the worker
     for pid in pids:
-        wait_until(lambda pid=pid: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+        wait_until(
+            lambda pid=pid: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        )
     assert stop_leftovers(project.root) == []

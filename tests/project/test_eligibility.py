@@ -60,9 +60,7 @@ def test_gsd_rules_and_reasons():
 
 def test_parked_dependency_never_satisfies():
     p = project(ms("M001", "parked"), ms("M002", deps=("M001",)))
-    assert analyse(p, max_workers=2).ineligible[-1].reason == (
-        "Blocked by incomplete dependencies: M001."
-    )
+    assert analyse(p, max_workers=2).ineligible[-1].reason == ("Blocked by incomplete dependencies: M001.")
 
 
 def test_cycles_are_named():
@@ -111,9 +109,7 @@ def test_plan_serializes_overlaps_and_respects_slots():
     waiting = {w.id: w.reason for w in report.plan.waiting}
     assert waiting["M002"] == "overlaps M001 (src/app.py); starts after M001 finishes"
     assert waiting["M004"] == "waiting for a free worker slot (max_workers: 2)"
-    assert report.eligible[0].reason.endswith(
-        " WARNING: has file overlap with another eligible milestone."
-    )
+    assert report.eligible[0].reason.endswith(" WARNING: has file overlap with another eligible milestone.")
 
     warn = analyse(p, max_workers=4, overlap_policy="warn")
     assert warn.plan.start == ("M001", "M002", "M003", "M004")
@@ -147,8 +143,7 @@ def test_report_text_matches_gsd():
         "another eligible milestone.\n"
     )
     assert (
-        "## Ineligible (1)\n\n- **M004** — Title M004\n  Blocked by incomplete dependencies: M002.\n"
-        in text
+        "## Ineligible (1)\n\n- **M004** — Title M004\n  Blocked by incomplete dependencies: M002.\n" in text
     )
     assert (
         "## File Overlap Warnings (1)\n\n- **M002** <-> **M003** — 1 shared file(s):\n  - `src/server.ts`\n"
@@ -158,9 +153,7 @@ def test_report_text_matches_gsd():
     assert data["overlaps"] == [{"milestones": ["M002", "M003"], "files": ["src/server.ts"]}]
     assert data["plan"] == {
         "start": ["M002"],
-        "waiting": [
-            {"id": "M003", "reason": "overlaps M002 (src/server.ts); starts after M002 finishes"}
-        ],
+        "waiting": [{"id": "M003", "reason": "overlaps M002 (src/server.ts); starts after M002 finishes"}],
     }
 
 

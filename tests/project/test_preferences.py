@@ -147,9 +147,7 @@ def test_broken_yaml_and_non_mapping_parallel(dirs):
 )
 def test_unusable_numbers_in_preferences_are_refused(tmp_path, cli, key, value):
     project = build_project(tmp_path / "p", ONE)
-    (project.gsd / "PREFERENCES.md").write_text(
-        f"---\nparallel:\n  enabled: true\n  {key}: {value}\n---\n"
-    )
+    (project.gsd / "PREFERENCES.md").write_text(f"---\nparallel:\n  enabled: true\n  {key}: {value}\n---\n")
     for command in (("start", "--dry-run"), ("start",)):
         one_line_error(cli("--project", project.root, *command), f"parallel.{key}", "invalid")
     # status only inspects: it warns, naming the file and key, and answers

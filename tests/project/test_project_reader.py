@@ -83,23 +83,35 @@ completed_at: 2026-05-06T17:42:10.512Z
 def example_project(root: Path) -> None:
     """A small example project: the shapes GSD writes, three milestones, one dependency."""
     write(root, ".gsd/PREFERENCES.md", "---\nparallel: {enabled: true, max_workers: 3}\n---\n")
-    ms(root, "M001", {
-        "M001-CONTEXT.md": "# M001: Core API\n",
-        "M001-ROADMAP.md": roadmap("M001", "Core API", ("S01", "Skeleton", True, "")),
-        "M001-SUMMARY.md": SUMMARY_COMPLETE,
-    })
-    ms(root, "M002", {
-        "M002-CONTEXT.md": "---\ndepends_on: [M001]\n---\n\n# M002: Auth System\n",
-        "M002-ROADMAP.md": roadmap(
-            "M002", "Auth System", ("S01", "Login", False, ""), ("S02", "Profile", False, "S01")
-        ),
-        "slices/S01/S01-PLAN.md": plan(("T01", False, "`src/auth/session.py`, `src/app.py`")),
-    })
-    ms(root, "M003", {
-        "M003-CONTEXT.md": "# M003: Search\n\nNo frontmatter here.\n",
-        "M003-ROADMAP.md": roadmap("M003", "Search", ("S01", "Index", False, "")),
-        "slices/S01/S01-PLAN.md": plan(("T01", False, "`src/search.py`, `src/app.py`")),
-    })
+    ms(
+        root,
+        "M001",
+        {
+            "M001-CONTEXT.md": "# M001: Core API\n",
+            "M001-ROADMAP.md": roadmap("M001", "Core API", ("S01", "Skeleton", True, "")),
+            "M001-SUMMARY.md": SUMMARY_COMPLETE,
+        },
+    )
+    ms(
+        root,
+        "M002",
+        {
+            "M002-CONTEXT.md": "---\ndepends_on: [M001]\n---\n\n# M002: Auth System\n",
+            "M002-ROADMAP.md": roadmap(
+                "M002", "Auth System", ("S01", "Login", False, ""), ("S02", "Profile", False, "S01")
+            ),
+            "slices/S01/S01-PLAN.md": plan(("T01", False, "`src/auth/session.py`, `src/app.py`")),
+        },
+    )
+    ms(
+        root,
+        "M003",
+        {
+            "M003-CONTEXT.md": "# M003: Search\n\nNo frontmatter here.\n",
+            "M003-ROADMAP.md": roadmap("M003", "Search", ("S01", "Index", False, "")),
+            "slices/S01/S01-PLAN.md": plan(("T01", False, "`src/search.py`, `src/app.py`")),
+        },
+    )
     ms(root, "M004", {"M004-CONTEXT.md": "---\ndepends_on: [M002, M003]\n---\n\n# M004: API\n"})
     ms(root, "M005", {"M005-CONTEXT.md": "# M005: Later\n", "M005-PARKED.md": "parked\n"})
     ms(root, "M006", {})
@@ -125,8 +137,12 @@ def test_example_project(tmp_path: Path) -> None:
         "M006": "ghost",
     }
     assert {k: m.depends_on for k, m in by.items()} == {
-        "M001": (), "M002": ("M001",), "M003": (), "M004": ("M002", "M003"),
-        "M005": (), "M006": (),
+        "M001": (),
+        "M002": ("M001",),
+        "M003": (),
+        "M004": ("M002", "M003"),
+        "M005": (),
+        "M006": (),
     }
     assert by["M002"].files == {"src/auth/session.py", "src/app.py"}
     assert by["M003"].files == {"src/search.py", "src/app.py"}
@@ -173,9 +189,7 @@ def test_find_project_root_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         find_project_root(start)
 
 
-def test_find_project_root_skips_global_gsd_home(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_find_project_root_skips_global_gsd_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     home = tmp_path / "home"
     (home / ".gsd").mkdir(parents=True)
     (home / "work").mkdir()
@@ -242,13 +256,23 @@ def test_unique_ids_and_numeric_order(tmp_path: Path) -> None:
 
 
 def test_legacy_directory_and_file_names(tmp_path: Path) -> None:
-    ms(tmp_path, "M001", {
-        "M001-LEGACY-NAME-ROADMAP.md": roadmap("M001", "Legacy", ("S01", "A", False, "")),
-        "m001-context.md": "---\ndepends_on: M002\n---\n",
-    }, dirname="M001-LEGACY-NAME")
-    ms(tmp_path, "M002", {
-        "M002-wgpu-sprite-renderer-ROADMAP.md": "# M002: Sprites\n\n## Slices\n",
-    }, dirname="M002-wgpu-sprite-renderer")
+    ms(
+        tmp_path,
+        "M001",
+        {
+            "M001-LEGACY-NAME-ROADMAP.md": roadmap("M001", "Legacy", ("S01", "A", False, "")),
+            "m001-context.md": "---\ndepends_on: M002\n---\n",
+        },
+        dirname="M001-LEGACY-NAME",
+    )
+    ms(
+        tmp_path,
+        "M002",
+        {
+            "M002-wgpu-sprite-renderer-ROADMAP.md": "# M002: Sprites\n\n## Slices\n",
+        },
+        dirname="M002-wgpu-sprite-renderer",
+    )
     p = read_project(tmp_path)
     assert p.ids == ("M001", "M002")
     m1, m2 = p.milestones
@@ -258,9 +282,14 @@ def test_legacy_directory_and_file_names(tmp_path: Path) -> None:
 
 
 def test_six_letter_words_look_like_unique_suffixes(tmp_path: Path) -> None:
-    ms(tmp_path, "M004-render", {
-        "M004-render-primitives-ROADMAP.md": "# M004: Render\n",
-    }, dirname="M004-render-primitives")
+    ms(
+        tmp_path,
+        "M004-render",
+        {
+            "M004-render-primitives-ROADMAP.md": "# M004: Render\n",
+        },
+        dirname="M004-render-primitives",
+    )
     ms(tmp_path, "M006", {"M006-CONTEXT.md": "# M006: Palette\n"}, dirname="M006-item-palette")
     ms(tmp_path, "M007", {"M007-CONTEXT.md": "# a\n"})
     ms(tmp_path, "M007-trfeo8", {"M007-trfeo8-CONTEXT.md": "# b\n"})
@@ -383,15 +412,23 @@ def test_depends_on_forms(tmp_path: Path, frontmatter: str, expected: tuple[str,
 
 
 def test_context_wins_over_draft_and_lists_are_not_merged(tmp_path: Path) -> None:
-    ms(tmp_path, "M003", {
-        "M003-CONTEXT.md": "---\ndepends_on: [M001]\n---\n# M003: Final\n",
-        "M003-CONTEXT-DRAFT.md": "---\ndepends_on: [M002]\n---\n# M003: Draft\n",
-    })
+    ms(
+        tmp_path,
+        "M003",
+        {
+            "M003-CONTEXT.md": "---\ndepends_on: [M001]\n---\n# M003: Final\n",
+            "M003-CONTEXT-DRAFT.md": "---\ndepends_on: [M002]\n---\n# M003: Draft\n",
+        },
+    )
     ms(tmp_path, "M004", {"M004-CONTEXT-DRAFT.md": "---\ndepends_on: [M002]\n---\n# M004: D\n"})
-    ms(tmp_path, "M005", {
-        "M005-CONTEXT-DRAFT.md": "# M005: D\n",
-        "M005-ROADMAP.md": "# M005: Planned\n",
-    })
+    ms(
+        tmp_path,
+        "M005",
+        {
+            "M005-CONTEXT-DRAFT.md": "# M005: D\n",
+            "M005-ROADMAP.md": "# M005: Planned\n",
+        },
+    )
     p = read_project(tmp_path)
     m3, m4, m5 = p.milestones
     assert m3.depends_on == ("M001",) and m3.title == "Final" and not m3.draft_only
@@ -400,9 +437,13 @@ def test_context_wins_over_draft_and_lists_are_not_merged(tmp_path: Path) -> Non
 
 
 def test_broken_context_yaml_is_a_problem_with_path_and_line(tmp_path: Path) -> None:
-    ms(tmp_path, "M003", {
-        "M003-CONTEXT.md": "---\ndepends_on: [M001, M002\ntitle: x\n---\n\n# M003: Checkout\n",
-    })
+    ms(
+        tmp_path,
+        "M003",
+        {
+            "M003-CONTEXT.md": "---\ndepends_on: [M001, M002\ntitle: x\n---\n\n# M003: Checkout\n",
+        },
+    )
     m = read_project(tmp_path).milestones[0]
     assert len(m.problems) == 1
     problem = m.problems[0]
@@ -456,9 +497,7 @@ def test_terminal_summary_statuses(tmp_path: Path, status: str) -> None:
     assert read_project(tmp_path).milestones[0].status == "complete"
 
 
-@pytest.mark.parametrize(
-    "status", ["active", "pending", "blocked", "failed", "failure", "incomplete"]
-)
+@pytest.mark.parametrize("status", ["active", "pending", "blocked", "failed", "failure", "incomplete"])
 def test_non_terminal_summary_statuses(tmp_path: Path, status: str) -> None:
     ms(tmp_path, "M001", {"M001-SUMMARY.md": f"---\nstatus: {status}\n---\n# M001: X\n"})
     m = read_project(tmp_path).milestones[0]
@@ -500,10 +539,14 @@ def test_blocker_placeholder_summary_is_not_complete(tmp_path: Path) -> None:
         "# BLOCKER — auto-mode recovery failed\n\nUnit `complete-milestone` for `M001` failed "
         "to produce this artifact after idle recovery exhausted all retries.\n"
     )
-    ms(tmp_path, "M001", {
-        "M001-ROADMAP.md": roadmap("M001", "Core", ("S01", "A", True, "")),
-        "M001-SUMMARY.md": placeholder,
-    })
+    ms(
+        tmp_path,
+        "M001",
+        {
+            "M001-ROADMAP.md": roadmap("M001", "Core", ("S01", "A", True, "")),
+            "M001-SUMMARY.md": placeholder,
+        },
+    )
     m = read_project(tmp_path).milestones[0]
     assert m.status == "pending" and m.all_slices_done
 
@@ -520,18 +563,32 @@ def test_needs_attention_validation(tmp_path: Path) -> None:
     done = roadmap("M001", "A", ("S01", "A", True, ""), ("S02", "B", True, "S01"))
     validation = "---\nverdict: needs-attention\nremediation_round: 1\n---\n# Validation\n"
     ms(tmp_path, "M001", {"M001-ROADMAP.md": done, "M001-VALIDATION.md": validation})
-    ms(tmp_path, "M002", {
-        "M002-ROADMAP.md": roadmap("M002", "B", ("S01", "A", True, ""), ("S02", "B", False, "")),
-        "M002-VALIDATION.md": validation,
-    })
-    ms(tmp_path, "M003", {
-        "M003-ROADMAP.md": done, "M003-VALIDATION.md": "---\nverdict: pass\n---\n",
-    })
+    ms(
+        tmp_path,
+        "M002",
+        {
+            "M002-ROADMAP.md": roadmap("M002", "B", ("S01", "A", True, ""), ("S02", "B", False, "")),
+            "M002-VALIDATION.md": validation,
+        },
+    )
+    ms(
+        tmp_path,
+        "M003",
+        {
+            "M003-ROADMAP.md": done,
+            "M003-VALIDATION.md": "---\nverdict: pass\n---\n",
+        },
+    )
     ms(tmp_path, "M004", {"M004-ROADMAP.md": done})
-    ms(tmp_path, "M005", {
-        "M005-ROADMAP.md": done, "M005-VALIDATION.md": validation,
-        "M005-SUMMARY.md": SUMMARY_COMPLETE,
-    })
+    ms(
+        tmp_path,
+        "M005",
+        {
+            "M005-ROADMAP.md": done,
+            "M005-VALIDATION.md": validation,
+            "M005-SUMMARY.md": SUMMARY_COMPLETE,
+        },
+    )
     p = read_project(tmp_path)
     assert [(m.id, m.status, m.all_slices_done) for m in p.milestones] == [
         ("M001", "parked", True),
@@ -742,36 +799,54 @@ def test_plan_with_steps_headings_keeps_files_with_their_task() -> None:
 
 
 def test_plan_files_union_and_task_summaries(tmp_path: Path) -> None:
-    ms(tmp_path, "M001", {
-        "M001-ROADMAP.md": roadmap("M001", "A", ("S01", "Steps", False, ""), ("S02", "B", False, "")),
-        "slices/S01/S01-PLAN.md": STEPS_PLAN,
-        "slices/S01/tasks/T01-SUMMARY.md": "---\nstatus: done\n---\n",
-        "slices/S01/tasks/T03-install-things-SUMMARY.md": "done",
-        "slices/S01/tasks/SUMMARY.md": "belongs to no task",
-        "slices/S02-LEGACY/S02-LEGACY-PLAN.md": plan(("T01", False, "`src/b.py`")),
-        "slices/S09/S09-PLAN.md": plan(("T01", False, "src/unlisted.py")),
-        "slices/S10/notes.md": "no plan here",
-    })
+    ms(
+        tmp_path,
+        "M001",
+        {
+            "M001-ROADMAP.md": roadmap("M001", "A", ("S01", "Steps", False, ""), ("S02", "B", False, "")),
+            "slices/S01/S01-PLAN.md": STEPS_PLAN,
+            "slices/S01/tasks/T01-SUMMARY.md": "---\nstatus: done\n---\n",
+            "slices/S01/tasks/T03-install-things-SUMMARY.md": "done",
+            "slices/S01/tasks/SUMMARY.md": "belongs to no task",
+            "slices/S02-LEGACY/S02-LEGACY-PLAN.md": plan(("T01", False, "`src/b.py`")),
+            "slices/S09/S09-PLAN.md": plan(("T01", False, "src/unlisted.py")),
+            "slices/S10/notes.md": "no plan here",
+        },
+    )
     m = read_project(tmp_path).milestones[0]
     assert m.files == {
-        "src/first.py", "docs/guide.md", "src/second.py", "src/dir/", "src/third.ts",
-        "src/likely.py", "web/Ünïcode Dir/page name.tsx", "src/b.py", "src/unlisted.py",
+        "src/first.py",
+        "docs/guide.md",
+        "src/second.py",
+        "src/dir/",
+        "src/third.ts",
+        "src/likely.py",
+        "web/Ünïcode Dir/page name.tsx",
+        "src/b.py",
+        "src/unlisted.py",
     }
     assert m.has_file_plan
     s1, s2 = m.slices
     assert s1.has_plan and s2.has_plan
     assert [(t.id, t.done) for t in s1.tasks] == [
-        ("T01", True), ("T02", True), ("T03", True), ("T04", False),
+        ("T01", True),
+        ("T02", True),
+        ("T03", True),
+        ("T04", False),
     ]
     assert m.tasks_left == 2
     assert m.problems == ()
 
 
 def test_plan_without_files_means_no_file_plan(tmp_path: Path) -> None:
-    ms(tmp_path, "M001", {
-        "M001-ROADMAP.md": roadmap("M001", "A", ("S01", "A", False, "")),
-        "slices/S01/S01-PLAN.md": plan(("T01", False, "none"), ("T02", False, "")),
-    })
+    ms(
+        tmp_path,
+        "M001",
+        {
+            "M001-ROADMAP.md": roadmap("M001", "A", ("S01", "A", False, "")),
+            "slices/S01/S01-PLAN.md": plan(("T01", False, "none"), ("T02", False, "")),
+        },
+    )
     m = read_project(tmp_path).milestones[0]
     assert m.slices[0].has_plan and not m.has_file_plan and m.files == frozenset()
 
@@ -870,11 +945,15 @@ def test_project_integration_branch(tmp_path: Path, kwargs: dict[str, str], expe
 def test_crlf_and_bom_are_fine(tmp_path: Path) -> None:
     context = "\ufeff---\r\ndepends_on:\r\n  - M001\r\n---\r\n\r\n# M002: Windows\r\n"
     road = "\ufeff# M002: Windows\r\n\r\n## Slices\r\n\r\n- [x] **S01: A** `depends:[]`\r\n"
-    ms(tmp_path, "M002", {
-        "M002-CONTEXT.md": context.encode("utf-8"),
-        "M002-ROADMAP.md": road.encode("utf-8"),
-        "slices/S01/S01-PLAN.md": plan(("T01", True, "`src/a.py`")).replace("\n", "\r\n"),
-    })
+    ms(
+        tmp_path,
+        "M002",
+        {
+            "M002-CONTEXT.md": context.encode("utf-8"),
+            "M002-ROADMAP.md": road.encode("utf-8"),
+            "slices/S01/S01-PLAN.md": plan(("T01", True, "`src/a.py`")).replace("\n", "\r\n"),
+        },
+    )
     m = read_project(tmp_path).milestones[0]
     assert m.problems == ()
     assert m.depends_on == ("M001",) and m.title == "Windows"
@@ -907,10 +986,14 @@ def test_malformed_files_are_named_problems(
 
 
 def test_malformed_plan_is_named(tmp_path: Path) -> None:
-    ms(tmp_path, "M001", {
-        "M001-ROADMAP.md": roadmap("M001", "A", ("S01", "A", False, "")),
-        "slices/S01/S01-PLAN.md": plan(("T01", False, "src/ok.py")).encode() + b"\n\xc3\x28 bad\n",
-    })
+    ms(
+        tmp_path,
+        "M001",
+        {
+            "M001-ROADMAP.md": roadmap("M001", "A", ("S01", "A", False, "")),
+            "slices/S01/S01-PLAN.md": plan(("T01", False, "src/ok.py")).encode() + b"\n\xc3\x28 bad\n",
+        },
+    )
     m = read_project(tmp_path).milestones[0]
     assert len(m.problems) == 1
     assert m.problems[0].startswith(".gsd/milestones/M001/slices/S01/S01-PLAN.md line ")

@@ -14,9 +14,7 @@ MILESTONES = {
 }
 
 
-def test_uncommitted_milestone_and_plan_edit_are_held_back_until_committed(
-    tmp_path, cli, fake_worker
-):
+def test_uncommitted_milestone_and_plan_edit_are_held_back_until_committed(tmp_path, cli, fake_worker):
     fake_worker(unit_seconds=0.02)
     project = build_project(
         tmp_path / "proj", MILESTONES, preferences={**PREFS, "max_workers": 3, "auto_merge": "auto"}

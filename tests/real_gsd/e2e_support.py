@@ -74,7 +74,10 @@ class RealProject:
 def squash_commits(root: Path, since: str, branch: str = "main") -> list[tuple[str, str]]:
     """``(sha, GSD-Milestone trailer)`` of each commit on *branch* after *since*, oldest first."""
     out = git(
-        root, "log", "--reverse", "--format=%H %(trailers:key=GSD-Milestone,valueonly,separator=%x2C)",
+        root,
+        "log",
+        "--reverse",
+        "--format=%H %(trailers:key=GSD-Milestone,valueonly,separator=%x2C)",
         f"{since}..{branch}",
     )
     commits = []

@@ -30,6 +30,7 @@ pytestmark = pytest.mark.real_gsd
 
 WAIT = 240
 
+
 def eventually(predicate, why, timeout: float = WAIT) -> None:
     """``wait_until`` that says what it saw when it gives up."""
     try:
@@ -176,7 +177,9 @@ def test_gsds_built_in_parallel_commands_cannot_stop_our_workers(real_gsd, real_
     install(cli, project.root, "--project")
     scripted_model.set_delay(1.5)  # the worker is mid-unit through the whole session
     assert project.run("start", timeout=WAIT).code == 0
-    eventually(lambda: (project.worker("M001") or {}).get("state") == "running", project.diagnostics, timeout=120)
+    eventually(
+        lambda: (project.worker("M001") or {}).get("state") == "running", project.diagnostics, timeout=120
+    )
     pid = project.worker("M001")["pid"]
     assert pid and not list((project.root / ".gsd" / "parallel").glob("*.status.json"))
     with session(real_gsd, project.root) as gsd:

@@ -63,7 +63,9 @@ def assert_all_landed(project: RealProject, main_before: str, mids: list[str], g
         assert project.git("show", f"main:{path}") == f"{mid}/S01/T01: Write greeting"
         assert (root / path).is_file()  # the root checkout (on main) has it too
     assert (root / ".gitignore").read_bytes() == gitignore
-    assert project.git("rev-parse", "main:.gitignore") == project.git("rev-parse", f"{main_before}:.gitignore")
+    assert project.git("rev-parse", "main:.gitignore") == project.git(
+        "rev-parse", f"{main_before}:.gitignore"
+    )
     assert project.git("status", "--porcelain", "--untracked-files=all") == ""
     assert project.git("rev-parse", "--abbrev-ref", "HEAD") == "main"
     assert leftover_branches(root) == []
@@ -200,8 +202,10 @@ def test_pause_resume_stop_resume(real_project, scripted_model) -> None:
     resumed = project.run("resume", "M001")
     assert resumed.code == 0, resumed.out + resumed.err
     wait_until(  # it goes on to the next unit, or ends without doing so
-        lambda: len(scripted_model.units()) > 1
-        or status_file(project.root, "M001").get("state") in {"stopped", "blocked", "failed", "crashed"},
+        lambda: (
+            len(scripted_model.units()) > 1
+            or status_file(project.root, "M001").get("state") in {"stopped", "blocked", "failed", "crashed"}
+        ),
         timeout=90,
         interval=0.2,
     )

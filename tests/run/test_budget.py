@@ -24,8 +24,7 @@ from gsd_parallel_plugin.testing.builder import build_project, write_preferences
 from gsd_parallel_plugin.testing.scenarios import PREFS
 
 BUDGET_MESSAGE = (
-    "Budget ceiling ($0.10) reached — ${spent} spent. "
-    "Raise parallel.budget_ceiling or remove it to continue."
+    "Budget ceiling ($0.10) reached — ${spent} spent. Raise parallel.budget_ceiling or remove it to continue."
 )
 PLUGIN = textwrap.dedent(
     """
@@ -126,9 +125,7 @@ def supervisor_gone(project) -> bool:
 def test_ceiling_stops_every_worker_and_nothing_starts_again(tmp_path, cli, fake_worker, recorder):
     unit_cost, ceiling, workers = Decimal("0.02"), Decimal("0.10"), 2
     fake_worker(unit_seconds=0.3, unit_cost=float(unit_cost))
-    project = build_project(
-        tmp_path / "proj", milestones(3), preferences={**PREFS, "budget_ceiling": 0.10}
-    )
+    project = build_project(tmp_path / "proj", milestones(3), preferences={**PREFS, "budget_ceiling": 0.10})
     result = cli("--project", project.root, "start", "--wait", "--json")
     assert result.code == 1, result.err  # not everything completed
     final = result.json()
@@ -150,9 +147,9 @@ def test_ceiling_stops_every_worker_and_nothing_starts_again(tmp_path, cli, fake
     assert len(exceeded) == 1 and exceeded[0]["ceiling"] == 0.10
     assert ceiling <= Decimal(str(exceeded[0]["run"])) <= total
     # No worker started after the ceiling was reached.
-    (budget_event_id,) = db(
-        project, "SELECT id FROM events WHERE kind='budget' AND data LIKE '%exceeded%'"
-    )[0]
+    (budget_event_id,) = db(project, "SELECT id FROM events WHERE kind='budget' AND data LIKE '%exceeded%'")[
+        0
+    ]
     later = db(
         project,
         "SELECT message FROM events WHERE kind='state' AND id > ? AND"
@@ -211,9 +208,7 @@ def test_no_ceiling_tracks_any_cost_and_stops_nothing(tmp_path, cli, fake_worker
 def test_kill_9_supervisor_mid_run_keeps_the_exact_total(tmp_path, cli, fake_worker):
     unit_cost = Decimal("0.02")
     fake_worker(unit_seconds=0.4, unit_cost=float(unit_cost))
-    project = build_project(
-        tmp_path / "proj", milestones(3), preferences={**PREFS, "budget_ceiling": 0.10}
-    )
+    project = build_project(tmp_path / "proj", milestones(3), preferences={**PREFS, "budget_ceiling": 0.10})
     assert cli("--project", project.root, "start").code == 0
     wait_until(lambda: status(cli, project)["total_cost"] >= 0.04, timeout=30)
     lock = json.loads((project.gsd / "parallel" / "supervisor.lock").read_text())
@@ -300,15 +295,11 @@ def test_spinning_worker_is_paused_and_a_silent_one_is_not(tmp_path, cli, fake_w
         spin_at="M001/S01/T02",  # spends every 0.05 s without finishing the unit
         hang_at="M002/S01/T02",  # spends on T01, then silence (a long test run)
     )  # fmt: skip
-    project = build_project(
-        tmp_path / "proj", milestones(2), preferences={**PREFS, "stall_minutes": minutes}
-    )
+    project = build_project(tmp_path / "proj", milestones(2), preferences={**PREFS, "stall_minutes": minutes})
     assert cli("--project", project.root, "start").code == 0
     reason = stall_reason(minutes)
     assert reason == "spending without progress for 0.03 min"
-    m1 = wait_until(
-        lambda: (w := by_id(status(cli, project))["M001"])["state"] == "paused" and w, timeout=30
-    )
+    m1 = wait_until(lambda: (w := by_id(status(cli, project))["M001"])["state"] == "paused" and w, timeout=30)
     assert m1["state_reason"] == reason
     assert not alive(m1["pid"]), "a paused spinner spends nothing more"
     spent = status(cli, project)["total_cost"]
@@ -349,14 +340,10 @@ def test_cost_plugin_sees_every_delta_and_totals_add_up(tmp_path, cli, fake_work
     assert per_mid == {w["id"]: Decimal(str(w["cost"])) for w in final["workers"]}
 
 
-def test_host_reported_cost_is_recorded_broadcast_and_enforced(
-    tmp_path, cli, fake_worker, recorder
-):
+def test_host_reported_cost_is_recorded_broadcast_and_enforced(tmp_path, cli, fake_worker, recorder):
     # The host's agents report no cost in their output; the host reports it itself.
     fake_worker(unit_seconds=0.02, unit_cost=0, hang_at="M001/S01/T02")
-    project = build_project(
-        tmp_path / "proj", milestones(1), preferences={**PREFS, "budget_ceiling": 0.10}
-    )
+    project = build_project(tmp_path / "proj", milestones(1), preferences={**PREFS, "budget_ceiling": 0.10})
     assert cli("--project", project.root, "start").code == 0
     # T01 done and read, then the worker hangs: its own token count stays put.
     wait_until(lambda: by_id(status(cli, project))["M001"]["completed_units"] == 1)
@@ -372,8 +359,11 @@ def test_host_reported_cost_is_recorded_broadcast_and_enforced(
     ]  # fmt: skip
     # The supervisor enforces the ceiling on reported cost like on logged cost.
     final = wait_until(
-        lambda: (s := status(cli, project))["run"]["state"] == "budget_exceeded"
-        and by_id(s)["M001"]["state"] == "stopped" and s,
+        lambda: (
+            (s := status(cli, project))["run"]["state"] == "budget_exceeded"
+            and by_id(s)["M001"]["state"] == "stopped"
+            and s
+        ),
         timeout=30,
     )
     assert by_id(final)["M001"]["state_reason"] == "budget ceiling reached"

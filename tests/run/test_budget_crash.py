@@ -37,9 +37,7 @@ def _gone(pid: int) -> bool:
 
 
 @pytest.mark.parametrize("raise_ceiling", [False, True], ids=["ceiling-kept", "ceiling-raised"])
-def test_supervisor_killed_while_the_budget_guard_stops_a_worker(
-    tmp_path, cli, fake_worker, raise_ceiling
-):
+def test_supervisor_killed_while_the_budget_guard_stops_a_worker(tmp_path, cli, fake_worker, raise_ceiling):
     fake_worker(unit_seconds=0.3, unit_cost=0.125)
     prefs = {**PREFS, "max_workers": 1, "budget_ceiling": 50, "stop_grace_seconds": 60,
              "auto_merge": "auto"}  # fmt: skip

@@ -42,7 +42,9 @@ def test_sync_merges_main_and_keeps_uncommitted_and_untracked_work_as_it_was(tmp
     result = sync_checkout(wt, "gsd-parallel/M002", "main")
     assert result.outcome == "updated", result
     assert git(wt, "rev-parse", "HEAD") == result.commit
-    assert git(wt, "rev-parse", "HEAD^1") == head and git(wt, "rev-parse", "HEAD^2") == git(root, "rev-parse", "main")
+    assert git(wt, "rev-parse", "HEAD^1") == head and git(wt, "rev-parse", "HEAD^2") == git(
+        root, "rev-parse", "main"
+    )
     assert (wt / "theirs.txt").read_text() == "from main\n"
     assert (wt / "shared.txt").read_text().splitlines()[0::9] == ["MAIN 1", "MINE 10"]
     assert git(wt, "status", "--porcelain").splitlines() == [" M shared.txt", "?? mine.txt"]
@@ -68,7 +70,10 @@ def project(tmp_path: Path, *, m2_extra: list[str] | None = None, **prefs):
         tmp_path / "proj",
         {
             "M001": {"title": "Quick", "slices": {"S01": {"T01": ["src/a.py"]}}},
-            "M002": {"title": "Long", "slices": {"S01": {f"T{i:02d}": [f"src/b{i}.py"] for i in range(1, 16)}}},
+            "M002": {
+                "title": "Long",
+                "slices": {"S01": {f"T{i:02d}": [f"src/b{i}.py"] for i in range(1, 16)}},
+            },
         },
         preferences={"enabled": True, "max_workers": 2, "auto_merge": "auto", **prefs},
         files={"src/shared.py": "shared = 1\n"},
@@ -80,7 +85,9 @@ def contains_m001(sup: Supervisor, seen: dict[str, bool]) -> None:
     merged = sup.store.merged_milestones().get("M001")
     row = sup.store.worker("M002", sup.run_id)
     if merged and row is not None and row.state == "running" and "M002" in sup.tracked:
-        ok = subprocess.run(["git", "merge-base", "--is-ancestor", merged, "gsd-parallel/M002"], cwd=sup.root).returncode
+        ok = subprocess.run(
+            ["git", "merge-base", "--is-ancestor", merged, "gsd-parallel/M002"], cwd=sup.root
+        ).returncode
         seen["contains"] = seen.get("contains", False) or ok == 0
         seen.setdefault("units_at_first_look", row.units_done)
 
@@ -119,7 +126,9 @@ def test_never_leaves_the_branch_alone(tmp_path, fake_worker):
         assert run is not None and store.events_of_kind("sync", run.id) == []
 
 
-def test_a_conflicting_update_pauses_only_m002_naming_the_files_and_resume_continues(tmp_path, fake_worker, cli):
+def test_a_conflicting_update_pauses_only_m002_naming_the_files_and_resume_continues(
+    tmp_path, fake_worker, cli
+):
     fake_worker(unit_seconds=0.3, unit_cost=0.125,
                 extra_files="M001/S01/T01=src/shared.py;M002/S01/T01=src/shared.py")  # fmt: skip
     proj = project(tmp_path, overlap="warn")
@@ -145,4 +154,8 @@ def test_a_conflicting_update_pauses_only_m002_naming_the_files_and_resume_conti
     done = cli("--project", proj.root, "start", "--wait", "--json")
     workers = {w["id"]: w for w in done.json()["workers"]}
     assert workers["M002"]["state"] == "complete" and workers["M002"]["merged"] is True, done.err
-    assert proj.git("show", "main:src/shared.py").splitlines() == ["shared = 1", "M001/S01/T01", "M002/S01/T01"]
+    assert proj.git("show", "main:src/shared.py").splitlines() == [
+        "shared = 1",
+        "M001/S01/T01",
+        "M002/S01/T01",
+    ]

@@ -18,9 +18,7 @@ pytestmark = pytest.mark.usefixtures("isolated_git")
 
 
 def sh(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
-    ).stdout.strip()
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
 
 
 def commit(cwd: Path, name: str) -> str:
@@ -67,9 +65,7 @@ def test_a_well_behaved_worker_and_the_users_own_commits_are_no_breach(
     assert guard.check([sleeper]) == []
 
 
-def test_a_worker_checking_out_another_branch_is_a_breach(
-    repo: Path, sleeper: WatchedWorker
-) -> None:
+def test_a_worker_checking_out_another_branch_is_a_breach(repo: Path, sleeper: WatchedWorker) -> None:
     guard = IsolationGuard(repo)
     guard.check([sleeper])
     sh(sleeper.checkout, "checkout", "-q", "-b", "elsewhere")

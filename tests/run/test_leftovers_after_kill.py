@@ -29,9 +29,12 @@ def test_leftovers_of_a_killed_last_unit_are_committed_and_merged(tmp_path, cli,
         log = project.gsd / "parallel" / "M002.stdout.log"
         status = cli("--project", project.root, "status", "--json").json()
         [w] = status["workers"] or [None]
-        return w and w["pid"] and "Finished complete-slice M002/S01" in (
-            log.read_text() if log.exists() else ""
-        ) and w
+        return (
+            w
+            and w["pid"]
+            and "Finished complete-slice M002/S01" in (log.read_text() if log.exists() else "")
+            and w
+        )
 
     worker = wait_until(hung_after_preflight, timeout=60)
     assert project.git("-C", str(checkout), "log", "-1", "--format=%s").startswith("chore: auto-commit")

@@ -96,7 +96,9 @@ def test_serialize_holds_back_a_milestone_whose_plan_meets_what_a_running_one_ch
     def ms(mid: str, files: set[str]) -> Milestone:
         return Milestone(mid, mid, tmp_path / mid, "pending", files=frozenset(files), has_file_plan=True)
 
-    project = Project(tmp_path, tmp_path / ".gsd", (ms("M001", {"src/a.py"}), ms("M002", {"src/shared.py"})), "main")
+    project = Project(
+        tmp_path, tmp_path / ".gsd", (ms("M001", {"src/a.py"}), ms("M002", {"src/shared.py"})), "main"
+    )
     plain = analyse(project, max_workers=2, running=["M001"])
     assert plain.plan.start == ("M002",)
     radar = analyse(project, max_workers=2, running=["M001"], actual_changes={"M001": {"src/shared.py"}})
@@ -145,7 +147,9 @@ def test_two_running_milestones_editing_an_unplanned_file_are_reported_once(
     assert overlap["milestones"] == ["M001", "M002"] and overlap["conflict"] is True
     watch = cli("--project", project.root, "watch", "--once", "--width", "100")
     assert "Overlaps (1)" in watch.out and "M001 <-> M002: src/shared.py — would CONFLICT" in watch.out
-    assert cli("--project", project.root, "watch", "--json").json()["overlaps"][0]["files"] == ["src/shared.py"]
+    assert cli("--project", project.root, "watch", "--json").json()["overlaps"][0]["files"] == [
+        "src/shared.py"
+    ]
 
     # A new supervisor of the same run sees the pair again and does not report it again.
     picture = read_picture(project.gsd / "parallel", None)

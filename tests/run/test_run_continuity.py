@@ -52,9 +52,7 @@ def test_overlap_held_milestone_waits_for_the_merge_then_runs(tmp_path, cli, fak
     assert final["total_cost"] == sum(w["cost"] for w in final["workers"]) > 0
 
 
-def test_second_start_never_relaunches_complete_unmerged_and_keeps_the_cost(
-    tmp_path, cli, fake_worker
-):
+def test_second_start_never_relaunches_complete_unmerged_and_keeps_the_cost(tmp_path, cli, fake_worker):
     fake_worker(unit_seconds=0.02)
     project = build_project(
         tmp_path / "proj",
@@ -76,8 +74,10 @@ def test_second_start_never_relaunches_complete_unmerged_and_keeps_the_cost(
         data = again.json()
         assert data["plan"]["start"] == [], args
         reasons = {v["id"]: v["reason"] for v in data["ineligible"]}
-        assert reasons == {"M002": "Already complete (awaiting merge).",
-                           "M003": "Already complete (awaiting merge)."}
+        assert reasons == {
+            "M002": "Already complete (awaiting merge).",
+            "M003": "Already complete (awaiting merge).",
+        }
     assert data["started"] == []
 
     after = cli("--project", project.root, "status", "--json").json()

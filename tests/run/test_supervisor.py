@@ -65,9 +65,7 @@ def test_three_milestones_two_workers_backfill_exact_cost(tmp_path, cli, fake_wo
         assert log == [f"chore: {mid} work left uncommitted after GSD's last commit",
                        "chore: auto-commit after complete-milestone-preflight"]  # fmt: skip
     # The third started only when a slot freed: its start is after one of the first two completed.
-    events = db_rows(
-        project, "SELECT milestone_id, message FROM events WHERE kind='state' ORDER BY id"
-    )
+    events = db_rows(project, "SELECT milestone_id, message FROM events WHERE kind='state' ORDER BY id")
     order = [(mid, msg.split("-> ")[-1]) for mid, msg in events]
     first_complete = next(i for i, (_m, s) in enumerate(order) if s == "complete")
     m3_running = order.index(("M003", "running"))
@@ -121,8 +119,11 @@ def test_kill_9_worker_is_restarted_then_completes(tmp_path, cli, fake_worker):
     wait_until(lambda: db_rows(project, "SELECT 1 FROM events WHERE message LIKE '%-> crashed%'"), timeout=5)
     assert time.monotonic() - t0 < 2.0, "a dead worker is noticed within 2 s"
     final = wait_until(
-        lambda: (s := cli("--project", project.root, "status", "--json").json())
-        and workers_by_id(s)["M001"]["state"] == "complete" and s,
+        lambda: (
+            (s := cli("--project", project.root, "status", "--json").json())
+            and workers_by_id(s)["M001"]["state"] == "complete"
+            and s
+        ),
         timeout=60,
     )
     worker = workers_by_id(final)["M001"]
@@ -181,9 +182,7 @@ def test_pause_resume_and_stop(tmp_path, cli, fake_worker):
     assert paused.out.startswith("Paused worker for M001.")
     status = wait_until(
         lambda: (
-            workers_by_id(cli("--project", project.root, "status", "--json").json())["M001"][
-                "state"
-            ]
+            workers_by_id(cli("--project", project.root, "status", "--json").json())["M001"]["state"]
             == "paused"
         ),
         timeout=10,
@@ -191,17 +190,13 @@ def test_pause_resume_and_stop(tmp_path, cli, fake_worker):
     assert status
     assert (project.root / ".gsd-parallel" / "M001").is_dir()
     w = workers_by_id(cli("--project", project.root, "status", "--json").json())["M001"]
-    assert (
-        not psutil.pid_exists(w["pid"]) or psutil.Process(w["pid"]).status() == psutil.STATUS_ZOMBIE
-    )
+    assert not psutil.pid_exists(w["pid"]) or psutil.Process(w["pid"]).status() == psutil.STATUS_ZOMBIE
     resumed = cli("--project", project.root, "resume", "M001")
     assert resumed.code == 0, resumed.err
     assert resumed.out.startswith("Resumed worker for M001.")
     wait_until(
         lambda: (
-            workers_by_id(cli("--project", project.root, "status", "--json").json())["M001"][
-                "state"
-            ]
+            workers_by_id(cli("--project", project.root, "status", "--json").json())["M001"]["state"]
             == "complete"
         ),
         timeout=30,
@@ -227,18 +222,14 @@ def test_pause_now_freezes_and_resume_thaws(tmp_path, cli, fake_worker):
     assert psutil.Process(w["pid"]).status() != psutil.STATUS_STOPPED
     wait_until(
         lambda: (
-            workers_by_id(cli("--project", project.root, "status", "--json").json())["M001"][
-                "state"
-            ]
+            workers_by_id(cli("--project", project.root, "status", "--json").json())["M001"]["state"]
             == "complete"
         ),
         timeout=30,
     )
 
 
-def test_stop_escalates_to_sigkill_for_a_worker_ignoring_sigterm(
-    tmp_path, cli, fake_worker, monkeypatch
-):
+def test_stop_escalates_to_sigkill_for_a_worker_ignoring_sigterm(tmp_path, cli, fake_worker, monkeypatch):
     script = tmp_path / "stubborn.py"
     script.write_text(
         "import signal, time, sys\n"
@@ -310,9 +301,7 @@ def test_two_concurrent_starts_make_one_supervisor(tmp_path, cli, fake_worker):
         and "gsd_parallel_plugin.run.supervisor" in " ".join(p.info["cmdline"])
         and str(project.root) in " ".join(p.info["cmdline"])
     ]
-    assert (
-        len([p for p in supervisors if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]) <= 1
-    )
+    assert len([p for p in supervisors if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]) <= 1
     rows = db_rows(project, "SELECT milestone_id, COUNT(*) FROM workers GROUP BY milestone_id")
     assert all(count == 1 for _mid, count in rows)
     wait_until(
@@ -382,9 +371,7 @@ def test_garbage_partial_and_enormous_ndjson_lines(tmp_path, cli, fake_worker, m
 def test_status_without_run_and_unknown_milestone(tmp_path, cli):
     project = three_independent(tmp_path)
     result = cli("--project", project.root, "status")
-    assert (
-        result.code == 0 and result.out.strip() == "No parallel orchestration is currently active."
-    )
+    assert result.code == 0 and result.out.strip() == "No parallel orchestration is currently active."
     bad = cli("--project", project.root, "pause", "M009")
     assert bad.code == 2 and "No parallel orchestration is currently active." in bad.err
 
@@ -448,7 +435,10 @@ def test_stop_a_paused_worker(tmp_path, cli, fake_worker):
     assert cli("--project", project.root, "start").code == 0
     assert cli("--project", project.root, "pause", "M001").code == 0
     wait_until(
-        lambda: workers_by_id(cli("--project", project.root, "status", "--json").json())["M001"]["state"] == "paused",
+        lambda: (
+            workers_by_id(cli("--project", project.root, "status", "--json").json())["M001"]["state"]
+            == "paused"
+        ),
         timeout=10,
     )
     t0 = time.monotonic()

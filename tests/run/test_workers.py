@@ -65,14 +65,25 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., WorkerHandle]]:
     """Launch workers through ``launch``; whatever is left is killed at the end."""
     handles: list[WorkerHandle] = []
 
-    def run(command: Sequence[str], *, env: dict[str, str] | None = None,
-            worktree: Path | None = None, logs: Path | None = None) -> WorkerHandle:
+    def run(
+        command: Sequence[str],
+        *,
+        env: dict[str, str] | None = None,
+        worktree: Path | None = None,
+        logs: Path | None = None,
+    ) -> WorkerHandle:
         wt = worktree or tmp_path
         log_dir = logs or tmp_path / "logs"
         spec = WorkerSpec(
-            milestone_id="M001", title="Core", project_root=wt, worktree=wt,
-            branch="gsd-parallel/M001", command=tuple(command), env=env or {},
-            stdout_log=log_dir / "M001.stdout.log", stderr_log=log_dir / "M001.stderr.log",
+            milestone_id="M001",
+            title="Core",
+            project_root=wt,
+            worktree=wt,
+            branch="gsd-parallel/M001",
+            command=tuple(command),
+            env=env or {},
+            stdout_log=log_dir / "M001.stdout.log",
+            stderr_log=log_dir / "M001.stderr.log",
         )
         handle = launch(spec)
         handles.append(handle)
@@ -92,8 +103,9 @@ def stdout_of(tmp_path: Path) -> str:
 # --- launching ----------------------------------------------------------------------------
 
 
-def test_launch_reports_the_exit_code_and_logs_ndjson(spawn: Callable[..., WorkerHandle],
-                                                      tmp_path: Path) -> None:
+def test_launch_reports_the_exit_code_and_logs_ndjson(
+    spawn: Callable[..., WorkerHandle], tmp_path: Path
+) -> None:
     script = textwrap.dedent("""
         import json, sys
         print(json.dumps({"type": "agent_start"}))
@@ -116,8 +128,7 @@ def test_missing_binary_is_one_clear_line(tmp_path: Path, spawn: Callable[..., W
     with pytest.raises(WorkerLaunchError) as info:
         spawn(["gsd-does-not-exist-7q", "headless", "--json", "auto"])
     assert str(info.value) == (
-        "worker command not found: gsd-does-not-exist-7q — install GSD or set "
-        "GSD_PARALLEL_WORKER_COMMAND"
+        "worker command not found: gsd-does-not-exist-7q — install GSD or set GSD_PARALLEL_WORKER_COMMAND"
     )
     with pytest.raises(WorkerLaunchError, match=r"^worker command not found: \./nope/gsd — "):
         spawn(["./nope/gsd"])
@@ -154,8 +165,9 @@ def test_program_is_found_on_the_workers_path_and_relative_to_the_worktree(
         spawn(["./bin/gsd-junk"])
 
 
-def test_env_cwd_and_stdin(tmp_path: Path, spawn: Callable[..., WorkerHandle],
-                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_cwd_and_stdin(
+    tmp_path: Path, spawn: Callable[..., WorkerHandle], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("GSD_TEST_OUTER", "outer")
     monkeypatch.setenv("GSD_TEST_BOTH", "outer")
     worktree = tmp_path / "wt"
@@ -166,8 +178,9 @@ def test_env_cwd_and_stdin(tmp_path: Path, spawn: Callable[..., WorkerHandle],
                           "both": os.environ.get("GSD_TEST_BOTH"), "lock": os.environ.get("GSD_MILESTONE_LOCK"),
                           "stdin": sys.stdin.read(), "sid": os.getsid(0), "pid": os.getpid()}))
     """)
-    handle = spawn([PY, "-c", script], env={"GSD_TEST_BOTH": "inner", "GSD_MILESTONE_LOCK": "M001"},
-                   worktree=worktree)
+    handle = spawn(
+        [PY, "-c", script], env={"GSD_TEST_BOTH": "inner", "GSD_MILESTONE_LOCK": "M001"}, worktree=worktree
+    )
     assert wait_exit(handle, 15) and exit_status(handle) == 0
     seen = json.loads(stdout_of(tmp_path))
     assert Path(seen["cwd"]).resolve() == worktree.resolve()
@@ -179,8 +192,9 @@ def test_env_cwd_and_stdin(tmp_path: Path, spawn: Callable[..., WorkerHandle],
 def test_logs_are_appended_never_truncated(tmp_path: Path, spawn: Callable[..., WorkerHandle]) -> None:
     logs = tmp_path / "deep" / "parallel"  # parents are created
     for word in ("one", "two"):
-        handle = spawn([PY, "-c", f"import sys; print('{word}'); print('{word}-err', file=sys.stderr)"],
-                       logs=logs)
+        handle = spawn(
+            [PY, "-c", f"import sys; print('{word}'); print('{word}-err', file=sys.stderr)"], logs=logs
+        )
         assert wait_exit(handle, 15) and exit_status(handle) == 0
         if word == "one":
             with (logs / "M001.stdout.log").open("a") as fh:
@@ -202,8 +216,9 @@ def test_worker_outlives_the_process_that_launched_it(tmp_path: Path) -> None:
         handle = launch(spec)
         print(json.dumps([handle.pid, handle.create_time]))
     """)
-    done = subprocess.run([PY, "-c", launcher, str(tmp_path)], capture_output=True, text=True,
-                          timeout=60, check=True)
+    done = subprocess.run(
+        [PY, "-c", launcher, str(tmp_path)], capture_output=True, text=True, timeout=60, check=True
+    )
     pid, created = json.loads(done.stdout)
     handle = WorkerHandle(pid, created)
     try:
@@ -269,8 +284,9 @@ FAMILY = textwrap.dedent("""
 """)
 
 
-def test_sigstop_and_sigcont_reach_the_whole_group(tmp_path: Path,
-                                                   spawn: Callable[..., WorkerHandle]) -> None:
+def test_sigstop_and_sigcont_reach_the_whole_group(
+    tmp_path: Path, spawn: Callable[..., WorkerHandle]
+) -> None:
     handle = spawn([PY, "-c", FAMILY])
     child_pid = int(until(lambda: stdout_of(tmp_path).strip()))
     child = psutil.Process(child_pid)
@@ -338,19 +354,31 @@ def test_signal_files(tmp_path: Path) -> None:
 
 
 def status_kwargs(**over: Any) -> dict[str, Any]:
-    base: dict[str, Any] = dict(pid=4242, state="running", current_unit="execute-task M002/S01/T03",
-                                completed_units=3, cost=0.125, last_heartbeat_ms=1_700_000_000_500,
-                                started_at_ms=1_700_000_000_000, worktree=Path("/w/M002"))
+    base: dict[str, Any] = dict(
+        pid=4242,
+        state="running",
+        current_unit="execute-task M002/S01/T03",
+        completed_units=3,
+        cost=0.125,
+        last_heartbeat_ms=1_700_000_000_500,
+        started_at_ms=1_700_000_000_000,
+        worktree=Path("/w/M002"),
+    )
     return {**base, **over}
 
 
 def test_status_file_has_gsds_shape(tmp_path: Path) -> None:
     write_status_file(tmp_path, "M002", **status_kwargs(current_unit_started_ms=1_700_000_000_100))
     assert read_status_file(tmp_path, "M002") == {
-        "milestoneId": "M002", "pid": 4242, "state": "running",
+        "milestoneId": "M002",
+        "pid": 4242,
+        "state": "running",
         "currentUnit": {"type": "execute-task", "id": "M002/S01/T03", "startedAt": 1_700_000_000_100},
-        "completedUnits": 3, "cost": 0.125, "lastHeartbeat": 1_700_000_000_500,
-        "startedAt": 1_700_000_000_000, "worktreePath": "/w/M002",
+        "completedUnits": 3,
+        "cost": 0.125,
+        "lastHeartbeat": 1_700_000_000_500,
+        "startedAt": 1_700_000_000_000,
+        "worktreePath": "/w/M002",
     }
     write_status_file(tmp_path, "M002", **status_kwargs(pid=None, current_unit=None, state="paused"))
     data = read_status_file(tmp_path, "M002")
@@ -377,8 +405,9 @@ def test_status_file_readers_never_see_a_half_written_file(tmp_path: Path) -> No
     thread.start()
     try:
         for i in range(300):
-            write_status_file(tmp_path, "M002", **status_kwargs(completed_units=i,
-                                                                current_unit="x " + "y" * (i * 50)))
+            write_status_file(
+                tmp_path, "M002", **status_kwargs(completed_units=i, current_unit="x " + "y" * (i * 50))
+            )
     finally:
         stop.set()
         thread.join()
@@ -400,19 +429,26 @@ def test_stderr_tail(tmp_path: Path) -> None:
 
 
 def test_fake_worker_pause_then_resume_costs_exactly_units_times_cost(tmp_path: Path) -> None:
-    project = build_project(tmp_path / "proj", {
-        "M001": {"title": "Core", "slices": {"S01": {"T01": ["src/a.txt"], "T02": ["src/b.txt"]}}},
-    })
+    project = build_project(
+        tmp_path / "proj",
+        {
+            "M001": {"title": "Core", "slices": {"S01": {"T01": ["src/a.txt"], "T02": ["src/b.txt"]}}},
+        },
+    )
     units = 2 + 1 + 1  # two tasks, complete-slice, complete-milestone
     parallel = project.gsd / "parallel"
-    env = {k: v for k, v in fake_worker_env(unit_cost=0.01).items()
-           if k != "GSD_PARALLEL_WORKER_COMMAND"}
+    env = {k: v for k, v in fake_worker_env(unit_cost=0.01).items() if k != "GSD_PARALLEL_WORKER_COMMAND"}
     env.update(GSD_MILESTONE_LOCK="M001", GSD_PARALLEL_WORKER="1", GSD_PROJECT_ROOT=str(project.root))
     spec = WorkerSpec(
-        milestone_id="M001", title="Core", project_root=project.root, worktree=project.root,
-        branch="main", command=(PY, "-m", "gsd_parallel_plugin.testing.fake_gsd", "headless",
-                                "--json", "auto"),
-        env=env, stdout_log=parallel / "M001.stdout.log", stderr_log=parallel / "M001.stderr.log",
+        milestone_id="M001",
+        title="Core",
+        project_root=project.root,
+        worktree=project.root,
+        branch="main",
+        command=(PY, "-m", "gsd_parallel_plugin.testing.fake_gsd", "headless", "--json", "auto"),
+        env=env,
+        stdout_log=parallel / "M001.stdout.log",
+        stderr_log=parallel / "M001.stderr.log",
     )
     ensure_runtime_excludes(project.root)  # what the supervisor does first
     prepare_checkout(project.root, "M001", spec.command[:3], env)

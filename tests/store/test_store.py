@@ -260,9 +260,7 @@ def test_compare_and_set_offset_refuses_stale_reader(store: Store) -> None:
 def test_offset_and_cost_roll_back_together(store: Store) -> None:
     run_id = _worker(store)
     with pytest.raises(RuntimeError), store.transaction():
-        assert store.record_output(
-            run_id, "M001", expected_offset=0, new_offset=50, cost_delta=1.25
-        )
+        assert store.record_output(run_id, "M001", expected_offset=0, new_offset=50, cost_delta=1.25)
         store.add_event("cost", "joined the outer transaction", run_id=run_id)
         raise RuntimeError("crash before commit")
     w = store.worker("M001")

@@ -19,9 +19,7 @@ pytestmark = pytest.mark.usefixtures("isolated_git")
 
 
 def sh(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
-    ).stdout.strip()
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
 
 
 def commit(repo: Path, name: str = "f.txt", text: str | None = None) -> str:

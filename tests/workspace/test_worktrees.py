@@ -16,9 +16,7 @@ pytestmark = pytest.mark.usefixtures("isolated_git")
 
 
 def sh(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
-    ).stdout.strip()
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
 
 
 def commit(repo: Path, name: str, text: str | None = None) -> str:
@@ -84,9 +82,12 @@ def test_create_then_reuse(repo: Path) -> None:
     assert head(res.path) == head(repo, "main")
     assert (res.path / ".gsd" / "milestones" / "M001" / "M001-ROADMAP.md").is_file()
     # the new branch does not track anything
-    assert subprocess.run(
-        ["git", "config", "branch.gsd-parallel/M002.merge"], cwd=repo, capture_output=True
-    ).returncode == 1
+    assert (
+        subprocess.run(
+            ["git", "config", "branch.gsd-parallel/M002.merge"], cwd=repo, capture_output=True
+        ).returncode
+        == 1
+    )
 
     commit(res.path, "work.txt")
     again = wtm.ensure_worktree(repo, "M002", "main")

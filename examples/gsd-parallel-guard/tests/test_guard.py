@@ -38,7 +38,10 @@ def test_dry_run_reports_protected_milestones_as_ineligible(gsd_project, gsd_hos
     assert [v["id"] for v in result.data["eligible"]] == ["M001"]
     assert result.data["plan"]["start"] == ["M001"]
     text = host.run("start --dry-run").text
-    assert "- **M002** — Schema\n  Touches protected paths (gsd-parallel-guard): migrations/0002_add.sql." in text
+    assert (
+        "- **M002** — Schema\n  Touches protected paths (gsd-parallel-guard): migrations/0002_add.sql."
+        in text
+    )
 
 
 def test_allow_list_and_no_config(gsd_project, gsd_host):
@@ -64,7 +67,9 @@ def test_broken_config_fails_the_operation_naming_the_plugin(gsd_project, gsd_ho
     project = gsd_project(MILESTONES, pyproject='[tool.gsd-parallel-guard]\nprotected = "migrations/"\n')
     result = gsd_host(project, plugins=[guard]).run("start --dry-run")
     assert result.exit_code == 1
-    assert result.text.startswith("plugin 'gsd_parallel_guard' failed in check_eligibility: GuardConfigError: ")
+    assert result.text.startswith(
+        "plugin 'gsd_parallel_guard' failed in check_eligibility: GuardConfigError: "
+    )
     assert "protected must be a list of non-empty strings, got 'migrations/'" in result.text
 
 
@@ -97,9 +102,7 @@ def test_before_merge_vetoes_changes_to_protected_paths(gsd_project, gsd_host):
     (project.root / "pyproject.toml").write_text(PYPROJECT.replace('"migrations/", ', ""))
     commit = project.commit_all("feat: M001")
     host = gsd_host(project, plugins=[guard])
-    reasons = host.hooks.before_merge(
-        "M001", project.root, ["migrations/0003.sql", "pyproject.toml"], commit
-    )
+    reasons = host.hooks.before_merge("M001", project.root, ["migrations/0003.sql", "pyproject.toml"], commit)
     assert reasons == ["M001 changes protected paths (gsd-parallel-guard): migrations/0003.sql"]
     assert host.hooks.before_merge("M001", project.root, ["src/api.py"], commit) == []
 
@@ -107,7 +110,10 @@ def test_before_merge_vetoes_changes_to_protected_paths(gsd_project, gsd_host):
 def test_before_merge_with_an_unknown_commit_fails_closed(gsd_project, gsd_host):
     project = gsd_project({"M001": {}}, pyproject=PYPROJECT)
     host = gsd_host(project)
-    with registered(host, guard), pytest.raises(PluginError, match="plugin 'gsd_parallel_guard' failed in before_merge"):
+    with (
+        registered(host, guard),
+        pytest.raises(PluginError, match="plugin 'gsd_parallel_guard' failed in before_merge"),
+    ):
         host.hooks.before_merge("M001", project.root, ["x"], "0" * 40)
     assert "gsd_parallel_guard" not in [name for name, _ in host.plugins.pm.list_name_plugin()]
 

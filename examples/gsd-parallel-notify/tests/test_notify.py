@@ -15,7 +15,9 @@ def read_events(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_a_real_run_writes_every_event_in_order(gsd_project, gsd_host, gsd_recorder, gsd_fake_worker, tmp_path, monkeypatch):
+def test_a_real_run_writes_every_event_in_order(
+    gsd_project, gsd_host, gsd_recorder, gsd_fake_worker, tmp_path, monkeypatch
+):
     events_file = tmp_path / "out" / "events.jsonl"
     monkeypatch.setenv(notify.ENV_FILE, str(events_file))
     gsd_fake_worker(unit_seconds=0, unit_cost=0.01)
@@ -53,7 +55,9 @@ def test_a_real_run_writes_every_event_in_order(gsd_project, gsd_host, gsd_recor
     assert all(e["at"].endswith("Z") for e in events)
 
 
-def test_a_run_over_budget_writes_budget_exceeded(gsd_project, gsd_host, gsd_fake_worker, tmp_path, monkeypatch):
+def test_a_run_over_budget_writes_budget_exceeded(
+    gsd_project, gsd_host, gsd_fake_worker, tmp_path, monkeypatch
+):
     events_file = tmp_path / "events.jsonl"
     monkeypatch.setenv(notify.ENV_FILE, str(events_file))
     gsd_fake_worker(unit_seconds=0.5, unit_cost=0.01)  # the budget stop lands mid-run
@@ -83,15 +87,25 @@ def test_command_gets_each_event_on_stdin(gsd_project, gsd_host, tmp_path, monke
     lines = received.read_text().splitlines()
     assert [line.split(" ", 1)[0] for line in lines] == ["merge_complete", "budget_exceeded"]
     first, second = (json.loads(line.split(" ", 1)[1]) for line in lines)
-    assert first | {"at": None} == {"event": "merge_complete", "at": None, "milestone_id": "M001", "commit": "abc123", "branch": "main"}
+    assert first | {"at": None} == {
+        "event": "merge_complete",
+        "at": None,
+        "milestone_id": "M001",
+        "commit": "abc123",
+        "branch": "main",
+    }
     assert second["run_total_usd"] == 5.25 and second["budget_ceiling"] == 5.0
     assert host.hooks.broadcast_errors == []
 
 
-def test_failing_command_is_a_named_warning_and_the_line_is_still_written(gsd_project, gsd_host, tmp_path, monkeypatch):
+def test_failing_command_is_a_named_warning_and_the_line_is_still_written(
+    gsd_project, gsd_host, tmp_path, monkeypatch
+):
     events_file = tmp_path / "events.jsonl"
     monkeypatch.setenv(notify.ENV_FILE, str(events_file))
-    monkeypatch.setenv(notify.ENV_COMMAND, json.dumps([sys.executable, "-c", "import sys; sys.exit('no route to pager')"]))
+    monkeypatch.setenv(
+        notify.ENV_COMMAND, json.dumps([sys.executable, "-c", "import sys; sys.exit('no route to pager')"])
+    )
     host = gsd_host(gsd_project({"M001": {}}), plugins=[notify])
     host.hooks.on_budget_exceeded(3.0, 2.0)
     assert [e["event"] for e in read_events(events_file)] == ["budget_exceeded"]
@@ -119,5 +133,8 @@ def test_entry_point_is_installed(gsd_project, gsd_host):
     info = {i.name: i for i in host.plugins.info()}
     assert info["gsd_parallel_notify"].distribution == "gsd-parallel-notify"
     assert info["gsd_parallel_notify"].hooks == [
-        "on_budget_exceeded", "on_merge_complete", "on_milestone_complete", "on_worker_state_change"
+        "on_budget_exceeded",
+        "on_merge_complete",
+        "on_milestone_complete",
+        "on_worker_state_change",
     ]

@@ -96,9 +96,7 @@ def load_config(project_root: Path) -> GuardConfig:
 
 def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
-    return subprocess.run(
-        ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False
-    )
+    return subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
 
 
 def config_at(repo: Path, revision: str) -> GuardConfig:
