@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -439,6 +438,8 @@ def add_exclude(repo: Path | str, patterns: Sequence[str]) -> list[str]:
         mode = exclude.stat().st_mode & 0o777
     except FileNotFoundError:
         mode = 0o644
+
+    import tempfile  # not at the top: status never writes, and tempfile pulls in shutil
 
     fd, tmp = tempfile.mkstemp(prefix=".exclude.", dir=exclude.parent)
     try:

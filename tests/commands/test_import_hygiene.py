@@ -26,10 +26,13 @@ NOT_FOR_STATUS = (
     "rich",
     "psutil",
     "asyncio",
+    "tempfile",  # and with it shutil, random and the compression modules
+    "shutil",
     "gsd_parallel_plugin.run.supervisor",
     "gsd_parallel_plugin.run.budget",
     "gsd_parallel_plugin.run.workers",
     "gsd_parallel_plugin.run.forecast",
+    "gsd_parallel_plugin.run.radar",
     "gsd_parallel_plugin.gsd.output",
     "gsd_parallel_plugin.project.eligibility",
     "gsd_parallel_plugin.store",
