@@ -369,3 +369,29 @@ def test_a_worker_killed_after_a_units_writes_before_any_commit_finishes_clean(
     assert ".gsd/milestones/M001/M001-SUMMARY.md" in files, files
     assert project.git("status", "--porcelain", "--untracked-files=all") == ""
     assert leftover_branches(project.root) == [] and worktrees(project.root) == [str(project.root)]
+
+
+def test_the_overlap_radar_sees_what_real_workers_changed(real_project, scripted_model) -> None:
+    """Two real workers write the same file: the radar reports the pair and its conflict (issue 12)."""
+    project = real_project(
+        ["M001", "M002"],
+        files={"M001": ["src/shared.txt", "src/m001.txt"], "M002": ["src/shared.txt", "src/m002.txt"]},
+        max_workers=2,
+        overlap="warn",  # let both run: the radar, not the plan check, is under test
+        auto_merge="manual",
+    )
+    main_before = project.git("rev-parse", "main")
+    result = project.run("start", "--wait", timeout=WAIT)
+    assert result.code == 0, result.out + result.err + project.diagnostics()
+
+    status = project.status()
+    assert {w["id"]: w["state"] for w in status["workers"]} == {"M001": "complete", "M002": "complete"}
+    pairs = {tuple(o["milestones"]): o for o in status["overlaps"]}
+    assert set(pairs) == {("M001", "M002")}, status["overlaps"]
+    pair = pairs["M001", "M002"]
+    assert "src/shared.txt" in pair["files"] and "src/m001.txt" not in pair["files"], pair
+    # Each worker wrote its own text into the new file: merging both is an add/add conflict.
+    assert pair["conflict"] is True and pair["conflict_files"] == ["src/shared.txt"], pair
+    text = project.run("status", timeout=60)
+    assert "Overlaps (1)" in text.out and "src/shared.txt" in text.out, text.out
+    assert project.git("rev-parse", "main") == main_before  # looking moved no ref
