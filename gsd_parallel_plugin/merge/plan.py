@@ -16,7 +16,7 @@ from typing import Any
 
 from ..milestone_ids import MILESTONE_ID_RE
 from ..workspace import layout
-from ..workspace.git import Git, GitCommandError, split_z
+from ..workspace.git import Git, GitCommandError, merge_tree, split_z
 from ..workspace.layout import BRANCH_PREFIX, branch_name, branch_ref, checkout_display
 from .attempt import MergeEnv, SliceMerge
 from .steps import (
@@ -154,7 +154,7 @@ def dry_run(env: MergeEnv, order: list[str]) -> list[DryRunResult]:
         point = slice_point(g, mid, tip)
         if point is not None:  # merge base = what already landed, as the real merge does
             ours = g.run("commit-tree", f"{ours}^{{tree}}", "-p", point, "-m", "gsd dry run")
-        tree, conflicts = _merge_tree(g, ours, tip)
+        tree, conflicts = merge_tree(g, ours, tip)
         code = tuple(p for p in conflicts if not auto_resolvable(p))
         auto = tuple(p for p in conflicts if auto_resolvable(p))
         if code:
@@ -220,19 +220,6 @@ def _landing_refusal(
             "commit or move them first"
         )
     return (), None
-
-
-def _merge_tree(g: Git, ours: str, theirs: str) -> tuple[str, list[str]]:
-    """``git merge-tree --write-tree``: the result tree and the conflicted paths."""
-    args = ("merge-tree", "--write-tree", "--name-only", "-z", "--no-messages", ours, theirs)
-    try:
-        out = g.run(*args)
-    except GitCommandError as exc:
-        if exc.exit_code != 1:
-            raise
-        out = exc.stdout
-    fields = split_z(out)
-    return fields[0], list(dict.fromkeys(fields[1:]))
 
 
 def _take_theirs(g: Git, tree: str, theirs: str, paths: tuple[str, ...]) -> str:

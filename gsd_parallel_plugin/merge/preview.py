@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from ..milestone_ids import is_valid_milestone_id
-from ..workspace.git import Git, GitCommandError
+from ..workspace.git import Git, GitCommandError, merge_tree
 from ..workspace.layout import BRANCH_PREFIX, branch_name
 from .attempt import MergeEnv
-from .plan import DRY_RUN_IDENT, _merge_tree, _take_theirs, merge_candidates
+from .plan import DRY_RUN_IDENT, _take_theirs, merge_candidates
 from .steps import NO_HOOKS, auto_resolvable, run_merge_check, slice_point
 
 OUTCOMES = ("clean", "conflict", "check_failed", "skipped")
@@ -135,7 +135,7 @@ def preview(env: MergeEnv, order: Sequence[str], running: Sequence[str] = ()) ->
             point = slice_point(g, mid, tip)
             if point is not None:  # what already landed is the merge base, as in the real merge
                 ours = g.run("commit-tree", f"{ours}^{{tree}}", "-p", point, "-m", "gsd preview")
-            tree, conflicts = _merge_tree(g, ours, tip)
+            tree, conflicts = merge_tree(g, ours, tip)
             code = tuple(p for p in conflicts if not auto_resolvable(p))
             auto = tuple(p for p in conflicts if auto_resolvable(p))
             if code:

@@ -47,6 +47,7 @@ from .steps import (
     short,
     split_z,
     take_milestone_side,
+    take_side,
     unmerged_paths,
 )
 
@@ -302,7 +303,7 @@ class _Revert:
             own = _own_planning(mid)
             # Its own planning files go back to before it ran; other .gsd and junk stay as now.
             take_milestone_side(tg, [p for p in conflicts if p.startswith(own)])
-            _take_current(tg, [p for p in conflicts if auto_resolvable(p) and not p.startswith(own)])
+            take_side(tg, [p for p in conflicts if auto_resolvable(p) and not p.startswith(own)], "ours")
             left = unmerged_paths(tg)
             with suppress(GitCommandError):
                 tg.run("revert", "--quit")
@@ -334,23 +335,6 @@ class _Revert:
 
 def _own_planning(mid: str) -> str:
     return f".gsd/milestones/{mid}"
-
-
-def _take_current(g: Git, paths: Sequence[str]) -> None:
-    """Resolve ``paths`` to the integration branch's current version (stage 2)."""
-    if not paths:
-        return
-    stages: dict[str, set[str]] = {}
-    for entry in split_z(g.run("ls-files", "-u", "-z", "--", *paths)):
-        meta, path = entry.split("\t", 1)
-        stages.setdefault(path, set()).add(meta.split()[2])
-    ours = [p for p in paths if "2" in stages.get(p, set())]
-    gone = [p for p in paths if p not in ours]
-    if ours:
-        g.run("checkout", "--ours", "--", *ours)
-        g.run("add", "--", *ours)
-    if gone:
-        g.run("rm", "-q", "-f", "--ignore-unmatch", "--", *gone)
 
 
 def _event(store: Store, message: str, mid: str, data: Any = None) -> None:

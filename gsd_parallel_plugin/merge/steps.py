@@ -14,6 +14,7 @@ import subprocess
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from pathlib import Path
+from typing import Literal
 
 from ..errors import GsdParallelError
 from ..models import Milestone
@@ -95,21 +96,28 @@ def unfinished_checkout_merge(root: Path, mid: str) -> str | None:
     )
 
 
-def take_milestone_side(g: Git, paths: Sequence[str]) -> None:
-    """Resolve ``paths`` to the milestone's version (its deletion when it deleted them)."""
+def take_side(g: Git, paths: Sequence[str], side: Literal["ours", "theirs"]) -> None:
+    """Resolve conflicted ``paths`` to one side: ``theirs`` (stage 3) is what is being merged or
+    reverted in, ``ours`` (stage 2) the integration branch; a path that side deleted is removed."""
     if not paths:
         return
+    stage = "2" if side == "ours" else "3"
     stages: dict[str, set[str]] = {}
     for entry in split_z(g.run("ls-files", "-u", "-z", "--", *paths)):
         meta, path = entry.split("\t", 1)
         stages.setdefault(path, set()).add(meta.split()[2])
-    theirs = [p for p in paths if "3" in stages.get(p, set())]
-    gone = [p for p in paths if p not in theirs]
-    if theirs:
-        g.run("checkout", "--theirs", "--", *theirs)
-        g.run("add", "--", *theirs)
+    kept = [p for p in paths if stage in stages.get(p, set())]
+    gone = [p for p in paths if p not in kept]
+    if kept:
+        g.run("checkout", f"--{side}", "--", *kept)
+        g.run("add", "--", *kept)
     if gone:
         g.run("rm", "-q", "-f", "--ignore-unmatch", "--", *gone)
+
+
+def take_milestone_side(g: Git, paths: Sequence[str]) -> None:
+    """Resolve ``paths`` to the milestone's version (its deletion when it deleted them)."""
+    take_side(g, paths, "theirs")
 
 
 def paths_in_the_way(wg: Git, changed: Sequence[str]) -> list[str]:

@@ -23,37 +23,22 @@ from typing import TYPE_CHECKING, Protocol
 from .. import hints
 from ..models import MergeResult
 from ..workspace.layout import branch_name, checkout_display
+from .core import RunPort
 
 if TYPE_CHECKING:
     from ..merge.attempt import MergeEnv, SliceMerge
-    from ..models import Project
-    from ..plugins import Hooks
-    from ..preferences import ParallelPreferences
-    from ..store import Store
-    from .core import Confirm, Notify
+    from .core import Confirm
 
 LOCK_WAIT_SECONDS = 30.0
 SLICE_CHECK_SECONDS = 0.5
 """How often running milestones' branches are looked at for finished slices (git calls)."""
 
 
-class MergeHost(Protocol):
+class MergeHost(RunPort, Protocol):
     """What the auto-merger needs of the supervisor (and all it may touch)."""
 
     @property
-    def root(self) -> Path: ...
-    @property
     def parallel_dir(self) -> Path: ...
-    @property
-    def store(self) -> Store: ...
-    @property
-    def run_id(self) -> int: ...
-    @property
-    def prefs(self) -> ParallelPreferences: ...
-    @property
-    def hooks(self) -> Hooks | None: ...
-    @property
-    def notify(self) -> Notify: ...
     @property
     def confirm(self) -> Confirm | None:
         """Asks the user (``auto_merge: confirm``); None when nobody is there to answer."""
@@ -62,7 +47,6 @@ class MergeHost(Protocol):
     def tracked(self) -> Iterable[str]:
         """The milestones whose workers run now."""
 
-    def project(self) -> Project: ...
     def project_changed(self) -> None:
         """A merge landed: dependents may start now."""
 

@@ -59,13 +59,12 @@ from ..models import StateReason
 from ..money import NANOS_PER_USD, usd_to_nanos
 from ..store import RunRow, Store, WorkerRow
 from ..workspace import layout
+from .core import RunPort
 from .forecast import forecast, worker_milestones
 
 if TYPE_CHECKING:
-    from ..models import Project
     from ..plugins import Hooks
-    from ..preferences import ParallelPreferences
-    from .core import Notify, Tracked
+    from .core import Tracked
 
 STALL_PREFIX = "spending without progress for "
 WARN_PERCENT = 80
@@ -210,26 +209,13 @@ class StallWatch:
 # --------------------------------------------------------------------------- the guard
 
 
-class BudgetHost(Protocol):
+class BudgetHost(RunPort, Protocol):
     """What the guard needs of the supervisor (and all it may touch)."""
 
-    @property
-    def root(self) -> Path: ...
-    @property
-    def store(self) -> Store: ...
-    @property
-    def run_id(self) -> int: ...
-    @property
-    def prefs(self) -> ParallelPreferences: ...
-    @property
-    def hooks(self) -> Hooks | None: ...
-    @property
-    def notify(self) -> Notify: ...
     @property
     def tracked(self) -> Mapping[str, Tracked]:
         """The workers running now, by milestone (read only)."""
 
-    def project(self) -> Project: ...
     def slots_full(self) -> bool: ...
     def launch(self, mid: str) -> bool: ...
     def stop(self, mid: str, tracked: Tracked, why: str) -> None: ...

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..models import Project, WorkerHandle, WorkerState
 
@@ -32,6 +32,25 @@ GUARD_SECONDS = 1.0
 Notify = Callable[[str, str], None]
 Confirm = Callable[[str], "bool | None"]
 """Asks the user a yes/no question; None when nobody can answer."""
+
+
+class RunPort(Protocol):
+    """What every collaborator of the supervisor may read of it: the run, its project and
+    preferences, the hooks and the user. Each collaborator's own port adds what it may do."""
+
+    @property
+    def root(self) -> Path: ...
+    @property
+    def store(self) -> Store: ...
+    @property
+    def run_id(self) -> int: ...
+    @property
+    def prefs(self) -> ParallelPreferences: ...
+    @property
+    def hooks(self) -> Hooks | None: ...
+    @property
+    def notify(self) -> Notify: ...
+    def project(self) -> Project: ...
 
 
 @dataclass

@@ -35,9 +35,9 @@ from .. import hints
 from ..errors import GsdParallelError
 from ..gsd.status_files import write_signal
 from ..models import WorkerState
-from ..workspace.git import Git, GitCommandError
+from ..workspace.git import Git, GitCommandError, merge_tree
 from ..workspace.layout import checkout_display
-from .radar import merge_tree, snapshot
+from .radar import snapshot
 
 if TYPE_CHECKING:
     from .supervisor import Supervisor

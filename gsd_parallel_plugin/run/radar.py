@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import GsdParallelError
-from ..workspace.git import Git, GitCommandError, split_z
+from ..workspace.git import Git, GitCommandError, merge_tree
 
 if TYPE_CHECKING:
     from .supervisor import Supervisor
@@ -98,20 +98,6 @@ def snapshot(checkout: Path, *, everything: bool = False) -> tuple[str, str]:
         return commit, head
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def merge_tree(g: Git, ours: str, theirs: str) -> tuple[str, list[str]]:
-    """``git merge-tree --write-tree`` (git >= 2.38): the result tree and the conflicted paths
-    (empty when it merges cleanly). Nothing is checked out and no ref moves."""
-    args = ("merge-tree", "--write-tree", "--name-only", "-z", "--no-messages", ours, theirs)
-    try:
-        out = g.run(*args)
-    except GitCommandError as exc:
-        if exc.exit_code != 1:
-            raise
-        out = exc.stdout
-    fields = split_z(out)
-    return fields[0], list(dict.fromkeys(fields[1:]))
 
 
 def changed_lines(g: Git, base: str, commit: str) -> dict[str, Ranges | None]:

@@ -261,6 +261,20 @@ def split_z(out: str) -> list[str]:
     return [p for p in out.split("\0") if p]
 
 
+def merge_tree(g: Git, ours: str, theirs: str) -> tuple[str, list[str]]:
+    """``git merge-tree --write-tree`` (git >= 2.38): the result tree and the conflicted paths
+    (empty when it merges cleanly). Nothing is checked out and no ref moves."""
+    args = ("merge-tree", "--write-tree", "--name-only", "-z", "--no-messages", ours, theirs)
+    try:
+        out = g.run(*args)
+    except GitCommandError as exc:
+        if exc.exit_code != 1:
+            raise
+        out = exc.stdout
+    fields = split_z(out)
+    return fields[0], list(dict.fromkeys(fields[1:]))
+
+
 # --------------------------------------------------------------------------- worktree list
 
 
