@@ -62,17 +62,7 @@ if TYPE_CHECKING:
     from ..preferences import ParallelPreferences
     from ..store import Store
 
-__all__ = [
-    "MergeEnv",
-    "MergeLock",
-    "SliceMerge",
-    "auto_resolvable",
-    "merge_all",
-    "merge_milestone",
-    "recover_interrupted_merges",
-    "slice_point",
-    "split_z",
-]
+__all__ = ["MergeEnv", "SliceMerge", "merge_all", "merge_milestone", "recover_interrupted_merges"]
 
 
 # --------------------------------------------------------------------------- context

@@ -83,7 +83,7 @@ class AutoMerger:
         )  # fmt: skip
 
     def _lock_busy(self) -> bool:
-        from ..merge.attempt import MergeLock
+        from ..merge.steps import MergeLock
 
         return MergeLock(self.sup.parallel_dir).holder() is not None
 

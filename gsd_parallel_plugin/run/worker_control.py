@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import processes
-from ..gsd import status_files
+from ..gsd import output, status_files
 from ..models import StateReason, WorkerState
 from ..money import NANOS_PER_USD
 from ..project.summary import milestone_complete_in
@@ -26,7 +26,7 @@ class WorkerControl(Spawning):
     """What the supervisor does with the workers it tracks, each tick."""
 
     # ------------------------------------------------------------------ output
-    def _note_provider(self, tracked: Tracked, progress: procs.Progress) -> None:
+    def _note_provider(self, tracked: Tracked, progress: output.Progress) -> None:
         """Remember whether the model answers, and since when GSD has given up on it."""
         if progress.model_events:
             tracked.model_seen = True
@@ -61,7 +61,7 @@ class WorkerControl(Spawning):
             startup = self.prefs.startup_grace_seconds
             if startup > 0 and not tracked.model_seen and now - tracked.launched_at >= startup:
                 tail = procs.read_stderr_tail(layout.stderr_log(self.parallel_dir, mid), 1)
-                said = procs.read_progress(layout.stdout_log(self.parallel_dir, mid), tracked.log_start)
+                said = output.read_progress(layout.stdout_log(self.parallel_dir, mid), tracked.log_start)
                 last = first_line(said.last_notify) or (tail[-1] if tail else None)
                 reason = f"no model call within {startup:g}s of the start" + (
                     f"; GSD last said: {last}" if last else ""
@@ -106,10 +106,10 @@ class WorkerControl(Spawning):
             return
         if size == row.stdout_offset:
             return
-        chunk = procs.read_new_events(path, row.stdout_offset)
+        chunk = output.read_new_events(path, row.stdout_offset)
         if chunk.new_offset == row.stdout_offset and not chunk.events:
             return
-        progress = procs.summarize(chunk.events)
+        progress = output.summarize(chunk.events)
         tracked = self.tracked.get(mid)
         if tracked is not None:
             self._note_provider(tracked, progress)
@@ -167,11 +167,11 @@ class WorkerControl(Spawning):
         :func:`.decisions.decide_exit`."""
         row = self.store.worker(mid, self.run_id)
         log = layout.stdout_log(self.parallel_dir, mid)
-        said = procs.read_progress(log, tracked.log_start)
+        said = output.read_progress(log, tracked.log_start)
         log_code = None
         if code is None:  # adopted: what the log says of its end
-            hint = procs.infer_outcome(log, False, since_offset=tracked.log_start)
-            log_code = procs.OUTCOME_EXIT_CODES.get(hint)
+            hint = output.infer_outcome(log, False, since_offset=tracked.log_start)
+            log_code = output.OUTCOME_EXIT_CODES.get(hint)
         tail = procs.read_stderr_tail(layout.stderr_log(self.parallel_dir, mid))
         return decide_exit(ExitFacts(
             code=code,

@@ -24,33 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import WorkerLaunchError
-from ..gsd.output import (
-    OUTCOME_EXIT_CODES,
-    InferredOutcome,
-    LogChunk,
-    Progress,
-    classify_notice,
-    infer_outcome,
-    read_new_events,
-    read_progress,
-    summarize,
-)
 from ..models import WorkerHandle, WorkerSpec
 from ..processes import process_create_time, remember_child
 
-__all__ = [
-    "OUTCOME_EXIT_CODES",
-    "InferredOutcome",
-    "LogChunk",
-    "Progress",
-    "classify_notice",
-    "infer_outcome",
-    "launch",
-    "read_new_events",
-    "read_progress",
-    "read_stderr_tail",
-    "summarize",
-]
+__all__ = ["launch", "read_stderr_tail", "resolve_program"]
 
 # --- launching ----------------------------------------------------------------------------
 

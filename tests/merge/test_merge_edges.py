@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from gsd_parallel_plugin import hookimpl
-from gsd_parallel_plugin.merge.attempt import MergeEnv, MergeLock, merge_milestone
-from gsd_parallel_plugin.merge.steps import auto_resolvable, commit_message
+from gsd_parallel_plugin.merge.attempt import MergeEnv, merge_milestone
+from gsd_parallel_plugin.merge.steps import MergeLock, auto_resolvable, commit_message
 from gsd_parallel_plugin.models import Milestone, Slice, Task
 from gsd_parallel_plugin.plugins import Hooks, create_plugin_manager
 from gsd_parallel_plugin.preferences import load_preferences

@@ -19,6 +19,7 @@ import pytest
 
 from gsd_parallel_plugin.errors import ProjectError, WorkerLaunchError
 from gsd_parallel_plugin.gsd.checkout import ensure_runtime_excludes, prepare_checkout
+from gsd_parallel_plugin.gsd.output import infer_outcome, read_new_events, summarize
 from gsd_parallel_plugin.gsd.status_files import (
     clear_signal,
     read_signal,
@@ -37,13 +38,7 @@ from gsd_parallel_plugin.processes import (
     send_signal_group,
     wait_exit,
 )
-from gsd_parallel_plugin.run.workers import (
-    infer_outcome,
-    launch,
-    read_new_events,
-    read_stderr_tail,
-    summarize,
-)
+from gsd_parallel_plugin.run.workers import launch, read_stderr_tail
 from gsd_parallel_plugin.testing.builder import build_project, fake_worker_env
 
 PY = sys.executable
