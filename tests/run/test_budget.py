@@ -18,6 +18,7 @@ from gsd_parallel_plugin.errors import UserError
 from gsd_parallel_plugin.plugins import Hooks, create_plugin_manager
 from gsd_parallel_plugin.run.budget import StallWatch, report_cost, stall_reason
 from gsd_parallel_plugin.run.forecast import forecast, worker_milestones
+from gsd_parallel_plugin.run.supervisor_lock import SupervisorLock
 from gsd_parallel_plugin.store import Store
 from gsd_parallel_plugin.testing import wait_until
 from gsd_parallel_plugin.testing.builder import build_project, write_preferences
@@ -211,7 +212,8 @@ def test_kill_9_supervisor_mid_run_keeps_the_exact_total(tmp_path, cli, fake_wor
     project = build_project(tmp_path / "proj", milestones(3), preferences={**PREFS, "budget_ceiling": 0.10})
     assert cli("--project", project.root, "start").code == 0
     wait_until(lambda: status(cli, project)["total_cost"] >= 0.04, timeout=30)
-    lock = json.loads((project.gsd / "parallel" / "supervisor.lock").read_text())
+    # The holder as commands read it (a lock being rewritten reads as no holder for an instant).
+    lock = wait_until(lambda: SupervisorLock.holder(project.gsd / "parallel"), timeout=30)
     os.kill(lock["pid"], signal.SIGKILL)
     # The next command notices, starts a supervisor that adopts the workers, and the
     # ceiling still holds.
