@@ -71,6 +71,14 @@ def isolated_git(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.fixture
+def repo(isolated_git: None, tmp_path: Path) -> Path:
+    """A plain repository on ``main`` with one commit, for the git-level tests."""
+    from gsd_parallel_plugin.testing.builder import init_repo
+
+    return init_repo(tmp_path / "repo")
+
+
+@pytest.fixture
 def hook_log_plugin(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gsd_plugin_dir: PluginDir
 ) -> Callable[..., Path]:

@@ -48,6 +48,25 @@ def git(cwd: Path, *args: str) -> str:
     return done.stdout.strip()
 
 
+def commit_file(repo: Path, name: str, text: str | None = None) -> str:
+    """Write ``name`` in ``repo`` (by default its own name as text) and commit it alone;
+    returns the new HEAD. The smallest real commit a git-level test needs."""
+    path = repo / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text if text is not None else f"{name}\n")
+    git(repo, "add", "--", name)
+    git(repo, "commit", "-q", "-m", f"change {name}")
+    return git(repo, "rev-parse", "HEAD")
+
+
+def init_repo(root: Path) -> Path:
+    """A new repository at ``root`` on ``main`` with one commit (``README.md``)."""
+    root.mkdir(parents=True)
+    git(root, "init", "-q", "-b", "main")
+    commit_file(root, "README.md")
+    return root
+
+
 @dataclass(frozen=True)
 class BuiltProject:
     """A generated project: the repository root and shortcuts into it."""

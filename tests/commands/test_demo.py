@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from gsd_parallel_plugin.testing import wait_until
+from gsd_parallel_plugin.testing.builder import git
 from gsd_parallel_plugin.testing.scenarios import one_line_error, worker_states
 
 
@@ -107,10 +108,6 @@ def test_demo_real_runs_real_gsd_workers_and_lands_three_squash_commits(real_gsd
     assert (demo / "gsd-home" / "agent" / "sessions").is_dir()  # GSD's state went to the demo's home
     assert not (user_home / ".gsd").exists() and not (user_home / ".pi").exists()
     assert not any(gsd_home.iterdir())  # nor to the GSD_HOME the demo was started with
-
-
-def git(cwd, *args):
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
 
 
 def test_demo_into_a_file_or_an_unwritable_place_is_a_user_error(tmp_path, cli):

@@ -4,7 +4,6 @@ worker's ``headless recover`` (the real one is covered by the real-GSD tier)."""
 from __future__ import annotations
 
 import sqlite3
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 
 from gsd_parallel_plugin.errors import WorkerLaunchError
 from gsd_parallel_plugin.gsd import checkout as gc
+from gsd_parallel_plugin.testing.builder import git
 from gsd_parallel_plugin.workspace import worktrees as wtm
 
 pytestmark = pytest.mark.usefixtures("isolated_git")
@@ -21,13 +21,9 @@ LOCK = {"GSD_MILESTONE_LOCK": "M001", "GSD_PARALLEL_WORKER": "1"}
 USER_PREFS = "---\nversion: 1\nbudget_ceiling: 40\ngit:\n  isolation: worktree\n---\n\n# Mine\n"
 
 
-def sh(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
-
-
 def make_repo(root: Path, *, prefs: str | None = USER_PREFS, track_gsd: bool = True) -> Path:
     root.mkdir()
-    sh(root, "init", "-q", "-b", "main")
+    git(root, "init", "-q", "-b", "main")
     mdir = root / ".gsd" / "milestones" / "M001"
     (mdir / "slices" / "S01").mkdir(parents=True)
     (mdir / "M001-CONTEXT.md").write_text("---\ndepends_on: [M000]\n---\n\n# M001: First\n")
@@ -41,8 +37,8 @@ def make_repo(root: Path, *, prefs: str | None = USER_PREFS, track_gsd: bool = T
         (root / ".gsd" / "PREFERENCES.md").write_text(prefs)
     (root / ".gitignore").write_text(".gsd/\n" if not track_gsd else ".gsd/gsd.db*\n")
     (root / "README.md").write_text("# r\n")
-    sh(root, "add", "-A")
-    sh(root, "commit", "-q", "-m", "init")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "init")
     return root
 
 
@@ -73,27 +69,27 @@ def test_prepare_imports_the_plan_and_scopes_the_settings_to_the_checkout(tmp_pa
     assert db.execute("SELECT depends_on FROM milestones WHERE id='M001'").fetchone() == ("[]",)
     # The worker sees git.isolation: none; git sees nothing changed; the user's file is as it was.
     assert "isolation: none" in (checkout / gc.PREFERENCES_REL).read_text()
-    assert sh(checkout, "status", "--porcelain") == ""
+    assert git(checkout, "status", "--porcelain") == ""
     assert (root / gc.PREFERENCES_REL).read_text() == USER_PREFS
     assert not (root / ".gsd" / "gsd.db").exists()  # the user's own DB is never made or touched
     gc.prepare_checkout(checkout, "M001", FAKE, LOCK)  # a relaunch: nothing re-imported, same file
     gc.restore_preferences(checkout)
     assert (checkout / gc.PREFERENCES_REL).read_text() == USER_PREFS
-    assert sh(checkout, "status", "--porcelain") == ""
+    assert git(checkout, "status", "--porcelain") == ""
 
 
 def test_a_preferences_file_gsd_committed_is_taken_back_out(tmp_path: Path) -> None:
     root = make_repo(tmp_path / "p", prefs=None)
     checkout = wtm.ensure_worktree(root, "M001", "main").path
     gc.prepare_checkout(checkout, "M001", FAKE, LOCK)
-    sh(checkout, "add", "-A")  # what GSD's own commit does with an untracked file
-    sh(checkout, "commit", "-q", "-m", "chore: auto-commit after complete-milestone-preflight")
+    git(checkout, "add", "-A")  # what GSD's own commit does with an untracked file
+    git(checkout, "commit", "-q", "-m", "chore: auto-commit after complete-milestone-preflight")
     (checkout / ".gsd/milestones/M001/M001-SUMMARY.md").write_text("---\nstatus: complete\n---\n")
     assert gc.finish_checkout(checkout, "M001", "gsd-parallel/M001") is not None
-    files = sh(root, "ls-tree", "-r", "--name-only", "gsd-parallel/M001").splitlines()
+    files = git(root, "ls-tree", "-r", "--name-only", "gsd-parallel/M001").splitlines()
     assert gc.PREFERENCES_REL not in files
     assert ".gsd/milestones/M001/M001-SUMMARY.md" in files
-    assert sh(checkout, "status", "--porcelain") == ""
+    assert git(checkout, "status", "--porcelain") == ""
 
 
 def test_an_untracked_gsd_gets_the_users_file_back_with_its_time(tmp_path: Path) -> None:
@@ -118,8 +114,8 @@ def test_finish_commits_what_gsd_left_only_on_the_milestone_branch(tmp_path: Pat
     (checkout / ".gsd/STATE.md").write_text("GSD runtime\n")
     assert gc.finish_checkout(checkout, "M001", "somewhere-else") is None  # wrong branch: nothing
     sha = gc.finish_checkout(checkout, "M001", "gsd-parallel/M001")
-    assert sha == sh(root, "rev-parse", "gsd-parallel/M001")
-    changed = sh(checkout, "show", "--name-only", "--format=", "HEAD").splitlines()
+    assert sha == git(root, "rev-parse", "gsd-parallel/M001")
+    changed = git(checkout, "show", "--name-only", "--format=", "HEAD").splitlines()
     assert changed == [".gsd/milestones/M001/M001-SUMMARY.md", "stray.txt"]
     assert gc.finish_checkout(checkout, "M001", "gsd-parallel/M001") is None  # nothing left
 

@@ -19,6 +19,7 @@ import pytest
 from gsd_parallel_plugin.errors import ProjectError
 from gsd_parallel_plugin.money import cost_to_nanos
 from gsd_parallel_plugin.project import read_project
+from gsd_parallel_plugin.testing.builder import git
 from gsd_parallel_plugin.testing.real_gsd import (
     ENV_REAL_GSD,
     REAL_GSD_CLEARED_VARIABLES,
@@ -33,10 +34,6 @@ from gsd_parallel_plugin.testing.scripted_model import ScriptedModel
 from gsd_parallel_plugin.workspace.git import add_exclude
 
 WORKER_PREFERENCES = "---\nversion: 1\ngit:\n  isolation: none\n  manage_gitignore: false\n---\n"
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
 
 
 def executable(path: Path, mode: int = 0o755) -> Path:

@@ -12,30 +12,10 @@ import pytest
 from gsd_parallel_plugin.models import WorkerHandle
 from gsd_parallel_plugin.processes import process_create_time
 from gsd_parallel_plugin.run.isolation import IsolationGuard, WatchedWorker, checkout_head
+from gsd_parallel_plugin.testing.builder import commit_file, git
 from gsd_parallel_plugin.workspace import worktrees as wtm
 
 pytestmark = pytest.mark.usefixtures("isolated_git")
-
-
-def sh(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
-
-
-def commit(cwd: Path, name: str) -> str:
-    (cwd / name).parent.mkdir(parents=True, exist_ok=True)
-    (cwd / name).write_text(f"{name}\n")
-    sh(cwd, "add", "--", name)
-    sh(cwd, "commit", "-q", "-m", f"add {name}")
-    return sh(cwd, "rev-parse", "HEAD")
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    r = tmp_path / "repo"
-    r.mkdir()
-    sh(r, "init", "-q", "-b", "main")
-    commit(r, "README.md")
-    return r
 
 
 @pytest.fixture
@@ -56,19 +36,19 @@ def test_a_well_behaved_worker_and_the_users_own_commits_are_no_breach(
 ) -> None:
     guard = IsolationGuard(repo)
     assert guard.check([sleeper]) == []
-    commit(sleeper.checkout, "src/m001.txt")  # the worker's own branch moves: fine
-    commit(repo, "user.txt")  # the user commits on main: fine
-    sh(repo, "branch", "feature")  # the user branches from main: fine
+    commit_file(sleeper.checkout, "src/m001.txt")  # the worker's own branch moves: fine
+    commit_file(repo, "user.txt")  # the user commits on main: fine
+    git(repo, "branch", "feature")  # the user branches from main: fine
     (repo / "wip.txt").write_text("wip\n")
-    sh(repo, "add", "wip.txt")
-    sh(repo, "stash")  # the user stashes in the main checkout: fine
+    git(repo, "add", "wip.txt")
+    git(repo, "stash")  # the user stashes in the main checkout: fine
     assert guard.check([sleeper]) == []
 
 
 def test_a_worker_checking_out_another_branch_is_a_breach(repo: Path, sleeper: WatchedWorker) -> None:
     guard = IsolationGuard(repo)
     guard.check([sleeper])
-    sh(sleeper.checkout, "checkout", "-q", "-b", "elsewhere")
+    git(sleeper.checkout, "checkout", "-q", "-b", "elsewhere")
     assert checkout_head(sleeper.checkout) == "ref: refs/heads/elsewhere"
     [breach] = guard.check([sleeper])
     assert breach.mid == "M001" and "switched its checkout" in breach.what
@@ -78,9 +58,9 @@ def test_a_worker_checking_out_another_branch_is_a_breach(repo: Path, sleeper: W
 def test_a_worker_moving_main_to_its_work_is_a_breach(repo: Path, sleeper: WatchedWorker) -> None:
     guard = IsolationGuard(repo)
     guard.check([sleeper])
-    tip = commit(sleeper.checkout, "src/m001.txt")
+    tip = commit_file(sleeper.checkout, "src/m001.txt")
     assert guard.check([sleeper]) == []
-    sh(sleeper.checkout, "update-ref", "refs/heads/main", tip)  # what `git push . HEAD:main` does
+    git(sleeper.checkout, "update-ref", "refs/heads/main", tip)  # what `git push . HEAD:main` does
     [breach] = guard.check([sleeper])
     assert breach.what.startswith("moved main (")
 
@@ -89,7 +69,7 @@ def test_a_stash_made_on_the_worker_branch_is_a_breach(repo: Path, sleeper: Watc
     guard = IsolationGuard(repo)
     guard.check([sleeper])
     (sleeper.checkout / "README.md").write_text("changed by the worker\n")
-    sh(sleeper.checkout, "stash")  # refs/stash is shared by every worktree
+    git(sleeper.checkout, "stash")  # refs/stash is shared by every worktree
     [breach] = guard.check([sleeper])
     assert "refs/stash" in breach.what
 
@@ -119,8 +99,8 @@ def test_a_worker_leaving_its_checkout_is_a_breach(repo: Path, tmp_path: Path) -
 def test_a_squash_merge_of_the_branch_is_no_breach(repo: Path, sleeper: WatchedWorker) -> None:
     """What our own merges do to main never reads as the worker's doing."""
     guard = IsolationGuard(repo)
-    commit(sleeper.checkout, "src/m001.txt")
+    commit_file(sleeper.checkout, "src/m001.txt")
     guard.check([sleeper])
-    sh(repo, "merge", "--squash", "-q", "gsd-parallel/M001")
-    sh(repo, "commit", "-q", "-m", "feat: M001")
+    git(repo, "merge", "--squash", "-q", "gsd-parallel/M001")
+    git(repo, "commit", "-q", "-m", "feat: M001")
     assert guard.check([sleeper]) == []

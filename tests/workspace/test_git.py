@@ -11,31 +11,16 @@ import pytest
 
 from gsd_parallel_plugin.errors import GitError, OperationFailed, ProjectError
 from gsd_parallel_plugin.milestone_ids import validate_milestone_id
-from gsd_parallel_plugin.testing.builder import build_project
+from gsd_parallel_plugin.testing.builder import build_project, commit_file
+from gsd_parallel_plugin.testing.builder import git as sh  # `git` is the module under test
 from gsd_parallel_plugin.testing.scenarios import ONE
 from gsd_parallel_plugin.workspace import git
 
 pytestmark = pytest.mark.usefixtures("isolated_git")
 
 
-def sh(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
-
-
 def commit(repo: Path, name: str = "f.txt", text: str | None = None) -> str:
-    (repo / name).write_text(text if text is not None else f"{name}\n")
-    sh(repo, "add", "--", name)
-    sh(repo, "commit", "-q", "-m", f"change {name}")
-    return sh(repo, "rev-parse", "HEAD")
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    r = tmp_path / "repo"
-    r.mkdir()
-    sh(r, "init", "-q", "-b", "main")
-    commit(r, "README.md")
-    return r
+    return commit_file(repo, name, text)
 
 
 # --------------------------------------------------------------------------- IDs

@@ -10,40 +10,25 @@ from pathlib import Path
 import pytest
 
 from gsd_parallel_plugin.errors import GitError, GsdParallelError, ProjectError
+from gsd_parallel_plugin.testing.builder import commit_file, git
 from gsd_parallel_plugin.workspace import worktrees as wtm
 
 pytestmark = pytest.mark.usefixtures("isolated_git")
 
 
-def sh(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
-
-
-def commit(repo: Path, name: str, text: str | None = None) -> str:
-    path = repo / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text if text is not None else f"{name}\n")
-    sh(repo, "add", "--", name)
-    sh(repo, "commit", "-q", "-m", f"change {name}")
-    return sh(repo, "rev-parse", "HEAD")
-
-
 def head(cwd: Path, ref: str = "HEAD") -> str:
-    return sh(cwd, "rev-parse", ref)
+    return git(cwd, "rev-parse", ref)
 
 
 @pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    r = tmp_path / "repo"
-    r.mkdir()
-    sh(r, "init", "-q", "-b", "main")
-    commit(r, "README.md")
-    commit(r, ".gsd/milestones/M001/M001-ROADMAP.md", "# M001: First\n")
-    return r
+def repo(repo: Path) -> Path:
+    """The plain repository, plus a milestone roadmap to check out."""
+    commit_file(repo, ".gsd/milestones/M001/M001-ROADMAP.md", "# M001: First\n")
+    return repo
 
 
 def registered(repo: Path) -> set[Path]:
-    out = sh(repo, "worktree", "list", "--porcelain")
+    out = git(repo, "worktree", "list", "--porcelain")
     return {Path(ln[len("worktree ") :]) for ln in out.splitlines() if ln.startswith("worktree ")}
 
 
@@ -52,7 +37,7 @@ def registered(repo: Path) -> set[Path]:
 
 @pytest.mark.parametrize("bad", ["M1", "../M001", "M001; rm -rf /", "M001/..", ""])
 def test_invalid_ids_never_reach_git(repo: Path, bad: str) -> None:
-    before = sh(repo, "for-each-ref")
+    before = git(repo, "for-each-ref")
     with pytest.raises(ProjectError, match="invalid milestone ID"):
         wtm.ensure_worktree(repo, bad, "main")
     with pytest.raises(ProjectError):
@@ -61,7 +46,7 @@ def test_invalid_ids_never_reach_git(repo: Path, bad: str) -> None:
         wtm.branch_name(bad)
     with pytest.raises(ProjectError):
         wtm.remove_worktree(repo, bad, delete_branch=True)
-    assert sh(repo, "for-each-ref") == before
+    assert git(repo, "for-each-ref") == before
     assert not (repo / ".gsd-parallel").exists()
 
 
@@ -78,7 +63,7 @@ def test_create_then_reuse(repo: Path) -> None:
     assert res.path == repo / ".gsd-parallel" / "M002"
     assert (res.branch, res.created, res.fast_forwarded) == ("gsd-parallel/M002", True, False)
     assert res.planning == "checkout"
-    assert sh(res.path, "symbolic-ref", "--short", "HEAD") == "gsd-parallel/M002"
+    assert git(res.path, "symbolic-ref", "--short", "HEAD") == "gsd-parallel/M002"
     assert head(res.path) == head(repo, "main")
     assert (res.path / ".gsd" / "milestones" / "M001" / "M001-ROADMAP.md").is_file()
     # the new branch does not track anything
@@ -89,16 +74,16 @@ def test_create_then_reuse(repo: Path) -> None:
         == 1
     )
 
-    commit(res.path, "work.txt")
+    commit_file(res.path, "work.txt")
     again = wtm.ensure_worktree(repo, "M002", "main")
     assert (again.created, again.fast_forwarded) == (False, False)
     assert (again.path / "work.txt").is_file()
-    assert sh(repo, "status", "--porcelain") == ""  # .gsd/worktrees is excluded
+    assert git(repo, "status", "--porcelain") == ""  # .gsd/worktrees is excluded
 
 
 def test_reused_clean_worktree_fast_forwards(repo: Path) -> None:
     res = wtm.ensure_worktree(repo, "M002", "main")
-    new_main = commit(repo, "dep.txt")
+    new_main = commit_file(repo, "dep.txt")
     again = wtm.ensure_worktree(repo, "M002", "main")
     assert (again.created, again.fast_forwarded) == (False, True)
     assert head(res.path) == new_main
@@ -109,7 +94,7 @@ def test_reused_dirty_worktree_is_not_fast_forwarded(repo: Path) -> None:
     res = wtm.ensure_worktree(repo, "M002", "main")
     old = head(res.path)
     (res.path / "README.md").write_text("edited by the worker\n")
-    commit(repo, "dep.txt")
+    commit_file(repo, "dep.txt")
     again = wtm.ensure_worktree(repo, "M002", "main")
     assert again.fast_forwarded is False
     assert head(res.path) == old
@@ -117,21 +102,21 @@ def test_reused_dirty_worktree_is_not_fast_forwarded(repo: Path) -> None:
 
 
 def test_existing_ancestor_branch_is_fast_forwarded(repo: Path) -> None:
-    sh(repo, "branch", "gsd-parallel/M003")
-    new_main = commit(repo, "more.txt")
+    git(repo, "branch", "gsd-parallel/M003")
+    new_main = commit_file(repo, "more.txt")
     res = wtm.ensure_worktree(repo, "M003", "main")
     assert (res.created, res.fast_forwarded) == (True, True)
     assert head(repo, "gsd-parallel/M003") == new_main
     assert head(res.path) == new_main
-    reflog = sh(repo, "reflog", "show", "--format=%gs", "gsd-parallel/M003")
+    reflog = git(repo, "reflog", "show", "--format=%gs", "gsd-parallel/M003")
     assert "gsd-parallel: fast-forward" in reflog
 
 
 def test_diverged_branch_is_left_alone(repo: Path) -> None:
-    sh(repo, "checkout", "-q", "-b", "gsd-parallel/M004")
-    own = commit(repo, "m4.txt", "milestone work\n")
-    sh(repo, "checkout", "-q", "main")
-    commit(repo, "main-only.txt")
+    git(repo, "checkout", "-q", "-b", "gsd-parallel/M004")
+    own = commit_file(repo, "m4.txt", "milestone work\n")
+    git(repo, "checkout", "-q", "main")
+    commit_file(repo, "main-only.txt")
     res = wtm.ensure_worktree(repo, "M004", "main")
     assert (res.created, res.fast_forwarded) == (True, False)
     assert head(repo, "gsd-parallel/M004") == own
@@ -143,10 +128,10 @@ def test_diverged_branch_is_left_alone(repo: Path) -> None:
 
 
 def test_branch_ahead_of_integration_is_kept(repo: Path) -> None:
-    sh(repo, "branch", "gsd-parallel/M005")
-    tip = commit(repo, "x.txt")
-    sh(repo, "branch", "-f", "gsd-parallel/M005", tip)
-    sh(repo, "reset", "-q", "--hard", "HEAD~1")
+    git(repo, "branch", "gsd-parallel/M005")
+    tip = commit_file(repo, "x.txt")
+    git(repo, "branch", "-f", "gsd-parallel/M005", tip)
+    git(repo, "reset", "-q", "--hard", "HEAD~1")
     res = wtm.ensure_worktree(repo, "M005", "main")
     assert res.fast_forwarded is False
     assert head(repo, "gsd-parallel/M005") == tip
@@ -157,7 +142,7 @@ def test_branch_ahead_of_integration_is_kept(repo: Path) -> None:
 
 def test_branch_checked_out_elsewhere_is_refused(repo: Path, tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
-    sh(repo, "worktree", "add", "-q", "-b", "gsd-parallel/M002", str(elsewhere))
+    git(repo, "worktree", "add", "-q", "-b", "gsd-parallel/M002", str(elsewhere))
     with pytest.raises(GitError) as info:
         wtm.ensure_worktree(repo, "M002", "main")
     msg = str(info.value)
@@ -169,8 +154,8 @@ def test_branch_checked_out_elsewhere_is_refused(repo: Path, tmp_path: Path) -> 
 
 
 def test_branch_checked_out_in_main_checkout_is_refused(repo: Path) -> None:
-    sh(repo, "checkout", "-q", "-b", "gsd-parallel/M002")
-    sh(repo, "branch", "-q", "-f", "main", "HEAD")
+    git(repo, "checkout", "-q", "-b", "gsd-parallel/M002")
+    git(repo, "branch", "-q", "-f", "main", "HEAD")
     with pytest.raises(GitError, match="is checked out at"):
         wtm.ensure_worktree(repo, "M002", "main")
 
@@ -178,15 +163,15 @@ def test_branch_checked_out_in_main_checkout_is_refused(repo: Path) -> None:
 def test_unborn_repository_is_refused(tmp_path: Path) -> None:
     r = tmp_path / "empty"
     r.mkdir()
-    sh(r, "init", "-q", "-b", "main")
+    git(r, "init", "-q", "-b", "main")
     with pytest.raises(GitError) as info:
         wtm.ensure_worktree(r, "M001", "main")
     assert str(info.value) == "repository has no commits yet: commit something on main first"
-    assert sh(r, "worktree", "list", "--porcelain").count("worktree ") == 1
+    assert git(r, "worktree", "list", "--porcelain").count("worktree ") == 1
 
 
 def test_detached_root_is_refused(repo: Path) -> None:
-    sh(repo, "checkout", "-q", "--detach")
+    git(repo, "checkout", "-q", "--detach")
     with pytest.raises(GitError) as info:
         wtm.ensure_worktree(repo, "M001", "main")
     assert str(info.value) == "the main checkout is on a detached HEAD: check out main first"
@@ -216,7 +201,7 @@ def test_unregistered_leftover_directory_is_refused(repo: Path) -> None:
 
 
 def test_refusals_are_one_line_user_errors(repo: Path) -> None:
-    sh(repo, "checkout", "-q", "--detach")
+    git(repo, "checkout", "-q", "--detach")
     with pytest.raises(GsdParallelError) as info:
         wtm.ensure_worktree(repo, "M001", "main")
     assert info.value.exit_code == 2 and "\n" not in str(info.value)
@@ -227,12 +212,12 @@ def test_refusals_are_one_line_user_errors(repo: Path) -> None:
 
 def test_stale_registration_is_pruned_and_recreated(repo: Path) -> None:
     res = wtm.ensure_worktree(repo, "M002", "main")
-    commit(res.path, "kept.txt")
+    commit_file(res.path, "kept.txt")
     shutil.rmtree(res.path)
     again = wtm.ensure_worktree(repo, "M002", "main")
     assert again.created is True
     assert (again.path / "kept.txt").is_file()  # the branch, with its commit, survived
-    assert sh(again.path, "status", "--porcelain") == ""
+    assert git(again.path, "status", "--porcelain") == ""
 
 
 # --------------------------------------------------------------------------- excludes
@@ -240,8 +225,8 @@ def test_stale_registration_is_pruned_and_recreated(repo: Path) -> None:
 
 def test_excludes_idempotent_and_gitignore_untouched(repo: Path) -> None:
     (repo / ".gitignore").write_text("node_modules/\n")
-    sh(repo, "add", ".gitignore")
-    sh(repo, "commit", "-q", "-m", "ignore")
+    git(repo, "add", ".gitignore")
+    git(repo, "commit", "-q", "-m", "ignore")
     wtm.ensure_worktree(repo, "M002", "main")
     wtm.ensure_worktree(repo, "M003", "main")
     assert wtm.ensure_excludes(repo) == []
@@ -251,7 +236,7 @@ def test_excludes_idempotent_and_gitignore_untouched(repo: Path) -> None:
     assert (repo / ".gitignore").read_text() == "node_modules/\n"
     (repo / ".gsd" / "parallel").mkdir()
     (repo / ".gsd" / "parallel" / "M002.status.json").write_text("{}")
-    assert sh(repo, "status", "--porcelain") == ""
+    assert git(repo, "status", "--porcelain") == ""
 
 
 # --------------------------------------------------------------------------- planning files
@@ -262,8 +247,8 @@ def symlinked(tmp_path: Path) -> tuple[Path, Path]:
     """A repo whose untracked .gsd is a symlink to a directory outside it."""
     r = tmp_path / "repo"
     r.mkdir()
-    sh(r, "init", "-q", "-b", "main")
-    commit(r, "README.md")
+    git(r, "init", "-q", "-b", "main")
+    commit_file(r, "README.md")
     shared = tmp_path / "home" / ".gsd" / "projects" / "abc123def456"
     (shared / "milestones" / "M002").mkdir(parents=True)
     (shared / "milestones" / "M002" / "M002-ROADMAP.md").write_text("# M002: Auth\n")
@@ -287,8 +272,8 @@ def test_symlinked_gsd_is_copied_into_the_worktree(symlinked: tuple[Path, Path])
     (wt_gsd / "milestones" / "M002" / "M002-SUMMARY.md").write_text("done")
     assert not (shared / "milestones" / "M002" / "M002-SUMMARY.md").exists()
     # Neither the link nor its copy can be committed by `git add -A`.
-    assert sh(res.path, "status", "--porcelain") == ""
-    assert sh(repo, "status", "--porcelain") == ""
+    assert git(res.path, "status", "--porcelain") == ""
+    assert git(repo, "status", "--porcelain") == ""
     assert wtm.ensure_worktree(repo, "M002", "main").created is False
 
 
@@ -299,7 +284,7 @@ def test_removing_symlinked_worktree_keeps_shared_gsd(symlinked: tuple[Path, Pat
     assert not (repo / ".gsd-parallel" / "M002").exists()
     assert (shared / "milestones" / "M002" / "M002-ROADMAP.md").is_file()
     assert (shared / "PREFERENCES.md").is_file()
-    assert sh(repo, "branch", "--list", "gsd-parallel/M002") != ""
+    assert git(repo, "branch", "--list", "gsd-parallel/M002") != ""
 
 
 @pytest.fixture
@@ -307,8 +292,8 @@ def untracked_dir(tmp_path: Path) -> Path:
     """A repo whose .gsd is a real directory git does not track."""
     r = tmp_path / "repo"
     r.mkdir()
-    sh(r, "init", "-q", "-b", "main")
-    commit(r, "README.md")
+    git(r, "init", "-q", "-b", "main")
+    commit_file(r, "README.md")
     gsd = r / ".gsd"
     (gsd / "milestones" / "M002" / "slices" / "S01").mkdir(parents=True)
     (gsd / "milestones" / "M002" / "M002-ROADMAP.md").write_text("# M002: Auth\n")
@@ -365,7 +350,7 @@ def test_remove_refuses_when_copy_holds_worker_edits(untracked_dir: Path) -> Non
         wtm.remove_worktree(untracked_dir, "M002", delete_branch=True)
     assert info.value.files == [".gsd/milestones/M002/M002-SUMMARY.md"]
     assert summary.is_file()
-    assert sh(untracked_dir, "branch", "--list", "gsd-parallel/M002") != ""
+    assert git(untracked_dir, "branch", "--list", "gsd-parallel/M002") != ""
 
 
 # --------------------------------------------------------------------------- remove
@@ -450,26 +435,26 @@ def test_remove_refuses_dirty_worktree(repo: Path) -> None:
     assert sorted(info.value.files) == ["README.md", "new file.txt"]
     assert "README.md" in str(info.value) and "\n" not in str(info.value)
     assert res.path.is_dir() and (res.path / "new file.txt").is_file()
-    assert sh(repo, "branch", "--list", "gsd-parallel/M002") != ""
+    assert git(repo, "branch", "--list", "gsd-parallel/M002") != ""
 
 
 def test_remove_clean_worktree_and_merged_branch(repo: Path) -> None:
     res = wtm.ensure_worktree(repo, "M002", "main")
     (res.path / "build.log").write_text("ignored")
     (res.path / ".gitignore").write_text("*.log\n")
-    sh(res.path, "add", ".gitignore")
-    sh(res.path, "commit", "-q", "-m", "ignore logs")
-    sh(repo, "merge", "-q", "--ff-only", "gsd-parallel/M002")
+    git(res.path, "add", ".gitignore")
+    git(res.path, "commit", "-q", "-m", "ignore logs")
+    git(repo, "merge", "-q", "--ff-only", "gsd-parallel/M002")
     assert wtm.remove_worktree(repo, "M002", delete_branch=True) is True
     assert not res.path.exists()
     assert res.path.resolve() not in registered(repo)
-    assert sh(repo, "branch", "--list", "gsd-parallel/M002") == ""
+    assert git(repo, "branch", "--list", "gsd-parallel/M002") == ""
     assert wtm.remove_worktree(repo, "M002", delete_branch=True) is False  # nothing left
 
 
 def test_remove_keeps_unmerged_branch_unless_forced(repo: Path) -> None:
     res = wtm.ensure_worktree(repo, "M002", "main")
-    tip = commit(res.path, "work.txt")
+    tip = commit_file(res.path, "work.txt")
     with pytest.raises(GitError, match="not fully merged; it was kept"):
         wtm.remove_worktree(repo, "M002", delete_branch=True)
     assert not res.path.exists()  # the clean worktree went; the branch stayed
@@ -477,7 +462,7 @@ def test_remove_keeps_unmerged_branch_unless_forced(repo: Path) -> None:
     with pytest.raises(GitError, match="not merged into main"):
         wtm.remove_worktree(repo, "M002", delete_branch=True, integration_branch="main")
     wtm.remove_worktree(repo, "M002", delete_branch=True, force_branch=True)
-    assert sh(repo, "branch", "--list", "gsd-parallel/M002") == ""
+    assert git(repo, "branch", "--list", "gsd-parallel/M002") == ""
 
 
 def test_remove_prunes_stale_registration(repo: Path) -> None:
@@ -494,9 +479,9 @@ def test_list_milestone_worktrees_reports_orphans(repo: Path, tmp_path: Path) ->
     wtm.ensure_worktree(repo, "M002", "main")
     stale = wtm.ensure_worktree(repo, "M003", "main")
     shutil.rmtree(stale.path)
-    sh(repo, "branch", "gsd-parallel/M004")
+    git(repo, "branch", "gsd-parallel/M004")
     (repo / ".gsd-parallel" / "junk").mkdir()
-    sh(repo, "worktree", "add", "-q", "-b", "gsd-parallel/M005", str(tmp_path / "outside"))
+    git(repo, "worktree", "add", "-q", "-b", "gsd-parallel/M005", str(tmp_path / "outside"))
 
     found = {m.name: m for m in wtm.list_milestone_worktrees(repo)}
     assert set(found) == {"M002", "M003", "M004", "M005", "junk"}
