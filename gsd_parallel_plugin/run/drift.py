@@ -42,7 +42,7 @@ from .. import hints
 from ..errors import GsdParallelError
 from ..gsd.status_files import write_signal
 from ..models import StateReason, WorkerState
-from ..workspace.git import Git, GitCommandError, merge_tree
+from ..workspace.git import Git, GitCommandError, merge_tree, split_z
 from ..workspace.layout import checkout_display
 from .decisions import pause_reason
 from .radar import snapshot
@@ -65,6 +65,8 @@ def foreign_commits(g: Git, mid: str, integ_tip: str, branch_tip: str) -> bool:
     out = g.run("log", f"--format=%(trailers:key={MILESTONE_TRAILER},valueonly,separator=%x2C)%x00",
                 integ_tip, f"^{branch_tip}")  # fmt: skip
     return any(entry.strip() != mid for entry in out.split("\0")[:-1])
+
+
 FALLBACK_IDENT = {
     "GIT_AUTHOR_NAME": "gsd-parallel",
     "GIT_AUTHOR_EMAIL": "gsd-parallel@localhost",
@@ -124,11 +126,36 @@ def sync_checkout(checkout: Path, branch: str, integration: str) -> SyncResult:
         return SyncResult("failed", error=str(exc))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    hidden = _skip_worktree(g)  # e.g. the worker's PREFERENCES.md: read-tree would drop the bit
     g.run("read-tree", committed)  # the index: the merge; uncommitted work stays unstaged
+    hidden += _other_planning(g, head, commit, branch)
+    if hidden:
+        present = set(split_z(g.run("ls-files", "-z", "--", *hidden)))
+        if present:
+            g.run("update-index", "--skip-worktree", "--", *sorted(present))
     g.ok("update-index", "-q", "--refresh")
     g.run("update-ref", "-m", f"gsd-parallel: update from {integration}", f"refs/heads/{branch}",
           commit, head)  # fmt: skip
     return SyncResult("updated", commit=commit)
+
+
+def _skip_worktree(g: Git) -> list[str]:
+    return [e[2:] for e in split_z(g.run("ls-files", "-v", "-z")) if e[:2] == "S "]
+
+
+def _other_planning(g: Git, head: str, commit: str, branch: str) -> list[str]:
+    """Other milestones' planning files the update brought (``.gsd/milestones/<other>/``).
+
+    The real GSD renders every milestone's markdown from its own DB, imported before the
+    sibling landed: it would write them back as they were, and then refuse to complete
+    (``uncommitted changes remain after the pre-completion commit``). Marked skip-worktree,
+    the branch keeps the integration branch's versions (so the final squash changes nothing
+    of the sibling's) and GSD's stale copies stay out of its commits."""
+    mid = branch.rsplit("/", 1)[-1]
+    changed = split_z(
+        g.run("diff", "--name-only", "--no-renames", "-z", head, commit, "--", ".gsd/milestones/")
+    )
+    return [p for p in changed if not p.startswith(f".gsd/milestones/{mid}/")]
 
 
 class DriftGuard:

@@ -254,11 +254,11 @@ class WorkerControl(Spawning):
             {"running", "starting", "pausing"} if interrupt or args.get("now") else {"running", "starting"}
         )
         reason = args.get("reason") or StateReason.PAUSE_REQUESTED
-        if command == "pause" and tracked is not None and self.drift.hold(mid, reason):
+        held = command == "pause" and tracked is not None and self.drift.hold(mid, reason)
+        if held and not (interrupt or args.get("now")):
             # pausing for an update already (the drift guard): this pause wins over the relaunch
-            if not (interrupt or args.get("now")):
-                self._set_state(mid, WorkerState.PAUSING, reason)
-                return
+            self._set_state(mid, WorkerState.PAUSING, reason)
+            return
         if command == "pause" and tracked is not None and row.state in pausable:
             if args.get("now"):
                 if processes.send_signal_group(tracked.handle, signal.SIGSTOP):

@@ -196,7 +196,8 @@ def test_a_milestone_is_not_synced_for_its_own_slice_merge(tmp_path, fake_worker
         merges = [e.message for e in store.events_of_kind("merge", run.id)]
         m001 = store.worker("M001", run.id)
         assert m001 is not None
-        assert Decimal(str(store.run_total_cost(run.id))) == Decimal("1.5")  # (2 tasks + 2 slices + 1) + (5 + 1 + 1) units
+        # (2 tasks + 2 slices + 1) + (5 tasks + 1 + 1) units
+        assert Decimal(str(store.run_total_cost(run.id))) == Decimal("1.5")
     assert any(m.startswith("M001/S01,S02 merged into main") for m in merges), merges
     assert [e.milestone_id for e in syncs] == ["M002"], [e.message for e in syncs]
     assert not any(state == "pausing" for state, _ in states), states
