@@ -235,3 +235,22 @@ def test_a_user_pause_during_an_update_is_kept(tmp_path, fake_worker, cli):
     workers = {w["id"]: w for w in done.json()["workers"]}
     assert workers["M002"]["state"] == "complete" and workers["M002"]["merged"] is True, done.err
     assert Decimal(str(done.json()["total_cost"])) == Decimal("2.5")
+
+
+def test_sync_keeps_skip_worktree_files_out_of_the_index(tmp_path):
+    """The worker's own GSD settings (a tracked PREFERENCES.md marked skip-worktree) stay
+    hidden after an update: read-tree would drop the bit and GSD would commit them."""
+    root, wt = repo_with_checkout(tmp_path)
+    (root / "prefs.md").write_text("user's\n")
+    git(root, "add", "prefs.md")
+    git(root, "commit", "-q", "-m", "prefs")
+    git(wt, "merge", "-q", "main")
+    git(wt, "update-index", "--skip-worktree", "prefs.md")
+    (wt / "prefs.md").write_text("worker's\n")
+    (root / "theirs.txt").write_text("from main\n")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "M001 squash")
+    assert sync_checkout(wt, "gsd-parallel/M002", "main").outcome == "updated"
+    assert git(wt, "ls-files", "-v", "prefs.md") == "S prefs.md"
+    assert git(wt, "status", "--porcelain") == ""
+    assert (wt / "prefs.md").read_text() == "worker's\n"
