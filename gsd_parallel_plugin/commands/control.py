@@ -11,6 +11,7 @@ from ..models import CommandContext, CommandResult
 from ..money import NANOS_PER_USD, usd_to_nanos
 from ..preferences import usd_amount
 from ..run.budget import envelope_of
+from ..run.drift import is_sync_pause
 from ..run.ensure import ensure_supervisor
 from ..store import WorkerRow
 from ..views.runstate import NO_RUN, RunView, open_store, refuse_if_budget_exhausted
@@ -83,6 +84,8 @@ NOW_ACCEPTS = ACCEPTS["pause"] | {"pausing"}
 
 
 def _accepts(name: str, w: WorkerRow, *, now: bool = False) -> bool:
+    if name == "pause" and w.state == "pausing" and is_sync_pause(w.state_reason):
+        return True  # the drift guard pauses it only to update it, then relaunches: this pause stays
     return w.state in (NOW_ACCEPTS if now else ACCEPTS[name])
 
 

@@ -18,6 +18,13 @@ How (``parallel.sync_with_integration: unit``, the default):
    Conflicting: nothing in the checkout changed; only that worker stays paused, with the
    files and what to do (merge in the checkout, resolve, commit, ``resume MID``).
 
+Only another milestone's commits count: a milestone's own squash commits (``merge_strategy:
+per-slice`` lands its slices while it runs; ``GSD-Milestone: <MID>`` trailer) are its own work
+already, so they never pause it. A pause asked for while a worker pauses for an update (the
+user's ``pause``/``pause --now``, the budget guard's stall pause) wins over the relaunch: the
+checkout is still updated, the worker stays paused with that reason; one that reached its
+milestone budget meanwhile stays paused too.
+
 Cost is read from the worker's log as always (the paused and the resumed run append to it),
 the final squash merge of a branch that already holds the integration branch is the
 milestone's own changes only.
@@ -34,15 +41,32 @@ from typing import TYPE_CHECKING, Literal
 from .. import hints
 from ..errors import GsdParallelError
 from ..gsd.status_files import write_signal
-from ..models import WorkerState
-from ..workspace.git import Git, GitCommandError, merge_tree
+from ..models import StateReason, WorkerState
+from ..workspace.git import Git, GitCommandError, merge_tree, split_z
 from ..workspace.layout import checkout_display
+from .decisions import pause_reason
 from .radar import snapshot
 
 if TYPE_CHECKING:
     from .supervisor import Supervisor
 
 SYNC_REASON = "updating from {integ} after its unit"
+MILESTONE_TRAILER = "GSD-Milestone"
+
+
+def is_sync_pause(reason: str | None) -> bool:
+    """The ``state_reason`` of a worker the drift guard is pausing (for ``pause``'s check)."""
+    return bool(reason) and reason.startswith("updating from ") and reason.endswith(" after its unit")  # type: ignore[union-attr]
+
+
+def foreign_commits(g: Git, mid: str, integ_tip: str, branch_tip: str) -> bool:
+    """Whether the integration branch has commits the milestone branch lacks other than the
+    milestone's own squash commits (its per-slice merges, which hold its own work)."""
+    out = g.run("log", f"--format=%(trailers:key={MILESTONE_TRAILER},valueonly,separator=%x2C)%x00",
+                integ_tip, f"^{branch_tip}")  # fmt: skip
+    return any(entry.strip() != mid for entry in out.split("\0")[:-1])
+
+
 FALLBACK_IDENT = {
     "GIT_AUTHOR_NAME": "gsd-parallel",
     "GIT_AUTHOR_EMAIL": "gsd-parallel@localhost",
@@ -102,11 +126,36 @@ def sync_checkout(checkout: Path, branch: str, integration: str) -> SyncResult:
         return SyncResult("failed", error=str(exc))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    hidden = _skip_worktree(g)  # e.g. the worker's PREFERENCES.md: read-tree would drop the bit
     g.run("read-tree", committed)  # the index: the merge; uncommitted work stays unstaged
+    hidden += _other_planning(g, head, commit, branch)
+    if hidden:
+        present = set(split_z(g.run("ls-files", "-z", "--", *hidden)))
+        if present:
+            g.run("update-index", "--skip-worktree", "--", *sorted(present))
     g.ok("update-index", "-q", "--refresh")
     g.run("update-ref", "-m", f"gsd-parallel: update from {integration}", f"refs/heads/{branch}",
           commit, head)  # fmt: skip
     return SyncResult("updated", commit=commit)
+
+
+def _skip_worktree(g: Git) -> list[str]:
+    return [e[2:] for e in split_z(g.run("ls-files", "-v", "-z")) if e[:2] == "S "]
+
+
+def _other_planning(g: Git, head: str, commit: str, branch: str) -> list[str]:
+    """Other milestones' planning files the update brought (``.gsd/milestones/<other>/``).
+
+    The real GSD renders every milestone's markdown from its own DB, imported before the
+    sibling landed: it would write them back as they were, and then refuse to complete
+    (``uncommitted changes remain after the pre-completion commit``). Marked skip-worktree,
+    the branch keeps the integration branch's versions (so the final squash changes nothing
+    of the sibling's) and GSD's stale copies stay out of its commits."""
+    mid = branch.rsplit("/", 1)[-1]
+    changed = split_z(
+        g.run("diff", "--name-only", "--no-renames", "-z", head, commit, "--", ".gsd/milestones/")
+    )
+    return [p for p in changed if not p.startswith(f".gsd/milestones/{mid}/")]
 
 
 class DriftGuard:
@@ -117,6 +166,9 @@ class DriftGuard:
         self.syncing: dict[str, str] = {}
         """Milestones asked to pause for an update -> their integration branch."""
         self._checked: dict[str, tuple[str | None, str | None]] = {}
+        self.held: dict[str, str] = {}
+        """Milestones paused for an update that something else (the user, the budget guard)
+        asked to pause too -> that pause's reason: not relaunched after the update."""
         self._merged = -1
         self.updates = 0
         self.conflicts = 0
@@ -143,8 +195,10 @@ class DriftGuard:
             self._merged = merged
         for mid, tracked in list(sup.tracked.items()):
             if mid in self.syncing:
-                if tracked.requested != "pause":
-                    del self.syncing[mid]  # resumed by the user before the unit ended
+                if tracked.requested != "pause":  # resumed by the user before the unit ended
+                    del self.syncing[mid]
+                    self.held.pop(mid, None)
+                    self._checked.pop(mid, None)  # still behind: asked again at the next look
                 continue
             if tracked.requested is not None or tracked.frozen:
                 continue
@@ -157,7 +211,8 @@ class DriftGuard:
                 continue
             self._checked[mid] = pair
             try:
-                behind = not Git(sup.root).is_ancestor(pair[0], pair[1])  # type: ignore[arg-type]
+                g = Git(sup.root)
+                behind = not g.is_ancestor(pair[0], pair[1]) and foreign_commits(g, mid, *pair)  # type: ignore[arg-type]
             except GsdParallelError:
                 continue
             if behind:
@@ -166,9 +221,18 @@ class DriftGuard:
                 tracked.requested = "pause"
                 sup.set_state(mid, WorkerState.PAUSING, SYNC_REASON.format(integ=integ))
 
+    def hold(self, mid: str, reason: str) -> bool:
+        """Another pause is asked for ``mid``: when it is pausing for an update, keep it paused
+        after the update (True) instead of launching it again."""
+        if mid not in self.syncing:
+            return False
+        self.held[mid] = reason
+        return True
+
     def settled(self, mid: str, state: WorkerState) -> None:
         """The worker exited: when we paused it for an update, update and launch it again."""
         integ = self.syncing.pop(mid, None)
+        held = self.held.pop(mid, None)
         if integ is None or state != WorkerState.PAUSED:
             return
         sup = self.sup
@@ -190,9 +254,17 @@ class DriftGuard:
             if sup.budget.blocks_new_work() or sup.halted:
                 sup.set_state(mid, WorkerState.PAUSED, f"updated from {integ}; not resumed (run stopped)")
                 return
+            if held is not None:  # the user's (or the budget guard's) pause came during ours
+                sup.set_state(mid, WorkerState.PAUSED, pause_reason(held))
+                return
+            if self._over_envelope(mid):
+                return
             sup.launch(mid)
             return
         self.conflicts += result.outcome == "conflict"
+        if held is not None:
+            sup.store.add_event("pause", f"{mid}: paused ({held}) while updating from {integ}", mid,
+                                run_id=sup.run_id)  # fmt: skip
         resume = hints.cmd(f"resume {mid}")
         where = checkout_display(mid)
         if result.outcome == "conflict":
@@ -210,3 +282,23 @@ class DriftGuard:
         sup.store.update_worker(mid, sup.run_id, last_error=reason)
         sup.set_state(mid, WorkerState.PAUSED, reason)
         sup.notify(f"{mid} paused: {reason}", "warning")
+
+    def _over_envelope(self, mid: str) -> bool:
+        """A worker that reached its milestone budget during the unit we waited for stays
+        paused (the budget guard does not pause a worker we are already pausing)."""
+        from .budget import envelope_of
+
+        sup = self.sup
+        row = sup.store.worker(mid, sup.run_id)
+        limit = envelope_of(row, sup.prefs.milestone_budget) if row is not None else None
+        if row is None or limit is None or row.cost_nanos < limit:
+            return False
+        sup.set_state(mid, WorkerState.PAUSED, StateReason.ENVELOPE)
+        message = (
+            f"{mid}: {StateReason.ENVELOPE} (${row.cost:.2f}); updated and paused."
+            f" Resume with `resume {mid} --budget USD`."
+        )
+        sup.store.add_event("budget", message, mid, data={"kind": "envelope", "spent": row.cost},
+                            run_id=sup.run_id)  # fmt: skip
+        sup.notify(message, "warning")
+        return True

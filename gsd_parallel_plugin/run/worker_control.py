@@ -253,6 +253,12 @@ class WorkerControl(Spawning):
         pausable = (
             {"running", "starting", "pausing"} if interrupt or args.get("now") else {"running", "starting"}
         )
+        reason = args.get("reason") or StateReason.PAUSE_REQUESTED
+        held = command == "pause" and tracked is not None and self.drift.hold(mid, reason)
+        if held and not (interrupt or args.get("now")):
+            # pausing for an update already (the drift guard): this pause wins over the relaunch
+            self._set_state(mid, WorkerState.PAUSING, reason)
+            return
         if command == "pause" and tracked is not None and row.state in pausable:
             if args.get("now"):
                 if processes.send_signal_group(tracked.handle, signal.SIGSTOP):
@@ -264,7 +270,7 @@ class WorkerControl(Spawning):
                 if interrupt:
                     processes.send_signal_group(tracked.handle, signal.SIGTERM)
                     tracked.stop_deadline = time.time() + self.prefs.stop_grace_seconds
-                self._set_state(mid, WorkerState.PAUSING, args.get("reason") or StateReason.PAUSE_REQUESTED)
+                self._set_state(mid, WorkerState.PAUSING, reason)
         elif command == "resume":
             if "budget" in args:
                 self.store.update_worker(mid, self.run_id, milestone_budget=float(args["budget"]))

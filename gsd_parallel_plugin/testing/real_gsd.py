@@ -174,6 +174,7 @@ def make_gsd_project(
     track_gsd: bool = True,
     depends: Mapping[str, Sequence[str]] = _NO_DEPENDS,
     files: Mapping[str, Sequence[str]] | None = None,
+    tasks: Mapping[str, int] | None = None,
 ) -> Path:
     """A git repository (branch ``main``, one commit) with a ``.gsd/`` plan the real GSD runs.
 
@@ -181,7 +182,10 @@ def make_gsd_project(
     ``files[mid]`` (default ``src/<mid>.txt``): they are on the slice plan's ``- Files:`` line
     and under the task plan's ``## Expected Output``, where the scripted model reads what to
     write. ``depends[mid]`` becomes ``depends_on`` in the CONTEXT frontmatter, the only place
-    GSD reads milestone dependencies from. ``track_gsd=False`` ignores ``.gsd`` entirely
+    GSD reads milestone dependencies from. ``tasks[mid]`` (default 1) gives ``S01`` that many
+    tasks: ``T02``, ``T03``… each write ``src/<mid>_t02.txt``…, so a milestone can be made
+    longer (more units) than its siblings (GSD's ``reactive_execution`` is then turned off:
+    the scripted model runs tasks one at a time). ``track_gsd=False`` ignores ``.gsd`` entirely
     (GSD's own default) instead of committing the plan with GSD's runtime files ignored.
 
     The markdown is not GSD's state yet: run ``gsd headless recover`` in a checkout first to
@@ -197,7 +201,10 @@ def make_gsd_project(
     ignored = GSD_RUNTIME_IGNORES if track_gsd else (".gsd", ".gsd/")
     _write(root / ".gitignore", "".join(f"{line}\n" for line in ("node_modules/", "dist/", *ignored)))
     _write(root / "README.md", "# tiny\n")
-    _write(root / ".gsd" / "PREFERENCES.md", "---\nversion: 1\n---\n\n# GSD Preferences\n")
+    # Three ready tasks in a slice make GSD dispatch them together ("reactive-execute"), a
+    # unit the scripted model has no script for: one task after another, as with one task.
+    reactive = "reactive_execution:\n  enabled: false\n" if any(n > 1 for n in (tasks or {}).values()) else ""
+    _write(root / ".gsd" / "PREFERENCES.md", f"---\nversion: 1\n{reactive}---\n\n# GSD Preferences\n")
     sequence = "\n".join(f"- [ ] {mid}: Greeting {mid} — write its files" for mid in ids)
     _write(
         root / ".gsd" / "PROJECT.md",
@@ -205,17 +212,25 @@ def make_gsd_project(
         f"## Core Value\n\nGreeting files exist.\n\n## Milestone Sequence\n\n{sequence}\n",
     )
     for mid in ids:
-        _write_milestone(root / ".gsd" / "milestones" / mid, mid, task_files[mid], depends.get(mid, ()))
+        count = (tasks or {}).get(mid, 1)
+        if count < 1:
+            raise ValueError(f"tasks[{mid}] must be >= 1, not {count}")
+        more = [[f"src/{mid.lower()}_t{k:02d}.txt"] for k in range(2, count + 1)]
+        _write_milestone(
+            root / ".gsd" / "milestones" / mid, mid, [task_files[mid], *more], depends.get(mid, ())
+        )
     identity = ["-c", f"user.name={GIT_NAME}", "-c", f"user.email={GIT_EMAIL}", "-c", "commit.gpgsign=false"]
     for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "init"]):
         subprocess.run(["git", *identity, *args], cwd=root, check=True, capture_output=True, env=_git_env())
     return root
 
 
-def _write_milestone(folder: Path, mid: str, paths: Sequence[str], needs: Sequence[str]) -> None:
-    listed = ", ".join(f"`{p}`" for p in paths)
+def _write_milestone(
+    folder: Path, mid: str, task_paths: Sequence[Sequence[str]], needs: Sequence[str]
+) -> None:
+    """One milestone, one slice ``S01``, one task per entry of *task_paths* (its files)."""
+    paths = [p for each in task_paths for p in each]
     bullets = "".join(f"- {p}\n" for p in paths)
-    code_bullets = "".join(f"- `{p}`\n" for p in paths)
     verify = " && ".join(f"test -f {p}" for p in paths)
     front = f"---\ndepends_on: [{', '.join(needs)}]\n---\n\n" if needs else ""
     _write(
@@ -231,19 +246,27 @@ def _write_milestone(folder: Path, mid: str, paths: Sequence[str], needs: Sequen
         "- [ ] **S01: Greeting file** `risk:low` `depends:[]`\n"
         f"  > After this: {', '.join(paths)} exist.\n",
     )
+    task_lines = ""
+    for n, files in enumerate(task_paths, start=1):
+        tid = f"T{n:02d}"
+        listed = ", ".join(f"`{p}`" for p in files)
+        check = " && ".join(f"test -f {p}" for p in files)
+        title = "Write greeting" if n == 1 else f"Write greeting part {n}"
+        task_lines += f"- [ ] **{tid}: {title}** `est:5m`\n  Write {', '.join(files)}.\n"
+        task_lines += f"  - Files: {listed}\n  - Verify: {check}\n\n"
+        code_bullets = "".join(f"- `{p}`\n" for p in files)
+        _write(
+            folder / "slices" / "S01" / "tasks" / f"{tid}-PLAN.md",
+            f"---\nestimated_steps: 1\nestimated_files: {len(files)}\nskills_used: []\n---\n\n"
+            f"# {tid}: {title}\n\nWrite {', '.join(files)}.\n\n## Inputs\n\n- none\n\n"
+            f"## Expected Output\n\n{code_bullets}\n## Verification\n\n{check}\n",
+        )
     _write(
         folder / "slices" / "S01" / "S01-PLAN.md",
         f"# S01: Greeting file\n\n**Goal:** Write the greeting files.\n**Demo:** cat {' '.join(paths)}\n\n"
         f"## Must-Haves\n\n{bullets}\n## Verification\n\n- {verify}\n\n"
-        "## Tasks\n\n- [ ] **T01: Write greeting** `est:5m`\n"
-        f"  Write {', '.join(paths)}.\n  - Files: {listed}\n  - Verify: {verify}\n\n"
+        f"## Tasks\n\n{task_lines}"
         f"## Files Likely Touched\n\n{bullets}",
-    )
-    _write(
-        folder / "slices" / "S01" / "tasks" / "T01-PLAN.md",
-        f"---\nestimated_steps: 1\nestimated_files: {len(paths)}\nskills_used: []\n---\n\n"
-        f"# T01: Write greeting\n\nWrite {', '.join(paths)}.\n\n## Inputs\n\n- none\n\n"
-        f"## Expected Output\n\n{code_bullets}\n## Verification\n\n{verify}\n",
     )
 
 

@@ -390,6 +390,7 @@ class ScriptedModel:
         self._lock = threading.Lock()
         self._mode: Mode = "normal"
         self._delay = float(delay)
+        self._delays: dict[str, float] = {}
         self._answered = 0
         self._received = 0
         self._billed = 0
@@ -474,12 +475,17 @@ class ScriptedModel:
         with self._lock:
             self._mode = cast(Mode, mode)
 
-    def set_delay(self, seconds: float) -> None:
-        """Wait this long before each answer from the next request on (0: none)."""
+    def set_delay(self, seconds: float, *, milestone: str | None = None) -> None:
+        """Wait this long before each answer from the next request on (0: none); with
+        *milestone*, only for that milestone's units (it wins over the general delay), so
+        one worker can be made slower than its siblings."""
         if seconds < 0:
             raise ValueError("delay must be >= 0")
         with self._lock:
-            self._delay = float(seconds)
+            if milestone is None:
+                self._delay = float(seconds)
+            else:
+                self._delays[milestone] = float(seconds)
 
     # -- what happened ----------------------------------------------------------------------
 
@@ -524,7 +530,8 @@ class ScriptedModel:
         }
         with self._lock:
             self._received += 1
-            mode, delay = self._mode, self._delay
+            mode = self._mode
+            delay = self._delays.get(unit.milestone, self._delay) if unit else self._delay
             record: RequestRecord = {
                 "n": self._received,
                 "unit": unit.kind if unit else None,

@@ -170,7 +170,7 @@ def real_project(
     scripted_model: Any,
     cli: Callable[..., Any],
 ) -> Callable[..., RealProject]:
-    """``real_project(["M001", "M002"], depends=..., track_gsd=..., files=..., **parallel_prefs)``.
+    """``real_project(["M001", "M002"], depends=..., track_gsd=..., files=..., tasks=..., **parallel_prefs)``.
 
     Writes ``parallel: {enabled: true, **parallel_prefs}`` to ``$GSD_HOME/PREFERENCES.md``
     (the user's global preferences) and builds the project at ``tmp_path/"proj"``.
@@ -182,6 +182,7 @@ def real_project(
         depends: Mapping[str, Sequence[str]] | None = None,
         track_gsd: bool = True,
         files: Mapping[str, Sequence[str]] | None = None,
+        tasks: Mapping[str, int] | None = None,
         **parallel: Any,
     ) -> RealProject:
         prefs = {"parallel": {"enabled": True, **parallel}}
@@ -189,7 +190,12 @@ def real_project(
             "---\n" + yaml.safe_dump(prefs, sort_keys=False) + "---\n", encoding="utf-8"
         )
         root = make_gsd_project(
-            tmp_path / "proj", milestones, depends=depends or {}, track_gsd=track_gsd, files=files
+            tmp_path / "proj",
+            milestones,
+            depends=depends or {},
+            track_gsd=track_gsd,
+            files=files,
+            tasks=tasks,
         )
         return RealProject(root, cli)
 

@@ -395,3 +395,53 @@ def test_the_overlap_radar_sees_what_real_workers_changed(real_project, scripted
     text = project.run("status", timeout=60)
     assert "Overlaps (1)" in text.out and "src/shared.txt" in text.out, text.out
     assert project.git("rev-parse", "main") == main_before  # looking moved no ref
+
+
+def test_m001_merges_while_m002_runs_and_the_drift_guard_updates_m002(real_project, scripted_model) -> None:
+    """Issue 12, drift guard: M001 lands while the slower M002 (three tasks, slow model) runs;
+    M002 is paused after its unit, main merged into its branch, resumed (GSD resumes its
+    paused session) and lands cleanly. Cost exact, each unit done once, main's tree right."""
+    project = real_project(["M001", "M002"], tasks={"M002": 3}, max_workers=2, auto_merge="auto")
+    main_before = project.git("rev-parse", "main")
+    gitignore = (project.root / ".gitignore").read_bytes()
+    scripted_model.set_delay(0.5, milestone="M002")
+
+    started = time.monotonic()
+    result = project.run("start", "--wait", timeout=WAIT)
+    elapsed = time.monotonic() - started
+    assert result.code == 0, result.out + result.err + project.diagnostics()
+
+    commits = squash_commits(project.root, main_before)
+    assert [trailer for _sha, trailer in commits] == ["M001", "M002"], project.diagnostics()
+    (m001, _), (m002, _) = commits
+    syncs = [(mid, message) for kind, mid, message in events(project.root) if kind == "sync"]
+    assert [mid for mid, _ in syncs] == ["M002"], (syncs, project.diagnostics())
+    assert syncs[0][1].startswith("M002: merged main into gsd-parallel/M002 ("), syncs
+    # The update commit on M002's branch: its second parent holds M001's squash commit.
+    update = syncs[0][1].split("(")[1].split(")")[0]
+    assert project.git("merge-base", "--is-ancestor", m001, update) == ""
+    assert project.git("log", "-1", "--format=%P", update).split()[1] == m001
+    # Then M002 went on: units after the update, none twice.
+    units = scripted_model.units()
+    assert len(units) == len(set(units)) and len(units) == 4 + 6, units
+    assert_all_landed(project, main_before, ["M001", "M002"], gitignore)
+    # The second squash holds only M002's own work on top of M001's.
+    landed = project.git("diff", "--name-only", m001, m002).splitlines()
+    assert [f for f in landed if not f.startswith(".gsd/")] == [
+        "src/m002.txt",
+        "src/m002_t02.txt",
+        "src/m002_t03.txt",
+    ]
+    assert not [f for f in landed if f.startswith(".gsd/milestones/M001/")], landed  # M001's planning kept
+    assert "- [x] **S01" in project.git("show", "main:.gsd/milestones/M001/M001-ROADMAP.md")
+    assert project.git("rev-parse", "main:.gsd/PREFERENCES.md") == project.git(
+        "rev-parse", f"{main_before}:.gsd/PREFERENCES.md"
+    )  # the worker's GSD settings never reach a commit, updated or not
+    for k in (2, 3):
+        assert project.git("show", f"main:src/m002_t0{k}.txt") == f"M002/S01/T0{k}: Write greeting part {k}"
+    status = assert_cost_exact(project, scripted_model.billed_nanos())
+    assert {w["id"]: (w["state"], w["merged"], w["restarts"]) for w in status["workers"]} == {
+        "M001": ("complete", True, 0),
+        "M002": ("complete", True, 0),
+    }
+    print(f"drift guard, real workers: {elapsed:.1f}s")

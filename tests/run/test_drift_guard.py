@@ -7,7 +7,7 @@ import subprocess
 from decimal import Decimal
 from pathlib import Path
 
-from gsd_parallel_plugin.run.drift import sync_checkout
+from gsd_parallel_plugin.run.drift import is_sync_pause, sync_checkout
 from gsd_parallel_plugin.run.supervisor import Supervisor
 from gsd_parallel_plugin.store import Store
 from gsd_parallel_plugin.testing.builder import build_project
@@ -159,3 +159,98 @@ def test_a_conflicting_update_pauses_only_m002_naming_the_files_and_resume_conti
         "M001/S01/T01",
         "M002/S01/T01",
     ]
+
+
+def test_a_milestone_is_not_synced_for_its_own_slice_merge(tmp_path, fake_worker):
+    """``merge_strategy: per-slice``: the milestone's own slices landing moves the integration
+    branch, but that is its own work: no pause, no update, it completes in one launch. A
+    sibling still running is brought up to date (the integration branch really moved)."""
+    fake_worker(unit_seconds=1.2, unit_cost=0.125)
+    proj = build_project(
+        tmp_path / "proj",
+        {
+            "M001": {
+                "title": "Sliced",
+                "slices": {"S01": {"T01": ["src/s1.py"]}, "S02": {"T01": ["src/s2.py"]}},
+            },
+            "M002": {
+                "title": "Long",
+                "slices": {"S01": {f"T{i:02d}": [f"src/b{i}.py"] for i in range(1, 6)}},
+            },
+        },
+        preferences={"enabled": True, "max_workers": 2, "auto_merge": "auto", "merge_strategy": "per-slice"},
+        files={"src/shared.py": "shared = 1\n"},
+    )
+    states: list[tuple[str, str | None]] = []
+
+    def watch(sup: Supervisor) -> None:
+        row = sup.store.worker("M001", sup.run_id)
+        if row is not None and (not states or states[-1] != (row.state, row.state_reason)):
+            states.append((row.state, row.state_reason))
+
+    assert Supervisor(proj.root, tick_seconds=0.05, on_tick=watch).run() == 0
+    with Store(proj.gsd / "parallel" / "coordinator.db") as store:
+        run = store.latest_run()
+        assert run is not None
+        syncs = store.events_of_kind("sync", run.id)
+        merges = [e.message for e in store.events_of_kind("merge", run.id)]
+        m001 = store.worker("M001", run.id)
+        assert m001 is not None
+        # (2 tasks + 2 slices + 1) + (5 tasks + 1 + 1) units
+        assert Decimal(str(store.run_total_cost(run.id))) == Decimal("1.5")
+    assert any(m.startswith("M001/S01,S02 merged into main") for m in merges), merges
+    assert [e.milestone_id for e in syncs] == ["M002"], [e.message for e in syncs]
+    assert not any(state == "pausing" for state, _ in states), states
+    assert m001.restarts == 0
+    assert proj.git("show", "main:src/s2.py") and proj.git("show", "main:src/b5.py")
+
+
+def test_a_user_pause_during_an_update_is_kept(tmp_path, fake_worker, cli):
+    """``pause M002`` while the drift guard pauses M002 for an update: the update happens, but
+    M002 is not launched again; it stays paused until the user resumes it."""
+    fake_worker(unit_seconds=0.3, unit_cost=0.125)
+    proj = project(tmp_path)
+    asked: list[int] = []
+
+    def pause_during_sync(sup: Supervisor) -> None:
+        row = sup.store.worker("M002", sup.run_id)
+        if not asked and row is not None and row.state == "pausing" and is_sync_pause(row.state_reason):
+            asked.append(cli("--project", proj.root, "pause", "M002").code)
+
+    assert Supervisor(proj.root, tick_seconds=0.05, on_tick=pause_during_sync).run() == 1
+    assert asked == [0]
+    status = cli("--project", proj.root, "status", "--json").json()
+    workers = {w["id"]: w for w in status["workers"]}
+    assert workers["M001"]["merged"] is True
+    assert (workers["M002"]["state"], workers["M002"]["state_reason"]) == ("paused", None), workers["M002"]
+    with Store(proj.gsd / "parallel" / "coordinator.db") as store:
+        run = store.latest_run()
+        assert run is not None
+        (sync,) = store.events_of_kind("sync", run.id)
+        merged = store.merged_milestones()
+    assert sync.data["outcome"] == "updated"
+    assert proj.git("merge-base", "--is-ancestor", merged["M001"], "gsd-parallel/M002") == ""
+    assert cli("--project", proj.root, "resume", "M002").code == 0
+    done = cli("--project", proj.root, "start", "--wait", "--json")
+    workers = {w["id"]: w for w in done.json()["workers"]}
+    assert workers["M002"]["state"] == "complete" and workers["M002"]["merged"] is True, done.err
+    assert Decimal(str(done.json()["total_cost"])) == Decimal("2.5")
+
+
+def test_sync_keeps_skip_worktree_files_out_of_the_index(tmp_path):
+    """The worker's own GSD settings (a tracked PREFERENCES.md marked skip-worktree) stay
+    hidden after an update: read-tree would drop the bit and GSD would commit them."""
+    root, wt = repo_with_checkout(tmp_path)
+    (root / "prefs.md").write_text("user's\n")
+    git(root, "add", "prefs.md")
+    git(root, "commit", "-q", "-m", "prefs")
+    git(wt, "merge", "-q", "main")
+    git(wt, "update-index", "--skip-worktree", "prefs.md")
+    (wt / "prefs.md").write_text("worker's\n")
+    (root / "theirs.txt").write_text("from main\n")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "M001 squash")
+    assert sync_checkout(wt, "gsd-parallel/M002", "main").outcome == "updated"
+    assert git(wt, "ls-files", "-v", "prefs.md") == "S prefs.md"
+    assert git(wt, "status", "--porcelain") == ""
+    assert (wt / "prefs.md").read_text() == "worker's\n"
