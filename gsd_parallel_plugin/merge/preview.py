@@ -25,7 +25,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..milestone_ids import is_valid_milestone_id
 from ..workspace.git import Git, ScratchObjects, merge_tree
@@ -33,6 +33,9 @@ from ..workspace.layout import BRANCH_PREFIX, branch_name
 from .attempt import MergeEnv
 from .plan import DRY_RUN_IDENT, _take_theirs, merge_candidates
 from .steps import NO_HOOKS, auto_resolvable, run_merge_check, slice_point
+
+if TYPE_CHECKING:
+    from ..plugins import Hooks
 
 OUTCOMES = ("clean", "conflict", "check_failed", "skipped")
 
@@ -64,6 +67,55 @@ class PreviewResult:
             "checked": self.checked,
         }
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PreviewResult:
+        return cls(
+            str(data["id"]),
+            str(data.get("state") or "running"),
+            str(data["outcome"]),
+            tuple(data.get("files") or ()),
+            data.get("output"),
+            data.get("error"),
+            bool(data.get("checked")),
+        )
+
+    @property
+    def bad(self) -> bool:
+        """A conflict or a failed check: the real merge would stop at this milestone."""
+        return self.outcome in {"conflict", "check_failed"}
+
+    def verdict(self) -> str:
+        """One short line: ``clean``, ``CONFLICT (a.py, b.py)``, ``check failed: <last line>``."""
+        if self.outcome == "clean":
+            return "clean" + (", merge_check passed" if self.checked else "")
+        if self.outcome == "conflict":
+            more = f" +{len(self.files) - 3} more" if len(self.files) > 3 else ""
+            return f"CONFLICT ({', '.join(self.files[:3])}{more})"
+        if self.outcome == "check_failed":
+            tail = self.check_tail(1)
+            return "check FAILED" + (f": {tail[0].strip()}" if tail else "")
+        return f"skipped: {self.error}"
+
+    def check_tail(self, lines: int) -> list[str]:
+        """The last ``lines`` non-blank lines merge_check printed (not the line naming the
+        command, which may itself span lines)."""
+        output = self.output or ""
+        _cmd, failed, rest = output.partition("` failed (")
+        printed = rest.partition("\n")[2] if failed else output
+        return [ln for ln in printed.splitlines() if ln.strip()][-lines:]
+
+
+def preview_order(env: MergeEnv, hooks: Hooks) -> tuple[list[str], list[str]]:
+    """(order, running): every milestone in flight in merge order (the ``choose_merge_order``
+    hook's, any it left out after), and which of them are still running."""
+    complete, running = in_flight(env)
+    everything = [*complete, *running]
+    if not everything:
+        return [], running
+    order = list(hooks.choose_merge_order(everything, env.project, env.preferences.to_json()))
+    order += [mid for mid in everything if mid not in order]  # a hook that forgot some
+    return order, running
+
 
 def in_flight(env: MergeEnv) -> tuple[list[str], list[str]]:
     """(complete, running): unmerged milestone branches, split by whether they can merge now."""
@@ -92,9 +144,11 @@ class _Checkout:
 
     def at(self, commit: str) -> Path:
         if not self.made:
-            Git(self.path.parent).run("init", "--quiet", f"--object-format={self.object_format}", str(self.path))
+            fmt = f"--object-format={self.object_format}"
+            Git(self.path.parent).run("init", "--quiet", fmt, str(self.path))
             alternates = self.path / ".git" / "objects" / "info" / "alternates"
-            alternates.write_text(f"{self.objects.path}\n{self.objects.repository_objects}\n", encoding="utf-8")
+            both = f"{self.objects.path}\n{self.objects.repository_objects}\n"
+            alternates.write_text(both, encoding="utf-8")
             self.made = True
         wg = Git(self.path)
         wg.run(*NO_HOOKS, "checkout", "--quiet", "--force", "--detach", commit)

@@ -289,7 +289,8 @@ class Radar:
             self._verdicts.clear()
             stale[:] = list(subjects)
         if objects is None:
-            self._objects = objects = ScratchObjects(self.g, parent=self.scratch_parent, prefix="radar-")
+            objects = ScratchObjects(Git(self.root), parent=self.scratch_parent, prefix="radar-")
+            self._objects = objects
             self.g = Git(self.root, env=objects.env)
 
     def close(self) -> None:

@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -300,7 +301,8 @@ class ScratchObjects:
         import tempfile
         import weakref
 
-        self.repository_objects = Path(repo.run("rev-parse", "--path-format=absolute", "--git-path", "objects"))
+        where = repo.run("rev-parse", "--path-format=absolute", "--git-path", "objects")
+        self.repository_objects = Path(where)
         if parent is not None:
             parent.mkdir(parents=True, exist_ok=True)
         self.path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
@@ -325,10 +327,8 @@ class ScratchObjects:
         total = 0
         for dirpath, _dirs, files in os.walk(self.path):
             for name in files:
-                try:
+                with suppress(OSError):  # a file git just renamed or pruned
                     total += os.stat(os.path.join(dirpath, name)).st_size
-                except OSError:
-                    pass
         return total
 
 
