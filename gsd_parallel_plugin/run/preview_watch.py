@@ -114,8 +114,9 @@ def preview_lines(picture: PreviewPicture) -> list[str]:
     out = []
     for r in picture.results:
         out.append(f"- **{r.id}** ({r.state}) — {r.verdict()}")
-        if r.outcome == "check_failed":
-            out += [f"    {ln}" for ln in r.check_tail(3)]
+        tail = r.check_tail(3) if r.outcome == "check_failed" else []
+        if len(tail) > 1:  # one line is already the verdict's
+            out += [f"    {ln}" for ln in tail]
     return out
 
 
