@@ -53,6 +53,10 @@ class ParallelPreferences:
     sync_with_integration: str = "unit"
     """``unit``: when the integration branch moves, each running worker merges it at its next
     unit boundary (the drift guard); ``never``: branches meet only at the final merge."""
+    preview_minutes: float | None = None
+    """Every this many minutes of a run (when a branch or the integration branch moved since
+    the last one) the supervisor computes the integration preview (``merge --preview``) in
+    the background; None: never. Fractions are allowed (``0.5``: every 30 seconds)."""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -187,6 +191,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "provider_grace_seconds": _number(minimum=0, inclusive=True, maximum=7 * 24 * 3600),
     "startup_grace_seconds": _number(minimum=0, inclusive=True, maximum=7 * 24 * 3600),
     "sync_with_integration": _choice("unit", "never"),
+    "preview_minutes": _optional(_number(minimum=0, inclusive=False, maximum=7 * 24 * 60)),
 }
 
 GLOBAL_ONLY = frozenset({"worker_command"})

@@ -210,6 +210,8 @@ RUNTIME_NAMES = (
     "session-events.state.json",
     ".stdout.log",
     ".stderr.log",
+    "radar.json",
+    "preview.json",
 )
 
 

@@ -148,15 +148,12 @@ def _dry_run(env: MergeEnv, order: list[str]) -> CommandResult:
 
 
 def _preview(ctx: CommandContext, env: MergeEnv) -> CommandResult:
-    from ..merge.preview import in_flight, preview
+    from ..merge.preview import preview, preview_order
 
-    complete, running = in_flight(env)
-    everything = [*complete, *running]
-    if not everything:
+    order, running = preview_order(env, ctx.host.hooks)
+    if not order:
         text = "No milestone in flight: nothing to preview.\n"
         return CommandResult(text, {"preview": True, "results": []})
-    order = list(ctx.host.hooks.choose_merge_order(everything, env.project, env.preferences.to_json()))
-    order += [mid for mid in everything if mid not in order]  # a hook that forgot some
     results = preview(env, order, running)
     check = env.preferences.merge_check
     gate = f"`{shlex.join(check)}` (merge_check) after each" if check else "no merge_check configured"

@@ -3,7 +3,8 @@
 Nothing here moves a ref or touches a working tree. The dry run stacks
 ``git merge-tree --write-tree`` over the candidates in merge order: each clean result becomes
 an unreferenced commit object whose parent is the previous tip, so the next milestone is
-merged onto everything before it, exactly as the real merges would be.
+merged onto everything before it, exactly as the real merges would be. Those objects go to a
+throwaway object directory (:class:`..workspace.git.ScratchObjects`): the repository gains none.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from ..milestone_ids import MILESTONE_ID_RE
 from ..workspace import layout
-from ..workspace.git import Git, GitCommandError, merge_tree, split_z
+from ..workspace.git import Git, GitCommandError, ScratchObjects, merge_tree, split_z
 from ..workspace.layout import BRANCH_PREFIX, branch_name, branch_ref, checkout_display
 from .attempt import MergeEnv, SliceMerge
 from .steps import (
@@ -120,7 +121,12 @@ class DryRunResult:
 
 def dry_run(env: MergeEnv, order: list[str]) -> list[DryRunResult]:
     """Predict each merge in ``order``, each on top of the ones before it; touches no ref."""
-    g = Git(env.root, env=DRY_RUN_IDENT)
+    with ScratchObjects(Git(env.root), prefix="gsd-parallel-dry-objects-") as objects:
+        return _predict(env, order, Git(env.root, env={**DRY_RUN_IDENT, **objects.env}))
+
+
+def _predict(env: MergeEnv, order: list[str], g: Git) -> list[DryRunResult]:
+    """:func:`dry_run` with ``g`` writing its objects where they are thrown away."""
     tips: dict[str, str] = {}
     results: list[DryRunResult] = []
     for mid in order:
@@ -226,7 +232,7 @@ def _take_theirs(g: Git, tree: str, theirs: str, paths: tuple[str, ...]) -> str:
     """``tree`` with ``paths`` as in ``theirs`` (absent there: removed), via a scratch index."""
     scratch = Path(tempfile.mkdtemp(prefix="gsd-parallel-dry-"))
     try:
-        gi = Git(g.cwd, env={**DRY_RUN_IDENT, "GIT_INDEX_FILE": str(scratch / "index")})
+        gi = g.with_env({"GIT_INDEX_FILE": str(scratch / "index")})
         gi.run("read-tree", tree)
         for path in paths:
             entry = gi.run("ls-tree", "-z", theirs, "--", path).rstrip("\0")

@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import signal
 import subprocess
+import threading
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from pathlib import Path
@@ -244,26 +246,53 @@ def commit_message(mid: str, milestone: Milestone | None, slices: Sequence[str] 
     return "\n\n".join(parts) + "\n"
 
 
-def run_merge_check(command: Sequence[str], cwd: Path, mid: str) -> str | None:
+class CheckCancelled(GsdParallelError):
+    """``merge_check`` was killed because its caller no longer wants the answer."""
+
+
+def run_merge_check(
+    command: Sequence[str], cwd: Path, mid: str, *, cancel: threading.Event | None = None
+) -> str | None:
     """Run ``parallel.merge_check`` on the merged tree; None when it passes, else the failure
-    with the tail of its output."""
+    with the tail of its output. ``cancel`` set (the supervisor exits during a background
+    preview): the check's process group is killed and :class:`CheckCancelled` raised."""
     env = {**os.environ, "GSD_MERGE_MILESTONE": mid}
     try:
-        done = subprocess.run(
+        proc = subprocess.Popen(
             list(command), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C in the terminal must not kill the gate (a false failure)
         )  # fmt: skip
     except FileNotFoundError:
         return f"merge_check command not found: {command[0]}"
     except OSError as exc:
         return f"merge_check `{shlex.join(command)}` could not run: {exc}"
-    if done.returncode == 0:
+    try:
+        out = _wait_for_check(proc, cancel)
+    finally:
+        if proc.returncode is None:  # cancelled, or interrupted: the check never outlives it
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    if out is None:
+        raise CheckCancelled(f"merge_check `{shlex.join(command)}` cancelled")
+    if proc.returncode == 0:
         return None
-    code = done.returncode
+    code = proc.returncode
     how = f"exit code {code}" if code > 0 else f"killed by signal {-code}"
-    tail = done.stdout.decode("utf-8", "replace").rstrip().splitlines()[-TAIL_LINES:]
+    tail = out.decode("utf-8", "replace").rstrip().splitlines()[-TAIL_LINES:]
     return f"merge_check `{shlex.join(command)}` failed ({how})" + (":\n" + "\n".join(tail) if tail else "")
+
+
+def _wait_for_check(proc: subprocess.Popen[bytes], cancel: threading.Event | None) -> bytes | None:
+    """The check's output once it exited; None when ``cancel`` was set first."""
+    while True:
+        try:
+            out, _ = proc.communicate(timeout=None if cancel is None else 0.2)
+            return out
+        except subprocess.TimeoutExpired:
+            if cancel is not None and cancel.is_set():
+                return None
 
 
 def cleanup_after_landing(root: Path, mid: str, merged_sha: str) -> list[str]:

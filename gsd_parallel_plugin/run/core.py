@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .budget import BudgetGuard
     from .drift import DriftGuard
     from .isolation import IsolationGuard
+    from .preview_watch import PreviewWatch
     from .radar import RadarWatch
 
 GUARD_SECONDS = 1.0
@@ -102,6 +103,7 @@ class SupervisorCore:
     guard: IsolationGuard
     radar: RadarWatch
     drift: DriftGuard
+    preview: PreviewWatch
     _project: Project | None
     _project_dirty: bool
     _replan: bool

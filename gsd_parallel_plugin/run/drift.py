@@ -13,7 +13,8 @@ How (``parallel.sync_with_integration: unit``, the default):
    working tree (a snapshot of it against the integration tip); both through
    ``git merge-tree``, so a conflict is known before anything in the checkout changes. The
    uncommitted work stays uncommitted, on top of the merge. No stash is used (``refs/stash``
-   is shared by every worktree).
+   is shared by every worktree). The working tree's snapshot and its merge are written to a
+   throwaway object directory (only the merge commit stays in the repository).
 3. Clean: an event says so and the worker is launched again (GSD resumes its paused session).
    Conflicting: nothing in the checkout changed; only that worker stays paused, with the
    files and what to do (merge in the checkout, resolve, commit, ``resume MID``).
@@ -42,7 +43,7 @@ from .. import hints
 from ..errors import GsdParallelError
 from ..gsd.status_files import write_signal
 from ..models import StateReason, WorkerState
-from ..workspace.git import Git, GitCommandError, merge_tree, split_z
+from ..workspace.git import Git, GitCommandError, ScratchObjects, merge_tree, split_z
 from ..workspace.layout import checkout_display
 from .decisions import pause_reason
 from .radar import snapshot
@@ -103,9 +104,18 @@ def sync_checkout(checkout: Path, branch: str, integration: str) -> SyncResult:
         return SyncResult("current", commit=head)
     if g.ok("rev-parse", "-q", "--verify", "MERGE_HEAD"):
         return SyncResult("failed", error=f"{checkout} is in the middle of a merge")
-    work, _head = snapshot(checkout, everything=True)
+    with ScratchObjects(g, prefix="gsd-parallel-sync-objects-") as objects:
+        return _sync(g, checkout, branch, integration, head, integ, objects)
+
+
+def _sync(
+    g: Git, checkout: Path, branch: str, integration: str, head: str, integ: str, objects: ScratchObjects
+) -> SyncResult:
+    """:func:`sync_checkout` once it is known to be needed; the working tree's snapshot and
+    its merge live in ``objects`` (the committed merge lands, so it is the repository's)."""
+    work, _head = snapshot(checkout, everything=True, objects=objects)
     committed, conflicts = merge_tree(g, head, integ)
-    merged_work, more = merge_tree(g, work, integ)
+    merged_work, more = merge_tree(g.with_env(objects.env), work, integ)
     files = tuple(dict.fromkeys([*conflicts, *more]))
     if files:
         return SyncResult("conflict", files)
@@ -118,7 +128,7 @@ def sync_checkout(checkout: Path, branch: str, integration: str) -> SyncResult:
         # The working tree: from the snapshot's tree to the merged one (a scratch index that
         # matches the files exactly; read-tree refuses, changing nothing, if something is in
         # the way, e.g. an ignored file where the integration branch adds one).
-        gi = Git(checkout, env={"GIT_INDEX_FILE": str(scratch / "index")})
+        gi = Git(checkout, env={**objects.env, "GIT_INDEX_FILE": str(scratch / "index")})
         gi.run("read-tree", f"{work}^{{tree}}")
         gi.run("update-index", "-q", "--refresh")
         gi.run("read-tree", "-m", "-u", f"{work}^{{tree}}", merged_work)

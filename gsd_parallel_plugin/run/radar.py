@@ -11,6 +11,12 @@ For each pair that shares a file, ``git merge-tree --write-tree`` says whether t
 with nothing checked out. Snapshots and pair verdicts are cached by content (tree ids), so a
 tick in which no unit ended costs one dictionary comparison.
 
+Every object those calls write (snapshot blobs, trees and commits, ``merge-tree`` results) goes
+to a throwaway object directory (:class:`..workspace.git.ScratchObjects`), never into the
+user's repository, where nothing would reference them until ``git gc``. The radar keeps one
+for its cache's sake (a cached snapshot must still exist when a new pair needs it) and starts a
+fresh one, measuring everything again, when it has grown past :data:`SCRATCH_BYTES`.
+
 The picture is written to ``.gsd/parallel/radar.json`` for ``status`` and ``watch``; each new
 pair is an ``overlap`` event (so a restarted supervisor does not report it again) and fires
 ``on_overlap_detected`` once.
@@ -34,12 +40,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import GsdParallelError
-from ..workspace.git import Git, GitCommandError, merge_tree
+from ..workspace import layout
+from ..workspace.git import Git, GitCommandError, ScratchObjects, merge_tree
 
 if TYPE_CHECKING:
     from .supervisor import Supervisor
 
-RADAR_FILE = "radar.json"
 REFS_SECONDS = 1.0
 """How often the branch tips are read (one ``git for-each-ref``) to notice commits."""
 SNAPSHOT_IDENT = {
@@ -51,6 +57,10 @@ SNAPSHOT_IDENT = {
     "GIT_COMMITTER_DATE": "1700000000 +0000",
 }
 """Fixed identity and dates: the same tree on the same parent is the same commit (cacheable)."""
+SCRATCH_BYTES = 64 * 1024 * 1024
+"""The radar's throwaway object directory is replaced (and its cache emptied) past this size."""
+SCRATCH_CHECK_EVERY = 16
+"""Computing updates between two measurements of that size (a walk of the directory)."""
 IGNORED_PREFIXES = (".gsd/", ".gsd-parallel/")
 """Planning files are per milestone by construction: never reported as overlaps."""
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+\d+(?:,\d+)? @@")
@@ -64,13 +74,16 @@ Ranges = tuple[tuple[int, int], ...]
 _INDEX_PATHS: dict[Path, Path] = {}
 
 
-def snapshot(checkout: Path, *, everything: bool = False) -> tuple[str, str]:
+def snapshot(
+    checkout: Path, *, everything: bool = False, objects: ScratchObjects | None = None
+) -> tuple[str, str]:
     """``(commit, head)``: the checkout's working tree as a commit on its HEAD, built in a
     scratch index seeded from the real one (so unchanged files are not re-read). No ref, no
-    index and no file of the checkout changes. ``everything`` keeps ``.gsd`` in the tree
-    (the drift guard needs the whole working tree); the radar leaves it as committed.
-    Clean checkouts give HEAD itself."""
-    g = Git(checkout)
+    index and no file of the checkout changes; with ``objects`` no object of the repository's
+    is written either (the snapshot lives as long as that directory). ``everything`` keeps
+    ``.gsd`` in the tree (the drift guard needs the whole working tree); the radar leaves it
+    as committed. Clean checkouts give HEAD itself."""
+    g = Git(checkout, env=objects.env if objects is not None else None)
     try:
         head, head_tree = g.run("rev-parse", "HEAD^{commit}", "HEAD^{tree}").split()
     except (GitCommandError, ValueError):
@@ -82,7 +95,7 @@ def snapshot(checkout: Path, *, everything: bool = False) -> tuple[str, str]:
     scratch = Path(tempfile.mkdtemp(prefix="gsd-parallel-snap-"))
     try:
         index = scratch / "index"
-        gi = Git(checkout, env={**SNAPSHOT_IDENT, "GIT_INDEX_FILE": str(index)})
+        gi = g.with_env({**SNAPSHOT_IDENT, "GIT_INDEX_FILE": str(index)})
         try:
             # copy2 keeps the index's mtime: git's racy-clean check then works as it does on
             # the real one (a fresh mtime would trust a same-size edit made in the same second)
@@ -215,8 +228,11 @@ def format_ranges(ranges: Ranges | None) -> str:
 class Radar:
     """Pure computation over git, given what to watch; caches by content."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, scratch_parent: Path | None = None) -> None:
         self.root = root
+        self.scratch_parent = scratch_parent
+        """Where its throwaway object directories go (the system's temporary directory by default)."""
+        self._objects: ScratchObjects | None = None
         self.g = Git(root)
         self.changes: dict[str, Changes] = {}
         self._keys: dict[str, tuple[Any, ...]] = {}
@@ -241,6 +257,7 @@ class Radar:
         if not stale and not gone:
             return False
         t0 = time.perf_counter()
+        self._scratch(stale, subjects)
         for mid in gone:
             self.changes.pop(mid, None)
             self._keys.pop(mid, None)
@@ -260,10 +277,36 @@ class Radar:
         self.updates += 1
         return changed
 
+    def _scratch(self, stale: list[Subject], subjects: Sequence[Subject]) -> None:
+        """Make the throwaway object directory (first use), or replace one grown too big:
+        then every snapshot in the cache is gone with it, so everything is measured again
+        (the same work gives the same commit ids: the picture does not change)."""
+        objects = self._objects
+        if objects is not None and self.updates % SCRATCH_CHECK_EVERY == 0 and objects.size() > SCRATCH_BYTES:
+            objects.close()
+            self._objects = objects = None
+            self._changed.clear()
+            self._verdicts.clear()
+            stale[:] = list(subjects)
+        if objects is None:
+            objects = ScratchObjects(Git(self.root), parent=self.scratch_parent, prefix="radar-")
+            self._objects = objects
+            self.g = Git(self.root, env=objects.env)
+
+    def close(self) -> None:
+        """Delete the throwaway object directory (the cache goes with it)."""
+        if self._objects is not None:
+            self._objects.close()
+            self._objects = None
+        self.g = Git(self.root)
+        self._changed.clear()
+        self._verdicts.clear()
+        self._keys.clear()
+
     def _measure(self, s: Subject) -> Changes | None:
         try:
             if s.checkout is not None and s.checkout.is_dir():
-                commit, _head = snapshot(s.checkout)
+                commit, _head = snapshot(s.checkout, objects=self._objects)
             else:
                 tip = self.g.branch_sha(s.branch)
                 if tip is None:
@@ -318,10 +361,6 @@ class Radar:
 # --------------------------------------------------------------------------- persistence
 
 
-def radar_path(parallel_dir: Path) -> Path:
-    return parallel_dir / RADAR_FILE
-
-
 def write_picture(parallel_dir: Path, run_id: int, radar: Radar) -> None:
     """``radar.json``, replaced atomically (readers never see half of it)."""
     data = {
@@ -332,7 +371,7 @@ def write_picture(parallel_dir: Path, run_id: int, radar: Radar) -> None:
         },
         "overlaps": [o.to_json() for o in radar.overlaps],
     }
-    path = radar_path(parallel_dir)
+    path = layout.radar_path(parallel_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".radar-", suffix=".json")
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -352,7 +391,7 @@ class Picture:
 def read_picture(parallel_dir: Path, run_id: int | None) -> Picture:
     """The radar picture of run ``run_id``; empty when there is none (or it is another run's)."""
     try:
-        data = json.loads(radar_path(parallel_dir).read_text(encoding="utf-8"))
+        data = json.loads(layout.radar_path(parallel_dir).read_text(encoding="utf-8"))
         if not isinstance(data, dict) or (run_id is not None and data.get("run_id") != run_id):
             return Picture()
         return Picture(
@@ -384,7 +423,8 @@ class RadarWatch:
 
     def __init__(self, supervisor: Supervisor) -> None:
         self.sup = supervisor
-        self.radar = Radar(supervisor.root)
+        self.radar = Radar(supervisor.root, scratch_parent=layout.scratch_dir(supervisor.parallel_dir))
+        self._g = Git(supervisor.root)
         self._refs: dict[str, str] = {}
         self._refs_at = 0.0
         self._reported: set[str] | None = None
@@ -401,7 +441,7 @@ class RadarWatch:
         if fresh or now - self._refs_at >= REFS_SECONDS:
             self._refs_at = now
             with suppress(GsdParallelError):
-                out = self.radar.g.run("for-each-ref", "--format=%(refname:short) %(objectname)",
+                out = self._g.run("for-each-ref", "--format=%(refname:short) %(objectname)",
                                        "refs/heads/")  # fmt: skip
                 self._refs = dict(ln.rsplit(" ", 1) for ln in out.splitlines() if " " in ln)
         return self._refs
@@ -493,3 +533,10 @@ class RadarWatch:
     def actual_files(self) -> dict[str, frozenset[str]]:
         """What the last finished computation found (never a half-updated picture)."""
         return dict(self._actual)
+
+    def close(self) -> None:
+        """At the supervisor's exit, after the last picture: the throwaway objects go."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self.radar.close()

@@ -13,6 +13,7 @@ supervisor adopts them from the store without restarting them.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 import time
@@ -88,10 +89,12 @@ class Supervisor(WorkerControl):
         self._guard_at = 0.0
         # --- overlap radar and drift guard (issue 12): run/radar.py, run/drift.py
         from .drift import DriftGuard
+        from .preview_watch import PreviewWatch
         from .radar import RadarWatch
 
         self.radar = RadarWatch(self)
         self.drift = DriftGuard(self)
+        self.preview = PreviewWatch(self)  # parallel.preview_minutes: run/preview_watch.py
 
     # ------------------------------------------------------------------ setup
     def _open_run(self) -> None:
@@ -306,6 +309,7 @@ class Supervisor(WorkerControl):
         self.merger.tick()
         self.radar.tick()  # overlap radar (issue 12): after a unit or a commit
         self.drift.tick(self.radar.refs())  # drift guard (issue 12): the integration branch moved
+        self.preview.tick()  # integration preview (issue 12): every preview_minutes, when tips moved
         self.enforce_deadlines()
         self.backfill()
         self.write_status_files()
@@ -323,6 +327,8 @@ class Supervisor(WorkerControl):
         previous = signal.getsignal(signal.SIGTERM)
         signal.signal(signal.SIGTERM, self._on_sigterm)
         try:
+            # What a killed supervisor left of its throwaway objects and preview checkout.
+            shutil.rmtree(layout.scratch_dir(self.parallel_dir), ignore_errors=True)
             self._open_run()
             self.adopt()
             self.recover_merges()
@@ -332,6 +338,8 @@ class Supervisor(WorkerControl):
             self.radar.tick(wait=True)  # overlap radar (issue 12): the last picture is written
             self.finish()
         finally:
+            self.preview.close()
+            self.radar.close()
             signal.signal(signal.SIGTERM, previous)
             lock.release()
         return ExitCode.OK if self.all_started_complete() else ExitCode.FAILED

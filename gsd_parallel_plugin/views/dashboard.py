@@ -39,7 +39,7 @@ UNIT_TYPES = {
     "complete-milestone": "close",
 }
 EVENT_KINDS = {"state", "adopt", "kill", "budget", "merge", "stall", "supervisor", "error",
-               "overlap", "sync"}  # fmt: skip
+               "overlap", "sync", "preview"}  # fmt: skip
 
 
 def bar(done: float, total: float, width: int) -> str:
@@ -205,6 +205,9 @@ def render(snap: Snapshot, width: int = 80, *, footer: bool = True) -> Renderabl
             parts.append(_line("  ", o.summary(), width, "bold red" if o.conflict else "yellow"))
         if len(snap.overlaps) > 5:
             parts.append(Text(f"  … and {len(snap.overlaps) - 5} more", style="dim"))
+    if snap.preview.updated_at is not None:
+        bad = any(r.bad for r in snap.preview.results)
+        parts.append(_line("\nPreview: ", snap.preview.compact(), width, "bold red" if bad else "green"))
     merges = _merge_text(snap, width)
     if merges is not None:
         parts.append(merges)

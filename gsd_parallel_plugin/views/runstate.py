@@ -19,6 +19,7 @@ from ..workspace import layout
 
 if TYPE_CHECKING:
     from ..run.forecast import Forecast
+    from ..run.preview_watch import PreviewPicture
     from ..run.radar import Picture
     from ..store import MergeRow, RunRow, Store, WorkerRow
 
@@ -95,6 +96,8 @@ class RunView:
     """Each milestone's latest finished merge attempt (a conflict or a failed check shows)."""
     radar: Picture | None = None
     """The overlap radar's last picture (files the milestones actually changed, pairs)."""
+    preview: PreviewPicture | None = None
+    """The periodic integration preview's last verdicts (``parallel.preview_minutes``)."""
     _forecast: tuple[Forecast | None] | None = field(default=None, init=False, repr=False)
 
     @classmethod
@@ -120,6 +123,7 @@ class RunView:
             SupervisorLock.holder(loaded.parallel_dir),
             last_merge,
             _radar_picture(loaded, run.id) if run else None,
+            _preview_picture(loaded, run.id) if run else None,
         )
 
     @property
@@ -301,6 +305,7 @@ class RunView:
             "auto_merge": loaded.preferences.parallel.auto_merge,
             "budget": {**self.budget(loaded), "forecast": fc.to_json() if fc else None},
             "overlaps": [o.to_json() for o in self.radar.overlaps] if self.radar else [],
+            "preview": self.preview.to_json() if self.preview else None,
         }
 
     def _merge_json(self, mid: str) -> dict[str, Any] | None:
@@ -370,6 +375,12 @@ class RunView:
 
             lines.append(f"\n## Overlaps ({len(self.radar.overlaps)})\n")
             lines += overlap_lines(self.radar)
+        if self.preview and self.preview.updated_at is not None:
+            from ..run.preview_watch import preview_lines
+
+            gate = "merge_check after each" if self.preview.merge_check else "no merge_check configured"
+            lines.append(f"\n## Preview ({_ago(self.preview.updated_at)}; in merge order, {gate})\n")
+            lines += preview_lines(self.preview) or ["- nothing in flight"]
         waiting, on_others = self._waiting(loaded) if self.active else ([], set())
         if self.stopped:
             from .dashboard import stopped_line
@@ -434,3 +445,10 @@ def _radar_picture(loaded: Loaded, run_id: int) -> Picture:
     from ..run.radar import read_picture
 
     return read_picture(loaded.parallel_dir, run_id)
+
+
+def _preview_picture(loaded: Loaded, run_id: int) -> PreviewPicture:
+    """The periodic integration preview's last verdicts for ``run_id`` (once a run exists)."""
+    from ..run.preview_watch import read_preview
+
+    return read_preview(loaded.parallel_dir, run_id)

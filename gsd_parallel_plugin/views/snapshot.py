@@ -26,6 +26,7 @@ from .. import hints
 from ..errors import GsdParallelError
 from ..models import HELD_STATES, LIVE_STATES, WAITING_KINDS, Milestone, Project
 from ..preferences import Preferences
+from ..run.preview_watch import PreviewPicture, read_preview
 from ..run.radar import PairOverlap, read_picture
 from ..store import EventRow, MergeRow, RunRow, Store, WorkerRow
 from ..workspace import layout
@@ -142,6 +143,8 @@ class Snapshot:
     events: tuple[EventRow, ...] = ()
     overlaps: tuple[PairOverlap, ...] = ()
     """The overlap radar's pairs (``run/radar.py``): files two milestones both changed."""
+    preview: PreviewPicture = field(default_factory=PreviewPicture)
+    """The periodic integration preview's last verdicts (``run/preview_watch.py``)."""
 
     @property
     def active(self) -> bool:
@@ -170,6 +173,7 @@ class Snapshot:
             "merges": self.merges.to_json(),
             "events": [e.to_json() for e in self.events],
             "overlaps": [o.to_json() for o in self.overlaps],
+            "preview": self.preview.to_json(),
         }
 
 
@@ -342,6 +346,7 @@ class SnapshotReader:
             merges=merges,
             events=events,
             overlaps=read_picture(self.parallel_dir, run.id).overlaps,
+            preview=read_preview(self.parallel_dir, run.id),
         )
 
     def _worker_view(

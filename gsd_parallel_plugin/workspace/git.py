@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,8 +89,14 @@ class Git:
         self.cwd = Path(cwd)
         if not self.cwd.is_dir():
             raise ProjectError(f"not a directory: {self.cwd}")
-        self._env = {**git_env(), **(env or {})}  # extra env, e.g. a scratch GIT_INDEX_FILE
+        self._extra = dict(env or {})
+        self._env = {**git_env(), **self._extra}  # extra env, e.g. a scratch GIT_INDEX_FILE
         self._baked: Any = None
+
+    def with_env(self, extra: Mapping[str, str]) -> Git:
+        """The same directory with ``extra`` added to this one's environment (a scratch index
+        on top of a scratch object directory, say)."""
+        return Git(self.cwd, env={**self._extra, **extra})
 
     @property
     def _git(self) -> Any:
@@ -273,6 +280,65 @@ def merge_tree(g: Git, ours: str, theirs: str) -> tuple[str, list[str]]:
         out = exc.stdout
     fields = split_z(out)
     return fields[0], list(dict.fromkeys(fields[1:]))
+
+
+# --------------------------------------------------------------------------- scratch objects
+
+
+class ScratchObjects:
+    """A throwaway object directory for objects nothing will ever reference (the radar's
+    snapshots, ``merge-tree`` results, the preview's stacked commits).
+
+    Git calls made with :attr:`env` write new objects into a temporary directory
+    (``GIT_OBJECT_DIRECTORY``) and still read every object of the repository (it is their
+    ``GIT_ALTERNATE_OBJECT_DIRECTORIES``), so the repository gains no unreachable objects
+    that would pile up until ``git gc``. :meth:`close` deletes the directory; a forgotten
+    one goes when the object is collected or the interpreter exits.
+    """
+
+    def __init__(self, repo: Git, *, parent: Path | None = None, prefix: str = "gsd-parallel-objects-"):
+        import shutil
+        import tempfile
+        import weakref
+
+        where = repo.run("rev-parse", "--path-format=absolute", "--git-path", "objects")
+        self.repository_objects = Path(where)
+        if parent is not None:
+            parent.mkdir(parents=True, exist_ok=True)
+        self.path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+        self.env: dict[str, str] = {
+            "GIT_OBJECT_DIRECTORY": str(self.path),
+            "GIT_ALTERNATE_OBJECT_DIRECTORIES": _alternate(self.repository_objects),
+        }
+        self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.path), True)
+
+    def __enter__(self) -> ScratchObjects:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Delete the directory and every object in it."""
+        self._finalizer()
+
+    def size(self) -> int:
+        """Bytes the objects written so far take (a walk of the directory)."""
+        total = 0
+        for dirpath, _dirs, files in os.walk(self.path):
+            for name in files:
+                with suppress(OSError):  # a file git just renamed or pruned
+                    total += os.stat(os.path.join(dirpath, name)).st_size
+        return total
+
+
+def _alternate(path: Path) -> str:
+    """``path`` as one entry of ``GIT_ALTERNATE_OBJECT_DIRECTORIES`` (``:``-separated; git
+    reads a C-quoted entry for a path that holds a colon or starts with a quote)."""
+    text = str(path)
+    if ":" not in text and not text.startswith('"'):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 # --------------------------------------------------------------------------- worktree list

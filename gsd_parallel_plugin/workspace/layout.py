@@ -4,7 +4,9 @@ files are: one place for every path and ref name gsd-parallel writes.
 Runtime files live in the project's ``.gsd/parallel/`` (:func:`parallel_dir`): the store
 (``coordinator.db``), each worker's ``<MID>.stdout.log``/``<MID>.stderr.log``, our status
 files in ``workers/``, merge checkouts in ``merging/``, the ``supervisor.lock``,
-``merge.lock`` and ``start.lock`` flocks, and the session-events spool. A checkout's own
+``merge.lock`` and ``start.lock`` flocks, the session-events spool, the overlap radar's
+``radar.json`` and the integration preview's ``preview.json``, and ``scratch/`` (the running
+supervisor's throwaway object directories and preview checkout, emptied when one starts). A checkout's own
 ``.gsd/parallel/`` holds its signal file. Cheap to import (pathlib only): read-only
 commands use it.
 
@@ -38,6 +40,9 @@ START_LOCK_NAME = "start.lock"
 SESSION_EVENTS_SPOOL = "session-events.jsonl"
 """Also named in ``gsd_extension/index.js`` (JavaScript, which writes it)."""
 SESSION_EVENTS_STATE = "session-events.state.json"
+RADAR_NAME = "radar.json"
+PREVIEW_NAME = "preview.json"
+SCRATCH_DIRNAME = "scratch"
 STDOUT_LOG_SUFFIX = ".stdout.log"
 STDERR_LOG_SUFFIX = ".stderr.log"
 MERGED_REF_PREFIX = "refs/gsd-parallel/merged/"
@@ -93,3 +98,18 @@ def stdout_log(parallel: Path | str, mid: str) -> Path:
 def stderr_log(parallel: Path | str, mid: str) -> Path:
     """``.gsd/parallel/<MID>.stderr.log``: the worker's stderr."""
     return Path(parallel) / f"{mid}{STDERR_LOG_SUFFIX}"
+
+
+def radar_path(parallel: Path | str) -> Path:
+    """``.gsd/parallel/radar.json``: the overlap radar's last picture."""
+    return Path(parallel) / RADAR_NAME
+
+
+def preview_path(parallel: Path | str) -> Path:
+    """``.gsd/parallel/preview.json``: the periodic integration preview's last verdicts."""
+    return Path(parallel) / PREVIEW_NAME
+
+
+def scratch_dir(parallel: Path | str) -> Path:
+    """``.gsd/parallel/scratch``: the supervisor's throwaway git objects and checkouts."""
+    return Path(parallel) / SCRATCH_DIRNAME

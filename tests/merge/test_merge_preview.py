@@ -51,6 +51,7 @@ def test_two_clean_merges_that_break_merge_check_together_are_reported_and_nothi
     leftovers = set(_previews_left())
     before = snapshot(project.root)
     worktrees = project.git("worktree", "list", "--porcelain")
+    objects = project.git("count-objects", "-v")
 
     result = cli("--project", project.root, "merge", "--preview", "--json")
 
@@ -69,6 +70,7 @@ def test_two_clean_merges_that_break_merge_check_together_are_reported_and_nothi
     assert snapshot(project.root) == before
     assert project.git("worktree", "list", "--porcelain") == worktrees
     assert set(_previews_left()) == leftovers
+    assert project.git("count-objects", "-v") == objects  # the stacked commits were thrown away
 
     text = cli("--project", project.root, "merge", "--preview")
     assert text.code == 1

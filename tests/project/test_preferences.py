@@ -34,7 +34,18 @@ def test_defaults_without_files(dirs):
     assert prefs.parallel.max_workers == 2
     assert prefs.parallel.worker_command == DEFAULT_WORKER_COMMAND
     assert prefs.parallel.stall_minutes == 15
+    assert prefs.parallel.preview_minutes is None  # the periodic preview is off
     assert prefs.sources == ()
+
+
+def test_preview_minutes_takes_fractions_and_null(dirs):
+    _home, gsd, env = dirs
+    write(gsd / "PREFERENCES.md", "---\nparallel:\n  preview_minutes: 0.02\n---\n")
+    assert load_preferences(gsd, environ=env).parallel.preview_minutes == 0.02
+    write(gsd / "PREFERENCES.md", "---\nparallel:\n  preview_minutes: 10\n---\n")
+    assert load_preferences(gsd, environ=env).parallel.preview_minutes == 10.0
+    write(gsd / "PREFERENCES.md", "---\nparallel:\n  preview_minutes: null\n---\n")
+    assert load_preferences(gsd, environ=env).parallel.preview_minutes is None
 
 
 def test_project_overlays_global_per_key_and_keeps_gsd_keys(dirs):
@@ -77,6 +88,10 @@ def test_project_overlays_global_per_key_and_keeps_gsd_keys(dirs):
         ("merge_check", "[]", "a command"),
         ("milestone_budget", -1, "a number > 0"),
         ("stall_minutes", -1, "a number >= 0"),
+        ("preview_minutes", 0, "a number > 0 and at most 10080, or null"),
+        ("preview_minutes", -2, "a number > 0"),
+        ("preview_minutes", "soon", "a number > 0"),
+        ("preview_minutes", "true", "a number > 0"),
     ],
 )
 def test_each_invalid_value_names_file_key_value_and_allowed(dirs, key, value, allowed):
@@ -143,6 +158,8 @@ def test_broken_yaml_and_non_mapping_parallel(dirs):
         ("stop_grace_seconds", ".inf"),  # SIGKILL would never come, `stop` would never return
         ("stop_grace_seconds", "86400"),  # `stop` waits for the grace period: a day is no grace
         ("stall_minutes", ".inf"),
+        ("preview_minutes", ".inf"),
+        ("preview_minutes", "20000"),  # two weeks: not a period a run ever reaches
     ],
 )
 def test_unusable_numbers_in_preferences_are_refused(tmp_path, cli, key, value):

@@ -58,9 +58,11 @@ def test_a_conflicting_sync_names_the_files_and_changes_nothing(tmp_path):
     (root / "shared.txt").write_text("theirs\n")
     git(root, "commit", "-q", "-am", "M001 squash")
     head = git(wt, "rev-parse", "HEAD")
+    objects = git(root, "count-objects", "-v")
     result = sync_checkout(wt, "gsd-parallel/M002", "main")
     assert result.outcome == "conflict" and result.files == ("shared.txt",)
     assert git(wt, "rev-parse", "HEAD") == head
+    assert git(root, "count-objects", "-v") == objects  # the snapshot and its merge: thrown away
     assert (wt / "shared.txt").read_text() == "mine\n"
     assert git(wt, "status", "--porcelain") == " M shared.txt"
 

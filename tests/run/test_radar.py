@@ -160,3 +160,43 @@ def test_two_running_milestones_editing_an_unplanned_file_are_reported_once(
     again.radar.tick(wait=True)
     assert [o.key for o in again.radar.overlaps] == ["M001+M002"]
     assert len(seen.read_text().splitlines()) == 1
+
+
+def loose_objects(root: Path) -> int:
+    counts = dict(line.split(": ") for line in git(root, "count-objects", "-v").splitlines())
+    return int(counts["count"]) + int(counts["in-pack"])
+
+
+def test_radar_passes_write_no_object_into_the_repository(tmp_path, monkeypatch):
+    """Snapshots and merge-tree results go to a throwaway object directory: before it they
+    piled up in .git/objects, unreachable, until gc. Replacing that directory (here at every
+    pass) measures everything again and keeps the verdicts right."""
+    import gsd_parallel_plugin.run.radar as radar_module
+
+    root, a, b = two_checkouts(tmp_path)
+    before = loose_objects(root)
+    radar = Radar(root)
+    for n in range(3):
+        (a / "shared.txt").write_text(f"left {n}\n")
+        (b / "shared.txt").write_text(f"right {n}\n")
+        (b / f"new{n}.txt").write_text(f"untracked {n}\n")
+        assert radar.update([subject("M001", a, n), subject("M002", b, n)]) is True
+        (pair,) = radar.overlaps
+        assert pair.conflict and pair.conflict_files == ("shared.txt",)
+    assert loose_objects(root) == before
+    scratch = radar._objects.path if radar._objects else None
+    assert scratch is not None and any(p.is_file() for p in scratch.rglob("*"))
+    monkeypatch.setattr(radar_module, "SCRATCH_BYTES", 0)
+    monkeypatch.setattr(radar_module, "SCRATCH_CHECK_EVERY", 1)
+    (a / "shared.txt").write_text("right 2\n")  # now M001 agrees with M002: no conflict
+    assert radar.update([subject("M001", a, 9), subject("M002", b, 9)]) is True
+    assert not scratch.exists() and radar._objects is not None  # replaced
+    (pair,) = radar.overlaps
+    assert not pair.conflict
+    (a / "shared.txt").write_text("left again\n")
+    assert radar.update([subject("M001", a, 10), subject("M002", b, 9)]) is True
+    assert radar.overlaps[0].conflict  # M002's snapshot measured again in the new directory
+    assert loose_objects(root) == before
+    current = radar._objects.path
+    radar.close()
+    assert not current.exists()
