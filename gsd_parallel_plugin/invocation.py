@@ -71,8 +71,9 @@ def load(ctx: CommandContext, *, warn: bool = True, strict: bool = True) -> Load
     for warning in preferences.warnings:
         if warn or warning.endswith(LENIENT_SUFFIX):
             ctx.host.notify(warning, "warning")
+    main_branch = preferences.git_main_branch  # named there, git need not be asked
     project = read_project(
-        root, default_branch=_default_branch(root), git_main_branch=preferences.git_main_branch
+        root, default_branch=None if main_branch else _default_branch(root), git_main_branch=main_branch
     )
     if warn:
         # Project-wide problems (a broken QUEUE-ORDER.json, two directories for one ID) belong

@@ -15,21 +15,23 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .lazy_re import lazy
+
 _YAML_WORDS = frozenset(
     ["yes", "no", "true", "false", "on", "off", "null", "y", "n"]
 )  # scalars YAML would not read as strings (case-insensitive match below)
 _SIMPLE_SCALAR = r"[A-Za-z][A-Za-z0-9_\-]*"
 _SIMPLE_VALUE = r"[A-Za-z0-9_.\-]+"  # a candidate for _typed, which decides
-_SIMPLE_KEY_RE = re.compile(
+_SIMPLE_KEY_RE = lazy(
     rf"^({_SIMPLE_SCALAR}|_[A-Za-z0-9_\-]*):(?: +(?:({_SIMPLE_VALUE})|\[ *((?:{_SIMPLE_SCALAR})"
     rf"(?: *, *{_SIMPLE_SCALAR})*)? *\]))? *$"
 )
-_SIMPLE_ITEM_RE = re.compile(rf"^( +)- +({_SIMPLE_SCALAR}) *$")
-_SIMPLE_ENTRY_RE = re.compile(rf"^( +)({_SIMPLE_SCALAR}|_[A-Za-z0-9_\-]*): +({_SIMPLE_VALUE}) *$")
-_SIMPLE_NUMBER_RE = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?")
+_SIMPLE_ITEM_RE = lazy(rf"^( +)- +({_SIMPLE_SCALAR}) *$")
+_SIMPLE_ENTRY_RE = lazy(rf"^( +)({_SIMPLE_SCALAR}|_[A-Za-z0-9_\-]*): +({_SIMPLE_VALUE}) *$")
+_SIMPLE_NUMBER_RE = lazy(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?")
 _NOT_SIMPLE = object()
-_KEY_RE = re.compile(r"^([A-Za-z_][\w.\-]*)[ \t]*:(?:[ \t]+(.*)|)$")
-_ITEM_RE = re.compile(r"^[ \t]+-[ \t]+(.*)$")
+_KEY_RE = lazy(r"^([A-Za-z_][\w.\-]*)[ \t]*:(?:[ \t]+(.*)|)$")
+_ITEM_RE = lazy(r"^[ \t]+-[ \t]+(.*)$")
 
 
 def _normalise(text: str) -> str:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 
 from .frontmatter import split_frontmatter
+from .lazy_re import lazy
 
-_FENCE_RE = re.compile(r"^\s{0,3}(```|~~~)")
-_H1_RE = re.compile(r"^#[ \t]+(.+?)[ \t#]*$")
-_TITLE_ID_RE = re.compile(r"^M\d+(?:-[a-z0-9]{6})?\b\s*(?:[:\-—–.]\s*)?")
-_SLICE_REF_RE = re.compile(r"(?<![A-Za-z0-9])S(\d+)(?:\s*(?:-|–|—|\.\.)\s*S?(\d+))?(?![\dA-Za-z])")
+_FENCE_RE = lazy(r"^\s{0,3}(```|~~~)")
+_H1_RE = lazy(r"^#[ \t]+(.+?)[ \t#]*$")
+_TITLE_ID_RE = lazy(r"^M\d+(?:-[a-z0-9]{6})?\b\s*(?:[:\-—–.]\s*)?")
+_SLICE_REF_RE = lazy(r"(?<![A-Za-z0-9])S(\d+)(?:\s*(?:-|–|—|\.\.)\s*S?(\d+))?(?![\dA-Za-z])")
 
 MAX_RANGE = 500
 """A range like ``S01-S99999`` is a typo, not 99,999 dependencies: keep the endpoints."""
@@ -97,7 +98,7 @@ def split_table_row(line: str) -> list[str]:
     return [c.strip().replace("\\|", "|") for c in cells]
 
 
-_SEPARATOR_CELL = re.compile(r"^:?-{1,}:?$")
+_SEPARATOR_CELL = lazy(r"^:?-{1,}:?$")
 
 
 def is_separator_row(cells: list[str]) -> bool:

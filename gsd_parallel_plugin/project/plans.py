@@ -12,20 +12,21 @@ import re
 from dataclasses import dataclass, field
 
 from ..models import Task
+from .lazy_re import lazy
 from .markdown import body_lines
 
-_TASK_RE = re.compile(
+_TASK_RE = lazy(
     r"^[-*][ \t]+\[([ xX])\][ \t]+(?:\*\*|__)?[ \t]*(T\d+)(?![\dA-Za-z])"
     r"(?:\*\*|__)?[ \t]*(?:[:.\-—–][ \t]*)?(.*)$"
 )
-_FILES_RE = re.compile(
+_FILES_RE = lazy(
     r"^([ \t]*)(?:[-*+][ \t]+)?(?:\*\*|__)?files[ \t]*(?:\*\*|__)?[ \t]*:"
     r"[ \t]*(?:\*\*|__)?[ \t]*(.*)$",
     re.IGNORECASE,
 )
-_BULLET_RE = re.compile(r"^([ \t]*)[-*+][ \t]+(.*)$")
-_HEADING_RE = re.compile(r"^(#{1,6})[ \t]+(.*?)[ \t#]*$")
-_LIKELY_RE = re.compile(r"^[*_ ]*files\s+likely\s+touched\b", re.IGNORECASE)
+_BULLET_RE = lazy(r"^([ \t]*)[-*+][ \t]+(.*)$")
+_HEADING_RE = lazy(r"^(#{1,6})[ \t]+(.*?)[ \t#]*$")
+_LIKELY_RE = lazy(r"^[*_ ]*files\s+likely\s+touched\b", re.IGNORECASE)
 
 _PROSE_WORDS = frozenset(
     {
@@ -63,18 +64,18 @@ _PROSE_WORDS = frozenset(
         "new",
     }
 )
-_PROSE_START_RE = re.compile(
+_PROSE_START_RE = lazy(
     r"^(?:and|or|plus|\+|see|no|none|all|any|various|other|others|same|every|"
     r"including|includes|etc|e\.g\.|i\.e\.|read-only|readonly|verification|verify|"
     r"update|updates|updated|modify|modifies|modified|create|creates|created|add|adds|"
     r"added|edit|edits|edited|check|checks|run|runs|only|just|possibly|maybe|tbd|n/a)\b",
     re.IGNORECASE,
 )
-_COUNT_PROSE_RE = re.compile(r"\b\d+\s+(?:other|more|additional)?\s*files?\b", re.IGNORECASE)
-_TRAILING_PAREN_RE = re.compile(r"\s+\([^()]*\)\s*$")
-_LINE_RANGE_RE = re.compile(r"(?<=\S):\d+(?:[-:]\d+)?$")
-_EXT_RE = re.compile(r"\.[A-Za-z0-9_+-]{1,12}$")
-_DESC_SEP_RE = re.compile(r"\s+(?:—|–|--)\s+|\s+-\s+|:\s+")
+_COUNT_PROSE_RE = lazy(r"\b\d+\s+(?:other|more|additional)?\s*files?\b", re.IGNORECASE)
+_TRAILING_PAREN_RE = lazy(r"\s+\([^()]*\)\s*$")
+_LINE_RANGE_RE = lazy(r"(?<=\S):\d+(?:[-:]\d+)?$")
+_EXT_RE = lazy(r"\.[A-Za-z0-9_+-]{1,12}$")
+_DESC_SEP_RE = lazy(r"\s+(?:—|–|--)\s+|\s+-\s+|:\s+")
 
 
 def _strip_wrapping(entry: str) -> str:
@@ -89,7 +90,7 @@ def _strip_wrapping(entry: str) -> str:
     return entry
 
 
-_CLEAN_PATH_RE = re.compile(r"^[ \t]*`?(?:\./)*([\w@+~\-][\w@+~.\-/]*)`?[ \t]*$")
+_CLEAN_PATH_RE = lazy(r"^[ \t]*`?(?:\./)*([\w@+~\-][\w@+~.\-/]*)`?[ \t]*$")
 
 
 @functools.lru_cache(maxsize=65536)
@@ -189,8 +190,8 @@ def _is_prose(text: str) -> bool:
     return False
 
 
-_ENTRY_RE = re.compile(r"(?:`[^`]*`|\([^()]*\)|[^,;`(])+")
-_NESTED_PAREN_RE = re.compile(r"\([^)]*\(|\([^)]*$")
+_ENTRY_RE = lazy(r"(?:`[^`]*`|\([^()]*\)|[^,;`(])+")
+_NESTED_PAREN_RE = lazy(r"\([^)]*\(|\([^)]*$")
 
 
 def split_file_entries(value: str) -> list[str]:

@@ -34,6 +34,7 @@ from ..errors import ProjectError
 from ..milestone_ids import is_valid_milestone_id
 from ..models import Milestone, MilestoneStatus, Project, Slice
 from .frontmatter import key_line, parse_frontmatter, scan_frontmatter
+from .lazy_re import lazy
 from .markdown import first_h1_title
 from .paths import (
     MILESTONE_DIR_RE,
@@ -49,8 +50,8 @@ from .plans import parse_plan_info
 from .roadmap import parse_roadmap
 from .summary import is_terminal_summary, validation_needs_attention
 
-_ID_TOKEN_RE = re.compile(r"^(M\d+(?:-[a-z0-9]{6})?)(?:\s|\(|$)")
-_BRANCH_BAD_RE = re.compile(r"[\s\x00-\x1f\x7f~^:?*\[\\]|\.\.|@\{|^-|^/|/$|\.lock$|^$")
+_ID_TOKEN_RE = lazy(r"^(M\d+(?:-[a-z0-9]{6})?)(?:\s|\(|$)")
+_BRANCH_BAD_RE = lazy(r"[\s\x00-\x1f\x7f~^:?*\[\\]|\.\.|@\{|^-|^/|/$|\.lock$|^$")
 
 
 def read_project(

@@ -14,6 +14,7 @@ import re
 from dataclasses import replace
 
 from ..models import Slice
+from .lazy_re import lazy
 from .markdown import (
     body_lines,
     expand_slice_ids,
@@ -22,22 +23,22 @@ from .markdown import (
     strip_inline_markup,
 )
 
-_SECTION_RE = re.compile(r"^##[ \t]+(.*)$")
-_SLICE_SECTION_RE = re.compile(r"\bslices?\b", re.IGNORECASE)
-_H1_RE = re.compile(r"^#[ \t]")
-_CHECKBOX_RE = re.compile(r"^\s*[-*+]\s+\[([ xX])\]\s+(.*)$")
-_LEAD_ID_RE = re.compile(r"^[*_`\[\s]*(S\d+)(?![\dA-Za-z])[*_`\]]*\s*(?:[:.\-—–]\s*)?(.*)$")
-_HEADING_RE = re.compile(r"^(#{2,4})[ \t]+(.*)$")
-_DEPENDS_INLINE_RE = re.compile(r"depends\s*:\s*\[([^\]]*)\]", re.IGNORECASE)
-_DEPENDS_LINE_RE = re.compile(r"^\W*(?:depends(?:\s+on)?|dependencies|deps)\W*:\W*(.*)$", re.IGNORECASE)
-_STATUS_LINE_RE = re.compile(r"^\W*(?:status|state)\W*:\W*(.*)$", re.IGNORECASE)
+_SECTION_RE = lazy(r"^##[ \t]+(.*)$")
+_SLICE_SECTION_RE = lazy(r"\bslices?\b", re.IGNORECASE)
+_H1_RE = lazy(r"^#[ \t]")
+_CHECKBOX_RE = lazy(r"^\s*[-*+]\s+\[([ xX])\]\s+(.*)$")
+_LEAD_ID_RE = lazy(r"^[*_`\[\s]*(S\d+)(?![\dA-Za-z])[*_`\]]*\s*(?:[:.\-—–]\s*)?(.*)$")
+_HEADING_RE = lazy(r"^(#{2,4})[ \t]+(.*)$")
+_DEPENDS_INLINE_RE = lazy(r"depends\s*:\s*\[([^\]]*)\]", re.IGNORECASE)
+_DEPENDS_LINE_RE = lazy(r"^\W*(?:depends(?:\s+on)?|dependencies|deps)\W*:\W*(.*)$", re.IGNORECASE)
+_STATUS_LINE_RE = lazy(r"^\W*(?:status|state)\W*:\W*(.*)$", re.IGNORECASE)
 _DONE_MARKS = ("✅", "☑", "✓", "✔", "[x]", "[X]")
-_DONE_WORD_RE = re.compile(r"^(?:done|complete|completed|finished)\b", re.IGNORECASE)
-_HEADING_DONE_RE = re.compile(
+_DONE_WORD_RE = lazy(r"^(?:done|complete|completed|finished)\b", re.IGNORECASE)
+_HEADING_DONE_RE = lazy(
     r"\((?:complete|completed|done)\)|[—–\-:]\s*(?:complete|completed|done)\s*$",
     re.IGNORECASE,
 )
-_BOUNDARY_WORD_RE = re.compile(r"^(?:produces|consumes|provides|requires)\b", re.IGNORECASE)
+_BOUNDARY_WORD_RE = lazy(r"^(?:produces|consumes|provides|requires)\b", re.IGNORECASE)
 _DONE_HEADERS = ("done", "status", "state", "complete", "progress", "✓", "✔", "✅", "☑")
 _TITLE_HEADERS = ("title", "name", "description", "goal", "summary", "slice")
 _DEPENDS_HEADERS = ("depend", "deps", "blocked by", "requires")

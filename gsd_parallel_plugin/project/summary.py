@@ -12,15 +12,16 @@ import re
 from pathlib import Path
 
 from .frontmatter import scan_frontmatter
+from .lazy_re import lazy
 
 TERMINAL_STATUSES = frozenset({"complete", "done", "skipped", "closed"})
 NON_TERMINAL_STATUSES = frozenset({"active", "pending", "blocked", "failed", "failure", "incomplete"})
 
 _FAILURE_SIGNALS = (
-    re.compile(r"(?:^|\n)\s*#\s*BLOCKER\b", re.IGNORECASE),
-    re.compile(r"auto-mode recovery failed", re.IGNORECASE),
-    re.compile(r"verification\s+failed", re.IGNORECASE),
-    re.compile(r"(?:^|\n)\s*(?:status|verdict|outcome|result)\s*[:=-]\s*not complete\b", re.IGNORECASE),
+    lazy(r"(?:^|\n)\s*#\s*BLOCKER\b", re.IGNORECASE),
+    lazy(r"auto-mode recovery failed", re.IGNORECASE),
+    lazy(r"verification\s+failed", re.IGNORECASE),
+    lazy(r"(?:^|\n)\s*(?:status|verdict|outcome|result)\s*[:=-]\s*not complete\b", re.IGNORECASE),
 )
 
 

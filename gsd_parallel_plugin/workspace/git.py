@@ -8,15 +8,14 @@ shell, so a milestone ID or a path can never become a command.
 Needs git >= 2.36 (``worktree list --porcelain -z``).
 
 ``sh`` (which pulls in asyncio) is imported on the first call that reads git's output:
-probes whose exit code is the answer (``ok``, e.g. ``default_branch`` in a repository with a
-``main``) run git through :mod:`subprocess`, so read-only commands such as ``status`` start
-quickly.
+probes whose exit code is the answer (``ok``) run git through :mod:`subprocess`, imported by
+the first probe, and ``default_branch`` in a repository with a loose ``refs/heads/main``
+starts no git at all, so read-only commands such as ``status`` start quickly.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import suppress
@@ -138,6 +137,8 @@ class Git:
         Through :mod:`subprocess`, in its own process group like every call: the answer
         needs no output, and no ``sh`` import.
         """
+        import subprocess  # here, not at the top: see the module docstring
+
         try:
             done = subprocess.run(
                 ["git", "--no-pager", *args],
@@ -455,6 +456,8 @@ def default_branch(cwd: Path | str) -> str:
 
     Raises GitError when none applies (no main/master and a detached main checkout).
     """
+    if _has_loose_branch(Path(cwd), "main"):
+        return "main"
     g = Git(cwd)
     for name in ("main", "master"):
         if g.branch_exists(name):
@@ -466,6 +469,13 @@ def default_branch(cwd: Path | str) -> str:
         "cannot tell the main branch: there is no main or master branch and the main "
         "checkout is on a detached HEAD; set git.main_branch in your preferences"
     )
+
+
+def _has_loose_branch(root: Path, name: str) -> bool:
+    """True when ``root/.git/refs/heads/<name>`` is a file: the branch exists, no git started
+    (``status`` asks on every call). False means "ask git": packed refs, a linked worktree
+    or submodule (``.git`` is a file), the reftable format, or ``root`` below the top."""
+    return (root / ".git" / "refs" / "heads" / name).is_file()
 
 
 def worktree_list(cwd: Path | str) -> list[WorktreeInfo]:
