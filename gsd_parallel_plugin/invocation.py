@@ -84,6 +84,8 @@ def load(ctx: CommandContext, *, warn: bool = True, strict: bool = True) -> Load
 
 
 def _default_branch(root: Path) -> str | None:
+    if layout.has_loose_branch(root, "main"):  # what git.default_branch answers first
+        return "main"
     from .workspace import git
 
     try:

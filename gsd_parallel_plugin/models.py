@@ -6,7 +6,7 @@ coordinator's view of the world behind its back.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -16,6 +16,16 @@ from .exitcodes import ExitCode
 
 if TYPE_CHECKING:
     from .host import HostSession
+    from .records import (  # loaded on first use: see __getattr__ at the end
+        EligibilityReport,
+        MergeResult,
+        Overlap,
+        Plan,
+        Verdict,
+        Waiting,
+        WorkerHandle,
+        WorkerSpec,
+    )
 
 MilestoneStatus = Literal["complete", "parked", "pending", "ghost"]
 
@@ -134,24 +144,6 @@ WAITING_KINDS: frozenset[VerdictKind] = frozenset(
 plans get committed): ``status`` and ``watch`` list these with the waiting milestones."""
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """One milestone's eligibility, with GSD's reason text."""
-
-    id: str
-    title: str
-    eligible: bool
-    reason: str
-    kind: VerdictKind | None = field(default=None, compare=False)
-    """Set by :func:`~gsd_parallel_plugin.project.eligibility.analyse`."""
-
-
-@dataclass(frozen=True)
-class Overlap:
-    milestones: tuple[str, str]
-    files: tuple[str, ...]
-
-
 class WaitKind(str, Enum):
     """Why an eligible milestone is not planned to start now."""
 
@@ -162,52 +154,6 @@ class WaitKind(str, Enum):
 
     def __str__(self) -> str:
         return self.value
-
-
-@dataclass(frozen=True)
-class Waiting:
-    id: str
-    reason: str
-    kind: WaitKind | None = field(default=None, compare=False)
-
-
-@dataclass(frozen=True)
-class Plan:
-    start: tuple[str, ...]
-    waiting: tuple[Waiting, ...]
-
-
-@dataclass(frozen=True)
-class EligibilityReport:
-    eligible: tuple[Verdict, ...]
-    ineligible: tuple[Verdict, ...]
-    overlaps: tuple[Overlap, ...]
-    plan: Plan
-    cycles: tuple[tuple[str, ...], ...] = ()
-
-
-@dataclass(frozen=True)
-class WorkerSpec:
-    """Everything needed to launch one worker; passed to ``spawn_worker``."""
-
-    milestone_id: str
-    title: str
-    project_root: Path
-    worktree: Path
-    branch: str
-    command: tuple[str, ...]
-    env: Mapping[str, str]
-    """Only the variables gsd-parallel adds; the launcher merges them over os.environ."""
-    stdout_log: Path
-    stderr_log: Path
-
-
-@dataclass(frozen=True)
-class WorkerHandle:
-    """A launched worker. ``create_time`` (psutil) makes the pid unambiguous."""
-
-    pid: int
-    create_time: float
 
 
 class WorkerState(str, Enum):
@@ -268,24 +214,6 @@ class StateReason(str, Enum):
 
 
 @dataclass(frozen=True)
-class MergeResult:
-    id: str
-    outcome: Literal["merged", "conflict", "failed", "skipped"]
-    files: tuple[str, ...] = ()
-    commit: str | None = None
-    error: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "outcome": self.outcome,
-            "files": list(self.files),
-            "commit": self.commit,
-            "error": self.error,
-        }
-
-
-@dataclass(frozen=True)
 class CommandResult:
     """What a slash-command handler returns: text for people, data for ``--json``."""
 
@@ -315,3 +243,51 @@ class SlashCommand:
     handler: Handler = field(compare=False)
     usage: str = ""
     group: str = "parallel"
+
+
+__all__ = [
+    "HELD_STATES",
+    "LIVE_STATES",
+    "WAITING_KINDS",
+    "CommandContext",
+    "CommandResult",
+    "EligibilityReport",
+    "Handler",
+    "MergeResult",
+    "Milestone",
+    "MilestoneStatus",
+    "Overlap",
+    "Plan",
+    "Project",
+    "SlashCommand",
+    "Slice",
+    "StateReason",
+    "Task",
+    "Verdict",
+    "VerdictKind",
+    "WaitKind",
+    "Waiting",
+    "WorkerHandle",
+    "WorkerSpec",
+    "WorkerState",
+]
+
+_IN_RECORDS = frozenset(__all__).difference(globals())
+"""The public names defined in :mod:`gsd_parallel_plugin.records` (not here)."""
+
+
+def __getattr__(name: str) -> object:
+    """The records of :mod:`gsd_parallel_plugin.records`, loaded on first use (PEP 562):
+    ``from gsd_parallel_plugin.models import WorkerSpec`` works as ever, and a command that
+    uses none of them (``status``) does not build their classes."""
+    if name not in _IN_RECORDS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from . import records
+
+    value = getattr(records, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_IN_RECORDS})

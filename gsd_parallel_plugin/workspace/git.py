@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import GitError, OperationFailed, ProjectError
-
-"""GSD's milestone ID; ``[0-9]`` rather than ``\\d`` so non-ASCII digits never pass."""
+from .layout import has_loose_branch
 
 # What sh's ``_new_group=True`` does in the child (``setpgid(0, 0)``), for subprocess.
 _NEW_GROUP: dict[str, Any] = (
@@ -456,7 +455,7 @@ def default_branch(cwd: Path | str) -> str:
 
     Raises GitError when none applies (no main/master and a detached main checkout).
     """
-    if _has_loose_branch(Path(cwd), "main"):
+    if has_loose_branch(Path(cwd), "main"):
         return "main"
     g = Git(cwd)
     for name in ("main", "master"):
@@ -469,13 +468,6 @@ def default_branch(cwd: Path | str) -> str:
         "cannot tell the main branch: there is no main or master branch and the main "
         "checkout is on a detached HEAD; set git.main_branch in your preferences"
     )
-
-
-def _has_loose_branch(root: Path, name: str) -> bool:
-    """True when ``root/.git/refs/heads/<name>`` is a file: the branch exists, no git started
-    (``status`` asks on every call). False means "ask git": packed refs, a linked worktree
-    or submodule (``.git`` is a file), the reftable format, or ``root`` below the top."""
-    return (root / ".git" / "refs" / "heads" / name).is_file()
 
 
 def worktree_list(cwd: Path | str) -> list[WorktreeInfo]:

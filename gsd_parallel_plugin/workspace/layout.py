@@ -113,3 +113,11 @@ def preview_path(parallel: Path | str) -> Path:
 def scratch_dir(parallel: Path | str) -> Path:
     """``.gsd/parallel/scratch``: the supervisor's throwaway git objects and checkouts."""
     return Path(parallel) / SCRATCH_DIRNAME
+
+
+def has_loose_branch(root: Path, name: str) -> bool:
+    """True when ``root/.git/refs/heads/<name>`` is a file: the branch exists, no git started
+    (``status`` asks on every call, and need not even import the git layer). False means "ask
+    git": packed refs, a linked worktree or submodule (``.git`` is a file), the reftable
+    format, or ``root`` below the top."""
+    return (root / ".git" / "refs" / "heads" / name).is_file()

@@ -36,6 +36,8 @@ NOT_FOR_STATUS = (
     "gsd_parallel_plugin.gsd.output",
     "gsd_parallel_plugin.project.eligibility",
     "gsd_parallel_plugin.store",
+    "gsd_parallel_plugin.records",  # the run's records: models loads them on first use
+    "gsd_parallel_plugin.workspace.git",  # a loose refs/heads/main answers without it
 )
 
 
@@ -79,6 +81,13 @@ def test_status_with_no_run_imports_no_run_machinery(project, argv):
     assert heavy(modules) == []
     assert "gsd_parallel_plugin.project" in modules  # it did read the project
     assert out.startswith("No parallel orchestration") or '"active": false' in out
+
+
+@pytest.mark.parametrize("argv", [("--version",), ("--help",), ("status", "--help")])
+def test_version_and_help_load_no_plugin_machinery(project, argv):
+    modules, out = imported_by(*argv, cwd=project)
+    assert out.startswith(("gsd-parallel", "usage:"))
+    assert heavy(modules, ("pluggy", "gsd_parallel_plugin.models", "argparse")) == []
 
 
 def test_status_skips_entry_point_discovery_when_nothing_declares_one(project):

@@ -549,3 +549,17 @@ def test_recorded_calls_carry_exactly_the_specs_parameters(end_to_end_calls):
     """The recorder keeps the facade's exact keyword arguments: what plugins receive."""
     for call in end_to_end_calls.calls:
         assert list(call.kwargs) == spec_params(call.name), call.name
+
+
+def test_every_record_is_importable_from_models_as_before() -> None:
+    """``records`` holds some of them (loaded on first use); plugins import all from models."""
+    import gsd_parallel_plugin.models as models
+    import gsd_parallel_plugin.records as records
+
+    for name in models.__all__:
+        assert getattr(models, name) is not None, name
+    assert set(records.__all__) <= set(models.__all__)
+    assert all(getattr(models, n) is getattr(records, n) for n in records.__all__)
+    assert set(models.__all__) <= set(dir(models))
+    with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
+        models.Nothing  # noqa: B018
