@@ -17,8 +17,6 @@ verdicts back and does not say it again). At exit a running check is killed.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -28,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import hints
 from ..errors import GsdParallelError
+from ..gsd.status_files import write_json_atomic
 from ..workspace import layout
 from ..workspace.layout import BRANCH_PREFIX, checkout_display
 
@@ -53,12 +52,7 @@ def write_preview(parallel_dir: Path, run_id: int, check: Sequence[str] | None,
         "merge_check": list(check) if check else None,
         "results": [r.to_json() for r in results],
     }
-    path = layout.preview_path(parallel_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".preview-", suffix=".json")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=1)
-    os.replace(tmp, path)
+    write_json_atomic(layout.preview_path(parallel_dir), data)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ pair is an ``overlap`` event (so a restarted supervisor does not report it again
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -40,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import GsdParallelError
+from ..gsd.status_files import write_json_atomic
 from ..workspace import layout
 from ..workspace.git import Git, GitCommandError, ScratchObjects, merge_tree
 
@@ -371,12 +371,7 @@ def write_picture(parallel_dir: Path, run_id: int, radar: Radar) -> None:
         },
         "overlaps": [o.to_json() for o in radar.overlaps],
     }
-    path = layout.radar_path(parallel_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".radar-", suffix=".json")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=1)
-    os.replace(tmp, path)
+    write_json_atomic(layout.radar_path(parallel_dir), data)
 
 
 @dataclass(frozen=True)
