@@ -37,7 +37,7 @@ import yaml
 
 from ..errors import WorkerLaunchError
 from ..workspace import layout
-from ..workspace.git import Git, GitCommandError, add_exclude
+from ..workspace.git import Git, GitCommandError, add_exclude, split_z
 from ..workspace.layout import CHECKOUTS_DIRNAME
 from .paths import GSD_RUNTIME_PATTERNS, WORKER_RUNTIME_FILES
 
@@ -183,6 +183,7 @@ def prepare_checkout(checkout: Path, mid: str, program: Sequence[str], env: Mapp
     if milestone_status(checkout, mid) is not None:
         _forget_met_dependencies(checkout, mid)
         _release_leases(checkout, mid)
+        hide_merged_planning(checkout, mid)
         return  # imported already; GSD's DB now leads (a resume must not re-import)
     full_env = {**os.environ, **env}
     argv = [*program, "headless", "recover"]
@@ -210,6 +211,51 @@ def prepare_checkout(checkout: Path, mid: str, program: Sequence[str], env: Mapp
             f"(run `gsd headless recover` there to see more)"
         )
     _forget_met_dependencies(checkout, mid)
+    head = Git(checkout).rev_parse("HEAD^{commit}")
+    if head is not None:
+        marker = _imported_at_path(checkout)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(head + "\n", encoding="utf-8")
+
+
+def _imported_at_path(checkout: Path) -> Path:
+    """The commit the checkout's GSD DB was imported from (our runtime dir, never committed)."""
+    return layout.parallel_dir(checkout / ".gsd") / "imported-at"
+
+
+def other_planning(g: Git, mid: str, old: str, new: str) -> list[str]:
+    """Other milestones' planning files (``.gsd/milestones/<other>/``) that differ between
+    commits ``old`` and ``new``."""
+    changed = split_z(g.run("diff", "--name-only", "--no-renames", "-z", old, new, "--", ".gsd/milestones/"))
+    return [p for p in changed if not p.startswith(f".gsd/milestones/{mid}/")]
+
+
+def hide_merged_planning(checkout: Path, mid: str) -> list[str]:
+    """On a relaunch: mark skip-worktree the other milestones' planning files that the branch
+    changed since GSD's DB was imported (a sibling's landed work merged in by hand, e.g. after
+    a conflicting drift-guard update: ``git merge main``, resolve, commit, ``resume``).
+
+    The real GSD renders every milestone's markdown from its own DB, which predates the
+    sibling's merge: it writes those files back as they were, never stages them (other
+    milestones' directories) and then refuses to complete (``uncommitted changes remain after
+    the pre-completion commit``). Hidden, the branch keeps the merged versions and GSD's stale
+    copies stay out of its commits, as the drift guard does for its own updates. A checkout
+    imported before this marker existed is left as it is. Returns the paths marked."""
+    try:
+        since = _imported_at_path(checkout).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return []
+    g = Git(checkout)
+    if not since or not g.ok("cat-file", "-e", f"{since}^{{commit}}"):
+        return []
+    try:
+        others = other_planning(g, mid, since, "HEAD")
+        present = sorted(set(split_z(g.run("ls-files", "-z", "--", *others)))) if others else []
+        if present:
+            g.run("update-index", "--skip-worktree", "--", *present)
+    except GitCommandError:
+        return []
+    return present
 
 
 def _forget_met_dependencies(checkout: Path, mid: str) -> None:

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Literal
 
 from .. import hints
 from ..errors import GsdParallelError
+from ..gsd.checkout import other_planning
 from ..gsd.status_files import write_signal
 from ..models import StateReason, WorkerState
 from ..workspace.git import Git, GitCommandError, ScratchObjects, merge_tree, split_z
@@ -161,11 +162,7 @@ def _other_planning(g: Git, head: str, commit: str, branch: str) -> list[str]:
     (``uncommitted changes remain after the pre-completion commit``). Marked skip-worktree,
     the branch keeps the integration branch's versions (so the final squash changes nothing
     of the sibling's) and GSD's stale copies stay out of its commits."""
-    mid = branch.rsplit("/", 1)[-1]
-    changed = split_z(
-        g.run("diff", "--name-only", "--no-renames", "-z", head, commit, "--", ".gsd/milestones/")
-    )
-    return [p for p in changed if not p.startswith(f".gsd/milestones/{mid}/")]
+    return other_planning(g, branch.rsplit("/", 1)[-1], head, commit)
 
 
 class DriftGuard:

@@ -97,7 +97,10 @@ stderr starts with the *real* ``[headless] signal-handlers-ready``; stdout with
      ``completed_at``, then writes ``M001-SUMMARY.md`` (``status: complete``).
 
    The DB follows every unit (new slices/tasks when planning, ``complete`` statuses). Only
-   ``.gsd/milestones/<own dir>`` and the task files are written, plus ``.gsd/gsd.db``.
+   ``.gsd/milestones/<own dir>`` and the task files are written, plus ``.gsd/gsd.db``; except
+   that at start (after step 2) a sibling's roadmap whose slices are ticked on disk but not in
+   this DB (a merge brought them) is written back unticked, as the real worker re-renders
+   every milestone from its DB (:func:`rerender_siblings`).
 5. After each unit the signal file ``<cwd>/.gsd/parallel/<MID>.signal.json`` (the checkout's own
    ``.gsd``) is read. Like GSD's consumeSignal only a JSON object with ``signal`` and ``sentAt``
    counts: it is deleted, anything else is left alone and ignored. ``pause`` → notify
@@ -1784,6 +1787,31 @@ def _is_complete(site: Site) -> bool:
     return row is not None and row["status"] == "complete"
 
 
+def rerender_siblings(root: Path, mid: str) -> None:
+    """GSD renders every milestone's markdown from its own DB at start: a sibling's roadmap
+    slice ticked on disk (a merge brought it) but pending in this checkout's DB is written back
+    unticked. (The real worker, relaunched after a manual ``git merge`` of a sibling's landed
+    work, rewrote that sibling's ROADMAP/PLAN files so; its pre-completion commit never stages
+    other milestones' directories, so completion was then refused.)"""
+    for ident, folder in _milestone_dirs(root):
+        roadmap = _milestone_file(Site(root, ident, folder), "ROADMAP") if ident != mid else None
+        if roadmap is None:
+            continue
+        with _db(root) as conn:
+            sql = "SELECT id FROM slices WHERE milestone_id = ? AND status = 'complete'"
+            rows = conn.execute(sql, (ident,))
+            done = {sid for (sid,) in rows}
+        lines = _read(roadmap).splitlines(keepends=True)
+        inside = False
+        for i, line in enumerate(lines):
+            if line.startswith("## "):
+                inside = _is_slices_heading(line)
+            elif inside and (m := _SLICE_RE.match(line)) and m.group(1) in "xX" and m.group(2) not in done:
+                lines[i] = line[:3] + " " + line[4:]
+        if "".join(lines) != _read(roadmap):
+            _write_atomic(roadmap, "".join(lines))
+
+
 def _db_in_sync(cfg: Config, em: Emitter) -> None:
     """GSD's startup check: markdown must match the DB (else notify and stay silent)."""
     disk = markdown_counts(cfg.root)
@@ -1806,6 +1834,7 @@ def work(cfg: Config, em: Emitter) -> int:
     _db_in_sync(cfg, em)
     if _is_complete(cfg.site):
         _hang()  # the real worker, started on a completed milestone, never says a word
+    rerender_siblings(cfg.root, cfg.mid)
     if _session_state(cfg, _load_state(cfg)).get("paused"):
         em.notify(RESUMING.format(mid=cfg.mid))
         em.notify(AUTO_RESUMED)

@@ -142,3 +142,30 @@ def test_milestone_status_reads_gsds_db_and_never_creates_one(tmp_path: Path) ->
     assert gc.milestone_status(tmp_path, "M002") is None
     (tmp_path / ".gsd" / "gsd.db").write_bytes(b"not a database")
     assert gc.milestone_status(tmp_path, "M001") is None
+
+
+def test_a_relaunch_hides_siblings_planning_merged_in_by_hand(tmp_path: Path) -> None:
+    """After the user's own ``git merge main`` (a conflicting drift-guard update resolved by
+    hand) the relaunch marks the sibling's planning files skip-worktree: GSD writes them back
+    from its older DB and must not see that as uncommitted work. Its own files stay visible."""
+    root = make_repo(tmp_path / "p")
+    checkout = wtm.ensure_worktree(root, "M001", "main").path
+    gc.prepare_checkout(checkout, "M001", FAKE, LOCK)
+    sibling = root / ".gsd/milestones/M002/M002-ROADMAP.md"
+    sibling.parent.mkdir(parents=True)
+    sibling.write_text("# M002: Second\n\n## Slices\n\n- [x] **S01: Two** `risk:low` `depends:[]`\n")
+    (root / ".gsd/milestones/M001/M001-CONTEXT.md").write_text("# M001: First, edited on main\n")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "M002 landed")
+    git(checkout, "merge", "-q", "--no-edit", "main")
+    assert gc.hide_merged_planning(checkout, "M001") == [".gsd/milestones/M002/M002-ROADMAP.md"]
+    gc.prepare_checkout(checkout, "M001", FAKE, LOCK)  # the relaunch (idempotent)
+    flags = dict(
+        line.split(" ", 1)[::-1] for line in git(checkout, "ls-files", "-v", ".gsd/milestones").splitlines()
+    )
+    assert flags[".gsd/milestones/M002/M002-ROADMAP.md"] == "S"
+    assert flags[".gsd/milestones/M001/M001-CONTEXT.md"] == "H"  # its own: never hidden
+    (checkout / ".gsd/milestones/M002/M002-ROADMAP.md").write_text("# M002: stale, from GSD's DB\n")
+    assert git(checkout, "status", "--porcelain") == ""
+    merged = git(checkout, "show", "HEAD:.gsd/milestones/M002/M002-ROADMAP.md")
+    assert merged == sibling.read_text().rstrip("\n")  # the branch keeps main's version

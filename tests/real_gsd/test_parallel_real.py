@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from e2e_support import (  # noqa: F401 - gsd_on_path, real_project are fixtures
@@ -445,3 +447,119 @@ def test_m001_merges_while_m002_runs_and_the_drift_guard_updates_m002(real_proje
         "M002": ("complete", True, 0),
     }
     print(f"drift guard, real workers: {elapsed:.1f}s")
+
+
+def test_a_conflicting_drift_guard_update_pauses_only_m002_and_resume_after_resolving_lands_it(
+    real_project, scripted_model
+) -> None:
+    """Issue 12: M001 and M002 both write ``src/shared.txt`` (different text, same line). M001
+    lands while the slower M002 runs; the drift guard's update of M002 conflicts: only M002
+    pauses, naming the file; main holds M001 and nothing half-merged; M002's checkout is as
+    its worker left it. The user resolves as the README says (commit the work, ``git merge
+    main``, resolve, commit) and resumes: the real GSD completes M002 and it lands cleanly."""
+    project = real_project(
+        ["M001", "M002"],
+        files={"M001": ["src/shared.txt"], "M002": ["src/shared.txt"]},
+        tasks={"M002": 3},
+        max_workers=2,
+        overlap="warn",  # both run: the drift guard, not the plan check, meets the conflict
+        auto_merge="auto",
+    )
+    main_before = project.git("rev-parse", "main")
+    gitignore = (project.root / ".gitignore").read_bytes()
+    scripted_model.set_delay(0.5, milestone="M002")
+    checkout = project.root / ".gsd-parallel" / "M002"
+
+    began = time.monotonic()
+    result = project.run("start", "--wait", timeout=WAIT)
+    assert result.code != 0, result.out + result.err + project.diagnostics()  # M002 did not complete
+
+    # Only M002 paused, and it says why, with the file and what to do.
+    status = project.status()
+    workers = {w["id"]: w for w in status["workers"]}
+    assert (workers["M001"]["state"], workers["M001"]["merged"]) == ("complete", True), project.diagnostics()
+    assert (workers["M002"]["state"], workers["M002"]["merged"]) == ("paused", False), project.diagnostics()
+    reason = workers["M002"]["state_reason"]
+    assert reason == (
+        "updating from main conflicts in src/shared.txt: in .gsd-parallel/M002 commit the work, "
+        "run `git merge main`, resolve, commit, then `gsd-parallel resume M002`"
+    ), reason
+    text = project.run("status", timeout=60)
+    assert "paused — updating from main conflicts in src/shared.txt" in text.out, text.out
+    syncs = [(mid, message) for kind, mid, message in events(project.root) if kind == "sync"]
+    assert [mid for mid, _ in syncs] == ["M002"] and "conflicts in src/shared.txt" in syncs[0][1], syncs
+
+    # Main: M001's squash commit and nothing else; the root checkout is clean, not mid-merge.
+    commits = squash_commits(project.root, main_before)
+    assert [trailer for _sha, trailer in commits] == ["M001"], project.diagnostics()
+    ((m001, _),) = commits
+    assert project.git("rev-parse", "main") == m001 and project.git("rev-parse", "main^") == main_before
+    assert project.git("show", "main:src/shared.txt") == "M001/S01/T01: Write greeting"
+    assert project.git("status", "--porcelain", "--untracked-files=all") == ""
+    assert not Path(project.git("rev-parse", "--path-format=absolute", "--git-path", "MERGE_HEAD")).exists()
+
+    # M002's checkout: untouched by the guard. Its branch still at the base, no merge begun,
+    # its own (uncommitted) text in the file, no conflict markers, nothing unmerged.
+    def co(*args: str) -> str:
+        return project.git("-C", str(checkout), *args)
+
+    assert co("rev-parse", "HEAD") == main_before
+    assert project.git("rev-parse", "gsd-parallel/M002") == main_before
+    assert not Path(co("rev-parse", "--path-format=absolute", "--git-path", "MERGE_HEAD")).exists()
+    assert co("diff", "--cached", "--name-only") == ""  # nothing staged either
+    assert (checkout / "src" / "shared.txt").read_text() == "M002/S01/T01: Write greeting\n"
+    assert co("diff", "--name-only", "--diff-filter=U") == ""
+    assert processes_in(checkout) == []  # the worker is not running
+    paused_after = time.monotonic() - began
+
+    # The user resolves as told: in the checkout commit the work, merge main, resolve, commit.
+    co("add", "-A")
+    co("commit", "-q", "-m", "M002: work so far")
+    merge = subprocess.run(
+        ["git", "merge", "--no-edit", "main"], cwd=checkout, capture_output=True, text=True
+    )
+    assert merge.returncode != 0 and "src/shared.txt" in merge.stdout, merge.stdout + merge.stderr
+    assert co("diff", "--name-only", "--diff-filter=U").splitlines() == ["src/shared.txt"]
+    resolution = "M001/S01/T01: Write greeting\nM002/S01/T01: Write greeting\n"
+    (checkout / "src" / "shared.txt").write_text(resolution)
+    co("add", "src/shared.txt")
+    co("commit", "-q", "--no-edit")
+    resumed_at = time.monotonic()
+    resumed = project.run("resume", "M002")
+    assert resumed.code == 0, resumed.out + resumed.err
+    # Until the run is over, landed or not (GSD refusing to complete M002 ends it too).
+    wait_until(lambda: not supervisor_alive(project.root), timeout=WAIT, interval=0.5)
+
+    # GSD re-renders M001's planning from its DB (imported before M001 landed): hidden on the
+    # relaunch (skip-worktree), or GSD refuses to complete M002 over those changes.
+    commits = squash_commits(project.root, main_before)
+    assert [trailer for _sha, trailer in commits] == ["M001", "M002"], project.diagnostics()
+    (_, _), (m002, _) = commits
+    assert len(project.git("rev-list", "--parents", "-n1", m002).split()) == 2  # a squash
+    assert project.git("show", "main:src/shared.txt") + "\n" == resolution
+    assert (project.root / "src" / "shared.txt").read_text() == resolution
+    for k in (2, 3):
+        assert project.git("show", f"main:src/m002_t0{k}.txt") == f"M002/S01/T0{k}: Write greeting part {k}"
+    landed = project.git("diff", "--name-only", m001, m002).splitlines()
+    assert [f for f in landed if not f.startswith(".gsd/")] == [
+        "src/m002_t02.txt",
+        "src/m002_t03.txt",
+        "src/shared.txt",
+    ]
+    assert not [f for f in landed if f.startswith(".gsd/milestones/M001/")], landed  # M001's planning kept
+    assert "- [x] **S01" in project.git("show", "main:.gsd/milestones/M001/M001-ROADMAP.md")
+    assert "- [x] **S01" in project.git("show", "main:.gsd/milestones/M002/M002-ROADMAP.md")
+    assert (project.root / ".gitignore").read_bytes() == gitignore
+    assert project.git("status", "--porcelain", "--untracked-files=all") == ""
+    assert leftover_branches(project.root) == [] and worktrees(project.root) == [str(project.root)]
+    status = assert_cost_exact(project, scripted_model.billed_nanos())
+    assert {w["id"]: (w["state"], w["merged"], w["restarts"]) for w in status["workers"]} == {
+        "M001": ("complete", True, 0),
+        "M002": ("complete", True, 0),
+    }
+    units = scripted_model.units()
+    assert len(units) == len(set(units)) and len(units) == 4 + 6, units  # each unit once
+    print(
+        f"drift conflict, real workers: paused after {paused_after:.1f}s, "
+        f"done {time.monotonic() - resumed_at:.1f}s after resume"
+    )

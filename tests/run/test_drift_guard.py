@@ -131,6 +131,9 @@ def test_never_leaves_the_branch_alone(tmp_path, fake_worker):
 def test_a_conflicting_update_pauses_only_m002_naming_the_files_and_resume_continues(
     tmp_path, fake_worker, cli
 ):
+    """After the user's own ``git merge main`` the relaunched worker (which re-renders M001's
+    planning from its DB, imported before M001 landed) must still complete: the relaunch hides
+    those files (``hide_merged_planning``)."""
     fake_worker(unit_seconds=0.3, unit_cost=0.125,
                 extra_files="M001/S01/T01=src/shared.py;M002/S01/T01=src/shared.py")  # fmt: skip
     proj = project(tmp_path, overlap="warn")
@@ -161,6 +164,9 @@ def test_a_conflicting_update_pauses_only_m002_naming_the_files_and_resume_conti
         "M001/S01/T01",
         "M002/S01/T01",
     ]
+    # The fake GSD wrote M001's roadmap back unticked from its stale DB (as the real one does):
+    # hidden on the relaunch, so M002 completed and main keeps M001's ticked roadmap.
+    assert "- [x] **S01" in proj.git("show", "main:.gsd/milestones/M001/M001-ROADMAP.md")
 
 
 def test_a_milestone_is_not_synced_for_its_own_slice_merge(tmp_path, fake_worker):
