@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -467,11 +468,26 @@ def test_a_conflicting_drift_guard_update_pauses_only_m002_and_resume_after_reso
     )
     main_before = project.git("rev-parse", "main")
     gitignore = (project.root / ".gitignore").read_bytes()
-    scripted_model.set_delay(0.5, milestone="M002")
     checkout = project.root / ".gsd-parallel" / "M002"
 
+    def pace() -> None:
+        """The order the scenario needs, however fast the machine: M002 writes its text
+        first (M001 slowed), then M001 lands (M002 slowed), then M002 goes on."""
+        try:
+            wait_until(lambda: (checkout / "src" / "shared.txt").is_file(), timeout=WAIT, interval=0.05)
+            scripted_model.set_delay(0, milestone="M001")
+            scripted_model.set_delay(3.0, milestone="M002")
+            wait_until(lambda: project.git("rev-parse", "main") != main_before, timeout=WAIT, interval=0.2)
+        finally:
+            scripted_model.set_delay(0.5, milestone="M002")
+            scripted_model.set_delay(0, milestone="M001")
+
+    scripted_model.set_delay(1.5, milestone="M001")
+    pacer = threading.Thread(target=pace, daemon=True)
+    pacer.start()
     began = time.monotonic()
     result = project.run("start", "--wait", timeout=WAIT)
+    pacer.join(timeout=5)
     assert result.code != 0, result.out + result.err + project.diagnostics()  # M002 did not complete
 
     # Only M002 paused, and it says why, with the file and what to do.
