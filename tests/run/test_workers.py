@@ -24,6 +24,7 @@ from gsd_parallel_plugin.gsd.status_files import (
     clear_signal,
     read_signal,
     read_status_file,
+    status_path,
     write_signal,
     write_status_file,
 )
@@ -385,16 +386,17 @@ def test_status_file_has_gsds_shape(tmp_path: Path) -> None:
 
 def test_status_file_readers_never_see_a_half_written_file(tmp_path: Path) -> None:
     errors: list[str] = []
+    reads: list[int] = []
     stop = threading.Event()
-    path = tmp_path / "M002.status.json"
-    write_status_file(tmp_path, "M002", **status_kwargs())
+    write_status_file(tmp_path, "M002", **status_kwargs(completed_units=0))
+    path = status_path(tmp_path, "M002")
 
     def reader() -> None:
         while not stop.is_set():
             try:
-                json.loads(path.read_text())
-            except ValueError as exc:
-                errors.append(str(exc))
+                reads.append(json.loads(path.read_text())["completedUnits"])
+            except (OSError, ValueError) as exc:  # a missing file is as wrong as a torn one
+                errors.append(f"{type(exc).__name__}: {exc}")
 
     thread = threading.Thread(target=reader)
     thread.start()
@@ -407,6 +409,7 @@ def test_status_file_readers_never_see_a_half_written_file(tmp_path: Path) -> No
         stop.set()
         thread.join()
     assert errors == []
+    assert len(reads) > 10 and reads == sorted(reads), reads[:20]  # it read, and in order
     assert read_status_file(tmp_path, "M002")["completedUnits"] == 299  # type: ignore[index]
 
 
