@@ -208,13 +208,16 @@ def test_no_ceiling_tracks_any_cost_and_stops_nothing(tmp_path, cli, fake_worker
 
 def test_kill_9_supervisor_mid_run_keeps_the_exact_total(tmp_path, cli, fake_worker):
     unit_cost = Decimal("0.02")
-    fake_worker(unit_seconds=0.4, unit_cost=float(unit_cost))
+    # Units slow enough that the kill lands between 0.04 and the 0.10 ceiling even when each
+    # `status` poll is slow (CI under load read the holder only after the supervisor had
+    # stopped everyone at the ceiling and left).
+    fake_worker(unit_seconds=1.0, unit_cost=float(unit_cost))
     project = build_project(tmp_path / "proj", milestones(3), preferences={**PREFS, "budget_ceiling": 0.10})
     assert cli("--project", project.root, "start").code == 0
-    wait_until(lambda: status(cli, project)["total_cost"] >= 0.04, timeout=30)
     # The holder as commands read it (a lock being rewritten reads as no holder for an instant).
     lock = wait_until(lambda: SupervisorLock.holder(project.gsd / "parallel"), timeout=30)
-    os.kill(lock["pid"], signal.SIGKILL)
+    wait_until(lambda: status(cli, project)["total_cost"] >= 0.04, timeout=30)
+    os.kill(lock["pid"], signal.SIGKILL)  # raises if it is already gone: the test would be moot
     # The next command notices, starts a supervisor that adopts the workers, and the
     # ceiling still holds.
     final = wait_until(
