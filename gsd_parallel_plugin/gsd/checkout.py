@@ -37,7 +37,7 @@ import yaml
 
 from ..errors import WorkerLaunchError
 from ..workspace import layout
-from ..workspace.git import Git, GitCommandError, add_exclude, split_z
+from ..workspace.git import Git, GitCommandError, add_exclude, skip_worktree, split_z
 from ..workspace.layout import CHECKOUTS_DIRNAME
 from .paths import GSD_RUNTIME_PATTERNS, WORKER_RUNTIME_FILES
 
@@ -249,13 +249,9 @@ def hide_merged_planning(checkout: Path, mid: str) -> list[str]:
     if not since or not g.ok("cat-file", "-e", f"{since}^{{commit}}"):
         return []
     try:
-        others = other_planning(g, mid, since, "HEAD")
-        present = sorted(set(split_z(g.run("ls-files", "-z", "--", *others)))) if others else []
-        if present:
-            g.run("update-index", "--skip-worktree", "--", *present)
+        return skip_worktree(g, other_planning(g, mid, since, "HEAD"))
     except GitCommandError:
         return []
-    return present
 
 
 def _forget_met_dependencies(checkout: Path, mid: str) -> None:

@@ -44,7 +44,7 @@ from ..errors import GsdParallelError
 from ..gsd.checkout import other_planning
 from ..gsd.status_files import write_signal
 from ..models import StateReason, WorkerState
-from ..workspace.git import Git, GitCommandError, ScratchObjects, merge_tree, split_z
+from ..workspace.git import Git, GitCommandError, ScratchObjects, merge_tree, skip_worktree, split_z
 from ..workspace.layout import checkout_display
 from .decisions import pause_reason
 from .radar import snapshot
@@ -139,11 +139,13 @@ def _sync(
         shutil.rmtree(scratch, ignore_errors=True)
     hidden = _skip_worktree(g)  # e.g. the worker's PREFERENCES.md: read-tree would drop the bit
     g.run("read-tree", committed)  # the index: the merge; uncommitted work stays unstaged
-    hidden += _other_planning(g, head, commit, branch)
-    if hidden:
-        present = set(split_z(g.run("ls-files", "-z", "--", *hidden)))
-        if present:
-            g.run("update-index", "--skip-worktree", "--", *sorted(present))
+    # Siblings' planning files the update brought: the real GSD renders every milestone from
+    # its own DB, imported before the sibling landed, and would write them back as they were,
+    # then refuse to complete (``uncommitted changes remain after the pre-completion
+    # commit``). Hidden, the branch keeps the integration branch's versions (the final squash
+    # changes nothing of the sibling's) and GSD's stale copies stay out of its commits.
+    hidden += other_planning(g, branch.rsplit("/", 1)[-1], head, commit)
+    skip_worktree(g, hidden)
     g.ok("update-index", "-q", "--refresh")
     g.run("update-ref", "-m", f"gsd-parallel: update from {integration}", f"refs/heads/{branch}",
           commit, head)  # fmt: skip
@@ -152,17 +154,6 @@ def _sync(
 
 def _skip_worktree(g: Git) -> list[str]:
     return [e[2:] for e in split_z(g.run("ls-files", "-v", "-z")) if e[:2] == "S "]
-
-
-def _other_planning(g: Git, head: str, commit: str, branch: str) -> list[str]:
-    """Other milestones' planning files the update brought (``.gsd/milestones/<other>/``).
-
-    The real GSD renders every milestone's markdown from its own DB, imported before the
-    sibling landed: it would write them back as they were, and then refuse to complete
-    (``uncommitted changes remain after the pre-completion commit``). Marked skip-worktree,
-    the branch keeps the integration branch's versions (so the final squash changes nothing
-    of the sibling's) and GSD's stale copies stay out of its commits."""
-    return other_planning(g, branch.rsplit("/", 1)[-1], head, commit)
 
 
 class DriftGuard:

@@ -1801,14 +1801,15 @@ def rerender_siblings(root: Path, mid: str) -> None:
             sql = "SELECT id FROM slices WHERE milestone_id = ? AND status = 'complete'"
             rows = conn.execute(sql, (ident,))
             done = {sid for (sid,) in rows}
-        lines = _read(roadmap).splitlines(keepends=True)
+        text = _read(roadmap)
+        lines = text.splitlines(keepends=True)
         inside = False
         for i, line in enumerate(lines):
             if line.startswith("## "):
                 inside = _is_slices_heading(line)
             elif inside and (m := _SLICE_RE.match(line)) and m.group(1) in "xX" and m.group(2) not in done:
                 lines[i] = line[:3] + " " + line[4:]
-        if "".join(lines) != _read(roadmap):
+        if "".join(lines) != text:
             _write_atomic(roadmap, "".join(lines))
 
 

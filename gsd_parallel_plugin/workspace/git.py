@@ -268,6 +268,15 @@ def split_z(out: str) -> list[str]:
     return [p for p in out.split("\0") if p]
 
 
+def skip_worktree(g: Git, paths: Sequence[str]) -> list[str]:
+    """Mark ``paths`` skip-worktree where the index tracks them (others are left out, as
+    ``update-index`` would refuse them); returns the paths marked, sorted."""
+    tracked = sorted(set(split_z(g.run("ls-files", "-z", "--", *paths)))) if paths else []
+    if tracked:
+        g.run("update-index", "--skip-worktree", "--", *tracked)
+    return tracked
+
+
 def merge_tree(g: Git, ours: str, theirs: str) -> tuple[str, list[str]]:
     """``git merge-tree --write-tree`` (git >= 2.38): the result tree and the conflicted paths
     (empty when it merges cleanly). Nothing is checked out and no ref moves."""

@@ -400,6 +400,15 @@ def test_the_overlap_radar_sees_what_real_workers_changed(real_project, scripted
     assert project.git("rev-parse", "main") == main_before  # looking moved no ref
 
 
+def assert_m002_landed_only_its_own(project: RealProject, m001: str, m002: str, code: list[str]) -> None:
+    """M002's squash on top of M001's holds only its own ``code`` (outside ``.gsd/``) and none
+    of M001's planning, which main keeps as M001 left it (its slice ticked)."""
+    landed = project.git("diff", "--name-only", m001, m002).splitlines()
+    assert [f for f in landed if not f.startswith(".gsd/")] == code
+    assert not [f for f in landed if f.startswith(".gsd/milestones/M001/")], landed  # M001's planning kept
+    assert "- [x] **S01" in project.git("show", "main:.gsd/milestones/M001/M001-ROADMAP.md")
+
+
 def test_m001_merges_while_m002_runs_and_the_drift_guard_updates_m002(real_project, scripted_model) -> None:
     """Issue 12, drift guard: M001 lands while the slower M002 (three tasks, slow model) runs;
     M002 is paused after its unit, main merged into its branch, resumed (GSD resumes its
@@ -429,14 +438,9 @@ def test_m001_merges_while_m002_runs_and_the_drift_guard_updates_m002(real_proje
     assert len(units) == len(set(units)) and len(units) == 4 + 6, units
     assert_all_landed(project, main_before, ["M001", "M002"], gitignore)
     # The second squash holds only M002's own work on top of M001's.
-    landed = project.git("diff", "--name-only", m001, m002).splitlines()
-    assert [f for f in landed if not f.startswith(".gsd/")] == [
-        "src/m002.txt",
-        "src/m002_t02.txt",
-        "src/m002_t03.txt",
-    ]
-    assert not [f for f in landed if f.startswith(".gsd/milestones/M001/")], landed  # M001's planning kept
-    assert "- [x] **S01" in project.git("show", "main:.gsd/milestones/M001/M001-ROADMAP.md")
+    assert_m002_landed_only_its_own(
+        project, m001, m002, ["src/m002.txt", "src/m002_t02.txt", "src/m002_t03.txt"]
+    )
     assert project.git("rev-parse", "main:.gsd/PREFERENCES.md") == project.git(
         "rev-parse", f"{main_before}:.gsd/PREFERENCES.md"
     )  # the worker's GSD settings never reach a commit, updated or not
@@ -556,14 +560,9 @@ def test_a_conflicting_drift_guard_update_pauses_only_m002_and_resume_after_reso
     assert (project.root / "src" / "shared.txt").read_text() == resolution
     for k in (2, 3):
         assert project.git("show", f"main:src/m002_t0{k}.txt") == f"M002/S01/T0{k}: Write greeting part {k}"
-    landed = project.git("diff", "--name-only", m001, m002).splitlines()
-    assert [f for f in landed if not f.startswith(".gsd/")] == [
-        "src/m002_t02.txt",
-        "src/m002_t03.txt",
-        "src/shared.txt",
-    ]
-    assert not [f for f in landed if f.startswith(".gsd/milestones/M001/")], landed  # M001's planning kept
-    assert "- [x] **S01" in project.git("show", "main:.gsd/milestones/M001/M001-ROADMAP.md")
+    assert_m002_landed_only_its_own(
+        project, m001, m002, ["src/m002_t02.txt", "src/m002_t03.txt", "src/shared.txt"]
+    )
     assert "- [x] **S01" in project.git("show", "main:.gsd/milestones/M002/M002-ROADMAP.md")
     assert (project.root / ".gitignore").read_bytes() == gitignore
     assert project.git("status", "--porcelain", "--untracked-files=all") == ""
