@@ -51,7 +51,8 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
     )  # fmt: skip
     restarted = False
     if run_row is not None and any(e.kind == "milestone_complete" for e in events):
-        spawn_background(Path(root), parallel_dir)  # the run re-plans: dependents may start
+        # The run re-plans: dependents may start.
+        spawn_background(Path(root), parallel_dir, run_id=run_row.id)
         restarted = True
     return CommandResult(
         f"Delivered {len(events)} session event(s).",

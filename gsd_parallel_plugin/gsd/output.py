@@ -206,6 +206,9 @@ class Progress:
     """True when these events started or ended a unit (so ``current_unit`` None means idle)."""
     last_notify: str | None = None
     units_finished: int = 0
+    finished_units: tuple[str, ...] = ()
+    """The named units that finished, in order (GSD's lifecycle tool and a ``Finished`` notice
+    both end one: :meth:`units_finished_after` counts it once across batches too)."""
     paused_announced: bool = False
     stopped_announced: bool = False
     """A terminal notice (``Auto-mode stopped``, ``auto-mode complete``, …), completion included."""
@@ -225,6 +228,19 @@ class Progress:
     provider_touched: bool = False
     """These events said something about the provider (a retry end, an answer, a new unit)."""
 
+    def repeats(self, last_finished: str | None) -> int:
+        """1 when these events begin by finishing again the unit an earlier batch ended with
+        (the batch boundary fell between its two end events), else 0."""
+        return int(last_finished is not None and self.finished_units[:1] == (last_finished,))
+
+    def units_finished_after(self, last_finished: str | None) -> int:
+        """Units these events finished, each counted once across batches."""
+        return self.units_finished - self.repeats(last_finished)
+
+    @property
+    def last_finished(self) -> str | None:
+        return self.finished_units[-1] if self.finished_units else None
+
     def then(self, later: Progress) -> Progress:
         """This progress followed by ``later`` (sums add; the later unit and notices win)."""
         tokens = {k: self.tokens.get(k, 0) + later.tokens.get(k, 0) for k in TOKEN_KEYS}
@@ -236,7 +252,8 @@ class Progress:
             current_unit=later.current_unit if later.unit_known else self.current_unit,
             unit_known=self.unit_known or later.unit_known,
             last_notify=later.last_notify if later.last_notify is not None else self.last_notify,
-            units_finished=self.units_finished + later.units_finished,
+            units_finished=self.units_finished + later.units_finished_after(self.last_finished),
+            finished_units=self.finished_units + later.finished_units[later.repeats(self.last_finished) :],
             paused_announced=flags.paused_announced,
             stopped_announced=flags.stopped_announced,
             completed_announced=flags.completed_announced,
@@ -311,7 +328,7 @@ class _Acc:
         self.unit: str | None = None
         self.unit_known = False
         self.last_notify: str | None = None
-        self.finished: set[str] = set()
+        self.finished: dict[str, None] = {}  # ordered, each once
         self.anonymous_finished = 0
         self.flags: dict[str, bool] = {}
         self.announcement: Announcement | None = None
@@ -330,7 +347,7 @@ class _Acc:
         if unit is None:
             self.anonymous_finished += 1
         else:
-            self.finished.add(unit)
+            self.finished[unit] = None
         if unit is None or self.unit in (None, unit):
             self.unit = None
         self.unit_known = True
@@ -377,7 +394,8 @@ class _Acc:
                 if call_id:
                     self.tool_units[call_id] = unit
             return
-        unit = self.tool_units.pop(call_id, None) or unit  # end events rarely repeat the args
+        # End events rarely repeat the args: the unit its start named (this batch or before).
+        unit = self.tool_units.pop(call_id, None) or unit or self.unit
         if event.get("isError") is not True:
             self.finish(unit)
 
@@ -419,6 +437,7 @@ class _Acc:
             unit_known=self.unit_known,
             last_notify=self.last_notify,
             units_finished=len(self.finished) + self.anonymous_finished,
+            finished_units=tuple(self.finished),
             paused_announced=self.flags.get("paused", False),
             stopped_announced=self.flags.get("stopped", False),
             completed_announced=self.flags.get("complete", False),
@@ -452,15 +471,18 @@ def _role(event: Mapping[str, Any]) -> str | None:
     return role if isinstance(role, str) else None
 
 
-def summarize(events: Iterable[Mapping[str, Any]]) -> Progress:
+def summarize(events: Iterable[Mapping[str, Any]], *, current_unit: str | None = None) -> Progress:
     """Cost, tokens, units and announcements of a batch of events (pure).
 
     Costs that are not finite numbers >= 0 are ignored. A unit finished twice in one batch
     (a ``Unit complete`` notice and a lifecycle tool, say) counts once. An ``extensions_ready``
     clears the announcement flags: the log is appended across launches, and only what the
-    latest run said about itself matters.
+    latest run said about itself matters. ``current_unit``: the unit running when the batch
+    begins (what the previous batch said), so a lifecycle tool's end read apart from its
+    start still names the unit it ends.
     """
     acc = _Acc()
+    acc.unit = current_unit
     for event in events:
         acc.add(event)
     return acc.result()

@@ -75,6 +75,9 @@ class Tracked:
     """The model answered at least once since launch (adopted workers count as seen)."""
     provider_failed_at: float | None = None
     provider_error: str | None = None
+    last_finished_unit: str | None = None
+    """The last unit its output finished: its second end event, read in the next batch,
+    is not a second unit."""
     block_reason: str | None = None
     """Why we stopped it, when ``requested`` is a key of :data:`.decisions.BLOCKING_STOPS`."""
 

@@ -19,7 +19,7 @@ def ensure_supervisor(ctx: CommandContext, loaded: Loaded, view: RunView, *, for
     Returns True when one was started. ``force`` starts one even with no live worker
     (a queued command needs applying).
     """
-    if not view.active:
+    if view.run is None or not view.active:
         return False
     from .supervisor_lock import spawn_background, supervisor_running
 
@@ -29,7 +29,7 @@ def ensure_supervisor(ctx: CommandContext, loaded: Loaded, view: RunView, *, for
     why = None if force or adopt else work_left(loaded, view)
     if not (force or adopt or why):
         return False
-    wait_until_supervising(loaded, spawn_background(loaded.root, loaded.parallel_dir))
+    wait_until_supervising(loaded, spawn_background(loaded.root, loaded.parallel_dir, run_id=view.run.id))
     if adopt and not force:
         ctx.host.notify("supervisor was not running; started a new one to adopt the workers")
     elif why and not force:

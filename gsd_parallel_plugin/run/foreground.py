@@ -89,9 +89,9 @@ def hand_over(loaded: Loaded) -> int | None:
     from .supervisor_lock import spawn_background, supervisor_running
 
     view = RunView.read(loaded)
-    if not view.active or supervisor_running(loaded.parallel_dir):
+    if view.run is None or not view.active or supervisor_running(loaded.parallel_dir):
         return None
-    pid = spawn_background(loaded.root, loaded.parallel_dir)
+    pid = spawn_background(loaded.root, loaded.parallel_dir, run_id=view.run.id)
     wait_until_supervising(loaded, pid)
     return pid
 

@@ -53,6 +53,9 @@ class Supervisor(WorkerControl):
     tick_seconds: float = TICK_SECONDS
     on_tick: Callable[[Supervisor], None] | None = None
     confirm: Confirm | None = None
+    continue_run: int | None = None
+    """The run this supervisor was started to go on with: it opens no other (see
+    :func:`.supervisor_lock.spawn_background`)."""
 
     def __post_init__(self) -> None:
         self.root = self.root.resolve() if not (self.root / ".gsd").is_symlink() else self.root
@@ -97,8 +100,11 @@ class Supervisor(WorkerControl):
         self.preview = PreviewWatch(self)  # parallel.preview_minutes: run/preview_watch.py
 
     # ------------------------------------------------------------------ setup
-    def _open_run(self) -> None:
+    def _open_run(self) -> bool:
+        """Open (or go on with) the run; False when the run it was started for has ended."""
         run = self.store.active_run() or self.budget.reopen_run()
+        if self.continue_run is not None and (run is None or run.id != self.continue_run):
+            return False
         if run is None:
             run = self.store.create_run(self.prefs.budget_ceiling)
         elif self.prefs.budget_ceiling != run.budget_ceiling:
@@ -107,6 +113,7 @@ class Supervisor(WorkerControl):
         me = os.getpid()
         created = processes.process_create_time(me)
         self.store.update_run(run.id, supervisor_pid=me, supervisor_create_time=created)
+        return True
 
     def _open_store(self) -> Store:
         """The store; rebuilt from the workers' logs first when it was deleted under a run."""
@@ -329,7 +336,9 @@ class Supervisor(WorkerControl):
         try:
             # What a killed supervisor left of its throwaway objects and preview checkout.
             shutil.rmtree(layout.scratch_dir(self.parallel_dir), ignore_errors=True)
-            self._open_run()
+            if not self._open_run():
+                self.notify(f"run {self.continue_run} has ended: nothing to supervise", "info")
+                return ExitCode.OK
             self.adopt()
             self.recover_merges()
             self.store.add_event("supervisor", f"supervisor {os.getpid()} started", run_id=self.run_id)
@@ -375,15 +384,21 @@ def worker_summary(row: WorkerRow) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m gsd_parallel_plugin.run.supervisor ROOT``: the background supervisor."""
-    args = sys.argv[1:] if argv is None else argv
+    """``python -m gsd_parallel_plugin.run.supervisor ROOT [--run ID]``: the background
+    supervisor (``--run``: only to go on with that run, see ``spawn_background``)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    continue_run = None
+    if "--run" in args:
+        at = args.index("--run")
+        continue_run = int(args[at + 1])
+        del args[at : at + 2]
     root = Path(args[0]) if args else Path.cwd()
 
     def notify(message: str, level: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {level}: {message}", flush=True)
 
     try:
-        sup = Supervisor(root, notify=notify)
+        sup = Supervisor(root, notify=notify, continue_run=continue_run)
         return sup.run()
     except GsdParallelError as exc:
         print(f"supervisor: {exc}", file=sys.stderr, flush=True)

@@ -34,14 +34,23 @@ def supervisor_running(parallel_dir: Path) -> bool:
     return SupervisorLock.holder(parallel_dir) is not None
 
 
-def spawn_background(project_root: Path, parallel_dir: Path) -> int:
-    """Start a detached supervisor process for ``project_root``; return its pid."""
+def spawn_background(project_root: Path, parallel_dir: Path, *, run_id: int | None = None) -> int:
+    """Start a detached supervisor process for ``project_root``; return its pid.
+
+    ``run_id``: the run it is started to go on with (adopting workers, a session's event).
+    That supervisor never opens a run of its own: the run may have ended between the read
+    that asked for it and now, and a new, empty run would hide the one that ended. Only
+    ``start`` spawns one without it.
+    """
     import subprocess
 
+    argv = [sys.executable, "-m", "gsd_parallel_plugin.run.supervisor", str(project_root)]
+    if run_id is not None:
+        argv += ["--run", str(run_id)]
     parallel_dir.mkdir(parents=True, exist_ok=True)
     with open(parallel_dir / "supervisor.log", "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gsd_parallel_plugin.run.supervisor", str(project_root)],
+            argv,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,

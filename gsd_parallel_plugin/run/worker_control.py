@@ -109,8 +109,9 @@ class WorkerControl(Spawning):
         chunk = output.read_new_events(path, row.stdout_offset)
         if chunk.new_offset == row.stdout_offset and not chunk.events:
             return
-        progress = output.summarize(chunk.events)
+        progress = output.summarize(chunk.events, current_unit=row.current_unit)
         tracked = self.tracked.get(mid)
+        units = progress.units_finished_after(tracked.last_finished_unit if tracked else None)
         if tracked is not None:
             self._note_provider(tracked, progress)
         updated = self.store.record_output(
@@ -120,10 +121,12 @@ class WorkerControl(Spawning):
             new_offset=chunk.new_offset,
             cost_nanos=progress.cost_nanos,
             tokens=progress.tokens,
-            units_delta=progress.units_finished,
+            units_delta=units,
             current_unit=progress.current_unit if progress.unit_known else row.current_unit,
             activity_at=time.time() if chunk.events else row.last_activity_at,
         )
+        if updated is not None and tracked is not None and progress.last_finished is not None:
+            tracked.last_finished_unit = progress.last_finished
         if updated is not None and progress.cost_nanos:
             assert self.hooks is not None
             total = self.store.run_total_cost(self.run_id)

@@ -281,6 +281,33 @@ def test_units_from_gsd_lifecycle_tools_and_unit_complete_notices() -> None:
     assert other.units_finished == 0 and not other.unit_known
 
 
+def test_a_unit_ended_twice_across_two_reads_counts_once() -> None:
+    """GSD's lifecycle tool and the ``Finished``/``Unit complete`` notice both end a unit. A
+    read that stops between them (the supervisor reads what the log holds so far) must not
+    count it twice: under load the budget test saw 2 units where one had finished."""
+    start = {"type": "tool_execution_start", "toolCallId": "t1", "toolName": "gsd_complete_task",
+             "args": {"milestoneId": "M001", "sliceId": "S01", "taskId": "T01"}}  # fmt: skip
+    end = {
+        "type": "tool_execution_end",
+        "toolCallId": "t1",
+        "toolName": "gsd_complete_task",
+        "isError": False,
+    }
+    events = [
+        start, end, notify("Finished execute-task M001/S01/T01"),
+        notify("Starting execute-task M001/S01/T02"), notify("Finished execute-task M001/S01/T02"),
+    ]  # fmt: skip
+    for cut in range(len(events) + 1):
+        first = summarize(events[:cut])
+        # The supervisor's second read: the unit the first left running, the last it finished.
+        second = summarize(events[cut:], current_unit=first.current_unit)
+        assert first.units_finished + second.units_finished_after(first.last_finished) == 2, cut
+        folded = first.then(second)
+        assert folded.units_finished == 2, cut
+        assert folded.finished_units == ("execute-task M001/S01/T01", "execute-task M001/S01/T02"), cut
+    assert summarize(events[2:3]).units_finished_after(None) == 1  # nothing read before: it counts
+
+
 def test_gsd_notice_vocabulary() -> None:
     assert classify_notice("Auto-mode paused — M001 resumes from disk on the next run") == "paused"
     assert classify_notice("Step-mode paused: provider error") == "paused"

@@ -91,3 +91,41 @@ def test_second_start_never_relaunches_complete_unmerged_and_keeps_the_cost(tmp_
     done = cli("--project", project.root, "status", "--json").json()
     assert done["active"] is False  # the last merge ends the run
     assert done["total_cost"] == before["total_cost"]
+
+
+def test_a_supervisor_started_for_a_run_that_ended_meanwhile_opens_no_new_run(tmp_path, cli, fake_worker):
+    """`status` reads the run, the supervisor closes it and exits, then `status` sees no
+    supervisor and starts one for the run it read. That one must not open a run of its own:
+    an empty newest run hid the finished run's workers from `status` (found under load)."""
+    from dataclasses import replace
+
+    from gsd_parallel_plugin.host import HostSession
+    from gsd_parallel_plugin.invocation import load
+    from gsd_parallel_plugin.models import CommandContext
+    from gsd_parallel_plugin.run.ensure import ensure_supervisor
+    from gsd_parallel_plugin.store import Store
+    from gsd_parallel_plugin.views.runstate import RunView
+
+    fake_worker(unit_seconds=0.02)
+    project = build_project(
+        tmp_path / "proj",
+        {"M001": {"title": "One", "slices": {"S01": {"T01": ["src/a.py"]}}}},
+        preferences={**PREFS, "auto_merge": "auto"},
+    )
+    assert cli("--project", project.root, "start", "--wait").code == 0
+    ctx = CommandContext(HostSession(project.root, interactive=False), ())
+    loaded = load(ctx)
+    view = RunView.read(loaded)
+    assert view.run is not None and not view.active and view.workers
+    # What `status` read a moment before the supervisor closed the run:
+    stale = replace(view, run=replace(view.run, state="active"))
+
+    ensure_supervisor(ctx, loaded, stale)
+    wait_until(lambda: _supervisor_gone(project), timeout=30)
+
+    with Store(project.gsd / "parallel" / "coordinator.db") as store:
+        latest = store.latest_run()
+        assert latest is not None and latest.id == view.run.id and latest.state == "finished"
+    status = cli("--project", project.root, "status", "--json").json()
+    assert status["active"] is False
+    assert {w["id"]: w["state"] for w in status["workers"]} == {"M001": "complete"}
