@@ -245,6 +245,7 @@ class Progress:
         """This progress followed by ``later`` (sums add; the later unit and notices win)."""
         tokens = {k: self.tokens.get(k, 0) + later.tokens.get(k, 0) for k in TOKEN_KEYS}
         flags = later if later.run_started else _merge_flags(self, later)
+        again = later.repeats(self.last_finished)
         return Progress(
             cost_nanos=self.cost_nanos + later.cost_nanos,
             tokens=tokens,
@@ -252,8 +253,8 @@ class Progress:
             current_unit=later.current_unit if later.unit_known else self.current_unit,
             unit_known=self.unit_known or later.unit_known,
             last_notify=later.last_notify if later.last_notify is not None else self.last_notify,
-            units_finished=self.units_finished + later.units_finished_after(self.last_finished),
-            finished_units=self.finished_units + later.finished_units[later.repeats(self.last_finished) :],
+            units_finished=self.units_finished + later.units_finished - again,
+            finished_units=self.finished_units + later.finished_units[again:],
             paused_announced=flags.paused_announced,
             stopped_announced=flags.stopped_announced,
             completed_announced=flags.completed_announced,

@@ -102,9 +102,12 @@ class Supervisor(WorkerControl):
     # ------------------------------------------------------------------ setup
     def _open_run(self) -> bool:
         """Open (or go on with) the run; False when the run it was started for has ended."""
-        run = self.store.active_run() or self.budget.reopen_run()
-        if self.continue_run is not None and (run is None or run.id != self.continue_run):
-            return False
+        active = self.store.active_run()
+        if self.continue_run is not None:  # checked before reopen_run, which writes
+            current = active or self.store.latest_run()
+            if current is None or current.id != self.continue_run or current.state == "finished":
+                return False
+        run = active or self.budget.reopen_run()
         if run is None:
             run = self.store.create_run(self.prefs.budget_ceiling)
         elif self.prefs.budget_ceiling != run.budget_ceiling:
