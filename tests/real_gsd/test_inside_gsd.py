@@ -150,7 +150,9 @@ def test_the_users_own_session_reaches_plugins(real_gsd, cli, gsd_on_path, scrip
     assert any(h["hook"] == "start" for h in got)
     # Nothing of this is a worker: no run was started, none is recorded.
     assert not (root / ".gsd" / "parallel" / "coordinator.db").exists()
-    assert processes_in(root) == []
+    # The last drain GSD started without waiting may still be on its way out; a supervisor
+    # (or anything else that stays) would still be here after this wait.
+    eventually(lambda: processes_in(root) == [], lambda: processes_in(root), timeout=30)
 
 
 def test_a_worker_forwards_nothing(real_project, cli, scripted_model) -> None:
