@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from . import hints
 from .errors import ProjectError, UserError
 from .milestone_ids import validate_milestone_id
-from .models import CommandContext, Project
+from .models import CommandContext
 from .preferences import Preferences, load_preferences
 from .workspace import layout
+
+if TYPE_CHECKING:
+    from .models import Project
 
 NOT_ENABLED = "Parallel mode is not enabled. Set `parallel.enabled: true` in your preferences."
 IN_WORKER = "Cannot start parallel from within a parallel worker"
@@ -63,24 +67,41 @@ def load(ctx: CommandContext, *, warn: bool = True, strict: bool = True) -> Load
     warning naming the file there, not a refusal (the workers keep spending meanwhile).
     Its warnings are shown even with ``warn=False``: they say why a setting is not applied.
     """
+    root, preferences = locate(ctx, warn=warn, strict=strict)
+    return read_plans(ctx, root, preferences, warn=warn)
+
+
+def locate(ctx: CommandContext, *, warn: bool = True, strict: bool = True) -> tuple[Path, Preferences]:
+    """The first half of :func:`load`: the project's root and its preferences, no plan read."""
     from .preferences import LENIENT_SUFFIX
-    from .project import find_project_root, read_project
+    from .project import find_project_root
 
     root = find_project_root(ctx.host.project_dir)
     preferences = load_preferences(root / ".gsd", strict=strict)
     for warning in preferences.warnings:
         if warn or warning.endswith(LENIENT_SUFFIX):
             ctx.host.notify(warning, "warning")
+    return root, preferences
+
+
+def read_plans(ctx: CommandContext, root: Path, preferences: Preferences, *, warn: bool = True) -> Loaded:
+    """The second half of :func:`load`: every milestone's plan files, after :func:`locate`."""
+    from .project import read_project
+
     main_branch = preferences.git_main_branch  # named there, git need not be asked
     project = read_project(
         root, default_branch=None if main_branch else _default_branch(root), git_main_branch=main_branch
     )
     if warn:
-        # Project-wide problems (a broken QUEUE-ORDER.json, two directories for one ID) belong
-        # to no milestone's verdict: without this line nobody would ever see them.
-        for problem in project.problems:
-            ctx.host.notify(problem, "warning")
+        show_project_problems(ctx, project.problems)
     return Loaded(root, project, preferences)
+
+
+def show_project_problems(ctx: CommandContext, problems: Iterable[str]) -> None:
+    """Project-wide problems (a broken QUEUE-ORDER.json, two directories for one ID) belong
+    to no milestone's verdict: without these lines nobody would ever see them."""
+    for problem in problems:
+        ctx.host.notify(problem, "warning")
 
 
 def _default_branch(root: Path) -> str | None:

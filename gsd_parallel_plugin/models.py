@@ -9,14 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from .exitcodes import ExitCode
 
 if TYPE_CHECKING:
     from .host import HostSession
-    from .records import (  # loaded on first use: see __getattr__ at the end
+
+    # loaded on first use: see __getattr__ at the end
+    from .project.records import Milestone, MilestoneStatus, Project, Slice, Task
+    from .records import (
         EligibilityReport,
         MergeResult,
         Overlap,
@@ -26,84 +28,6 @@ if TYPE_CHECKING:
         WorkerHandle,
         WorkerSpec,
     )
-
-MilestoneStatus = Literal["complete", "parked", "pending", "ghost"]
-
-
-@dataclass(frozen=True)
-class Task:
-    id: str
-    title: str
-    done: bool
-    files: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Slice:
-    id: str
-    title: str
-    done: bool
-    depends: tuple[str, ...] = ()
-    tasks: tuple[Task, ...] = ()
-    has_plan: bool = False
-    """True when ``slices/<SID>/<SID>-PLAN.md`` exists and was read."""
-
-
-@dataclass(frozen=True)
-class Milestone:
-    id: str
-    title: str
-    path: Path
-    """The milestone's directory under ``.gsd/milestones``."""
-    status: MilestoneStatus
-    depends_on: tuple[str, ...] = ()
-    slices: tuple[Slice, ...] = ()
-    files: frozenset[str] = frozenset()
-    """Files the plans say this milestone touches (paths as written, ``./`` stripped)."""
-    has_file_plan: bool = False
-    """False when no slice plan lists a file: overlap is unknown, not absent."""
-    integration_branch: str | None = None
-    """From ``<MID>-META.json``; None means the project default."""
-    problems: tuple[str, ...] = ()
-    """Malformed files, each naming the file (and line when known)."""
-    draft_only: bool = False
-    """Only a CONTEXT-DRAFT exists: the milestone is still being discussed."""
-    all_slices_done: bool = False
-
-    @property
-    def complete(self) -> bool:
-        return self.status == "complete"
-
-    @property
-    def tasks(self) -> tuple[Task, ...]:
-        return tuple(t for s in self.slices for t in s.tasks)
-
-    @property
-    def tasks_left(self) -> int:
-        return sum(1 for t in self.tasks if not t.done)
-
-
-@dataclass(frozen=True)
-class Project:
-    root: Path
-    """The directory holding ``.gsd`` (the git work tree root in practice)."""
-    gsd_dir: Path
-    """``root / ".gsd"`` with symlinks resolved."""
-    milestones: tuple[Milestone, ...]
-    """In queue order (``QUEUE-ORDER.json`` first, then numeric)."""
-    integration_branch: str
-    problems: tuple[str, ...] = ()
-    """Project-level problems (duplicate IDs, bad queue file)."""
-
-    def get(self, milestone_id: str) -> Milestone | None:
-        for m in self.milestones:
-            if m.id == milestone_id:
-                return m
-        return None
-
-    @property
-    def ids(self) -> tuple[str, ...]:
-        return tuple(m.id for m in self.milestones)
 
 
 class VerdictKind(str, Enum):
@@ -272,22 +196,26 @@ __all__ = [
     "WorkerState",
 ]
 
-_IN_RECORDS = frozenset(__all__).difference(globals())
-"""The public names defined in :mod:`gsd_parallel_plugin.records` (not here)."""
+_PLAN_RECORDS = frozenset({"Milestone", "MilestoneStatus", "Project", "Slice", "Task"})
+"""The public names defined in :mod:`gsd_parallel_plugin.project.records`."""
+_ELSEWHERE = frozenset(__all__).difference(globals())
+"""The public names defined there or in :mod:`gsd_parallel_plugin.records` (not here)."""
 
 
 def __getattr__(name: str) -> object:
-    """The records of :mod:`gsd_parallel_plugin.records`, loaded on first use (PEP 562):
-    ``from gsd_parallel_plugin.models import WorkerSpec`` works as ever, and a command that
-    uses none of them (``status``) does not build their classes."""
-    if name not in _IN_RECORDS:
+    """The records of :mod:`.records` and :mod:`.project.records`, loaded on first use
+    (PEP 562): ``from gsd_parallel_plugin.models import WorkerSpec`` works as ever, and a
+    command that uses none of them (``status`` with no run) does not build their classes."""
+    if name not in _ELSEWHERE:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from . import records
-
-    value = getattr(records, name)
+    if name in _PLAN_RECORDS:
+        from .project import records as home
+    else:
+        from . import records as home  # type: ignore[no-redef]
+    value = getattr(home, name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_IN_RECORDS})
+    return sorted({*globals(), *_ELSEWHERE})

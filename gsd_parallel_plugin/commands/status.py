@@ -1,27 +1,39 @@
 """``gsd-parallel status [MID]``.
 
-Read-only and asked often: with no run it imports nothing beyond the project reader
-(``tests/test_import_hygiene.py``; ``bench/bench_startup.py`` measures it).
+Read-only and asked often. Where no run ever started, it reads the preferences and the
+milestone directories but no plan, and imports none of the run machinery
+(``tests/commands/test_import_hygiene.py``; ``bench/bench_startup.py`` measures it).
 """
 
 from __future__ import annotations
 
 from .. import hints
 from ..errors import UserError
-from ..invocation import ArgParser, Loaded, load, milestone_arg, parse
+from ..invocation import ArgParser, Loaded, locate, milestone_arg, parse, read_plans, show_project_problems
 from ..models import CommandContext, CommandResult
 from ..views.runstate import NO_RUN, RunView
+from ..workspace import layout
+
+NO_RUN_JSON = {"active": False, "workers": [], "waiting": [], "total_cost": 0.0}
 
 
 def run(name: str, ctx: CommandContext) -> CommandResult:
     parser = ArgParser(name)
     parser.add_argument("milestone", nargs="?")
     args = parse(parser, ctx)
-    loaded = load(ctx, strict=False)  # a typo in PREFERENCES.md must not hide a spending run
+    root, preferences = locate(ctx, strict=False)  # a typo in PREFERENCES.md must not hide a spending run
+    gsd_dir = (root / ".gsd").resolve()
+    if args.milestone is None and layout.nothing_ran(layout.parallel_dir(gsd_dir)):
+        from ..project.milestone_dirs import scan_milestone_dirs
+
+        # The answer needs no plan; the project-wide problems are still shown, as ever.
+        show_project_problems(ctx, scan_milestone_dirs(gsd_dir).problems)
+        return CommandResult(NO_RUN, dict(NO_RUN_JSON))
+    loaded = read_plans(ctx, root, preferences)
     mid = milestone_arg(loaded, args.milestone) if args.milestone else None
     view = RunView.read(loaded)
     if view.run is None:
-        return CommandResult(NO_RUN, {"active": False, "workers": [], "waiting": [], "total_cost": 0.0})
+        return CommandResult(NO_RUN, dict(NO_RUN_JSON))
     from ..run.ensure import ensure_supervisor  # a run exists: it may need a supervisor
 
     if ensure_supervisor(ctx, loaded, view):

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -36,12 +35,11 @@ from ..models import Milestone, MilestoneStatus, Project, Slice
 from .frontmatter import key_line, parse_frontmatter, scan_frontmatter
 from .lazy_re import lazy
 from .markdown import first_h1_title
+from .milestone_dirs import clash_message, scan_milestone_dirs
 from .paths import (
-    MILESTONE_DIR_RE,
     SLICE_DIR_RE,
     Listing,
     list_dir,
-    milestone_sort_key,
     read_text,
     resolve_dir,
     resolve_file,
@@ -76,77 +74,15 @@ def read_project(
     if not is_project:
         raise ProjectError(f"not a GSD project: no .gsd directory in {root}")
     gsd_dir = link.resolve()
-    problems: list[str] = []
-    listing = list_dir(gsd_dir / "milestones")
-    if listing.error and listing.error != "directory not found":
-        problems.append(f".gsd/milestones: {listing.error}")
-    groups: dict[str, list[str]] = defaultdict(list)
-    for name in sorted(listing.dirs):
-        m = MILESTONE_DIR_RE.match(name)
-        if m:
-            groups[m.group(1)].append(name)
-    for mid, dirs in groups.items():
-        if len(dirs) > 1:
-            problems.append(_clash_message(mid, dirs))
-    order = _ordered_ids(list(groups), _queue_order(gsd_dir, problems))
-    milestones = tuple(_read_milestone_safely(gsd_dir, mid, groups[mid]) for mid in order)
+    found = scan_milestone_dirs(gsd_dir)
+    milestones = tuple(_read_milestone_safely(gsd_dir, mid, found.dirs[mid]) for mid in found.order)
     return Project(
         root=root,
         gsd_dir=gsd_dir,
         milestones=milestones,
         integration_branch=git_main_branch or default_branch or "main",
-        problems=tuple(problems),
+        problems=tuple(found.problems),
     )
-
-
-def _clash_message(mid: str, dirs: list[str]) -> str:
-    names = " and ".join(f".gsd/milestones/{d}/" for d in dirs)
-    return f"{names} all map to milestone ID {mid}; rename all but one"
-
-
-# --------------------------------------------------------------------------- queue order
-
-
-def _queue_order(gsd_dir: Path, problems: list[str]) -> list[str]:
-    """IDs listed in ``.gsd/QUEUE-ORDER.json`` (``{"order": [...]}``); [] when absent/bad."""
-    path = gsd_dir / "QUEUE-ORDER.json"
-    label = ".gsd/QUEUE-ORDER.json"
-    try:
-        if not path.is_file():
-            return []
-    except OSError:
-        return []
-    read = read_text(path, label)
-    problems.extend(p for p in read.problems if not p.endswith("file is empty"))
-    if not read.text or not read.text.strip():
-        return []
-    try:
-        data = json.loads(read.text)
-    except json.JSONDecodeError as exc:
-        problems.append(f"{label} line {exc.lineno}: invalid JSON ({exc.msg}); using numeric order")
-        return []
-    except RecursionError:
-        problems.append(f"{label}: invalid JSON (nested too deeply); using numeric order")
-        return []
-    order = data.get("order") if isinstance(data, dict) else None
-    if not isinstance(order, list):
-        problems.append(f'{label}: expected {{"order": ["M001", ...]}}; using numeric order')
-        return []
-    ids = [x for x in order if isinstance(x, str)]
-    if len(ids) != len(order):
-        problems.append(f"{label}: ignoring entries in 'order' that are not milestone IDs")
-    return ids
-
-
-def _ordered_ids(ids: list[str], custom: list[str]) -> list[str]:
-    """GSD's order: custom order first (existing IDs only), then the rest numerically."""
-    present = set(ids)
-    ordered: list[str] = []
-    for mid in custom:
-        if mid in present:
-            ordered.append(mid)
-            present.discard(mid)
-    return ordered + sorted(present, key=milestone_sort_key)
 
 
 # --------------------------------------------------------------------------- milestones
@@ -193,7 +129,7 @@ def _read_milestone(path: Path, mid: str, dirs: list[str], chosen: str) -> Miles
     rel = f".gsd/milestones/{chosen}"
     ctx = _Ctx(mid=mid, path=path, rel=rel, listing=list_dir(path))
     if len(dirs) > 1:
-        ctx.problems.append(_clash_message(mid, dirs))
+        ctx.problems.append(clash_message(mid, dirs))
     if not is_valid_milestone_id(mid):
         ctx.problems.append(
             f"{rel}: '{mid}' is not a valid milestone ID (expected M + 3 digits, "

@@ -33,8 +33,8 @@ def open_store(loaded: Loaded, *, create: bool = False) -> Store | None:
     run (its workers' logs are there) is an error naming ``doctor --fix``: opening it would
     create a new, empty one and hide the run and its cost."""
     path = layout.store_path(loaded.parallel_dir)
-    if not create and not path.exists() and not any(loaded.parallel_dir.glob(f"*{layout.STDOUT_LOG_SUFFIX}")):
-        return None  # nothing ran here (not missing either): no need to import the store
+    if not create and layout.nothing_ran(loaded.parallel_dir):
+        return None  # not missing either: no need to import the store
     from ..store import Store
     from ..store.rebuild import missing_message, store_missing
 

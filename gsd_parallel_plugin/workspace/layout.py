@@ -7,7 +7,7 @@ files in ``workers/``, merge checkouts in ``merging/``, the ``supervisor.lock``,
 ``merge.lock`` and ``start.lock`` flocks, the session-events spool, the overlap radar's
 ``radar.json`` and the integration preview's ``preview.json``, and ``scratch/`` (the running
 supervisor's throwaway object directories and preview checkout, emptied when one starts). A checkout's own
-``.gsd/parallel/`` holds its signal file. Cheap to import (pathlib only): read-only
+``.gsd/parallel/`` holds its signal file. Cheap to import (os and pathlib only): read-only
 commands use it.
 
 Measured with the real GSD (docs/ARCHITECTURE.md, *The GSD adapter*), both names are load-bearing:
@@ -25,6 +25,7 @@ Measured with the real GSD (docs/ARCHITECTURE.md, *The GSD adapter*), both names
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..milestone_ids import validate_milestone_id
@@ -88,6 +89,21 @@ def parallel_dir(gsd_dir: Path | str) -> Path:
 def store_path(parallel: Path | str) -> Path:
     """``.gsd/parallel/coordinator.db``: the coordination store."""
     return Path(parallel) / STORE_NAME
+
+
+def nothing_ran(parallel: Path | str) -> bool:
+    """Neither a store nor a worker's log in ``.gsd/parallel``: no run ever started here.
+
+    ``status`` answers from this alone, without importing the store. A directory it cannot
+    list is not "nothing": the caller goes on and reports what is wrong with it.
+    """
+    try:
+        names = os.listdir(parallel)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
+    return STORE_NAME not in names and not any(n.endswith(STDOUT_LOG_SUFFIX) for n in names)
 
 
 def stdout_log(parallel: Path | str, mid: str) -> Path:

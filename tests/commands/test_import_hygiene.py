@@ -75,12 +75,33 @@ def project(tmp_path: Path) -> Path:
     return built.root
 
 
+#: what answering "no run" needs no more than the milestone directories for
+PLAN_READING = (
+    "gsd_parallel_plugin.project.reader",
+    "gsd_parallel_plugin.project.plans",
+    "gsd_parallel_plugin.project.roadmap",
+    "gsd_parallel_plugin.project.records",
+)
+
+
 @pytest.mark.parametrize("argv", [("status",), ("status", "--json"), ("status", "M002")])
 def test_status_with_no_run_imports_no_run_machinery(project, argv):
     modules, out = imported_by("--project", str(project), *argv, cwd=project)
     assert heavy(modules) == []
     assert "gsd_parallel_plugin.project" in modules  # it did read the project
     assert out.startswith("No parallel orchestration") or '"active": false' in out
+
+
+@pytest.mark.parametrize("argv", [("status",), ("status", "--json")])
+def test_status_where_nothing_ever_ran_reads_no_plan(project, argv):
+    modules, _out = imported_by("--project", str(project), *argv, cwd=project)
+    assert heavy(modules, PLAN_READING) == []
+    assert "gsd_parallel_plugin.project.milestone_dirs" in modules  # it looked for project problems
+
+
+def test_status_of_a_milestone_reads_the_plans_to_know_it(project):
+    modules, _out = imported_by("--project", str(project), "status", "M002", cwd=project)
+    assert "gsd_parallel_plugin.project.reader" in modules
 
 
 @pytest.mark.parametrize("argv", [("--version",), ("--help",), ("status", "--help")])

@@ -42,3 +42,21 @@ def test_status_after_the_supervisor_died_adopts_and_does_not_say_not_running(gs
     assert "started a new one to adopt the workers" in status.err
     assert "Supervisor: not running" not in status.out, status.out
     assert cli("--project", project.root, "stop").code == 0
+
+
+def test_status_where_nothing_ran_still_warns_of_project_problems(gsd_project, cli):
+    """Status with no run reads no plan, but a broken queue file or two directories for one
+    ID are still shown: before any run is exactly when the user should hear of them."""
+    project = gsd_project({**ONE, "M002": {"title": "Two"}})
+    (project.gsd / "QUEUE-ORDER.json").write_text("{not json")
+    (project.gsd / "milestones" / "M002-copy").mkdir()
+    for argv in (("status",), ("status", "--json")):
+        result = cli("--project", project.root, *argv)
+        assert result.code == 0, result.err
+        assert ".gsd/QUEUE-ORDER.json line 1: invalid JSON" in result.err
+        assert "all map to milestone ID M002; rename all but one" in result.err
+    assert "No parallel orchestration is currently active." in cli("--project", project.root, "status").out
+    # the same lines a full read shows (status of a milestone reads the plans)
+    full = cli("--project", project.root, "status", "M001")
+    assert full.code == 0, full.err
+    assert sorted(full.err.splitlines()) == sorted(result.err.splitlines())
