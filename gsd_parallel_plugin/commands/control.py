@@ -14,7 +14,8 @@ from ..run.budget import envelope_of
 from ..run.drift import is_sync_pause
 from ..run.ensure import ensure_supervisor
 from ..store import WorkerRow
-from ..views.runstate import NO_RUN, RunView, open_store, refuse_if_budget_exhausted
+from ..views import NO_RUN
+from ..views.runstate import RunView, open_store, refuse_if_budget_exhausted
 
 ACCEPTS = {
     "stop": {"starting", "running", "pausing", "paused", "crashed", "blocked"},

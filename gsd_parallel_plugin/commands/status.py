@@ -7,12 +7,18 @@ milestone directories but no plan, and imports none of the run machinery
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .. import hints
 from ..errors import UserError
-from ..invocation import ArgParser, Loaded, locate, milestone_arg, parse, read_plans, show_project_problems
+from ..invocation import ArgParser, locate, milestone_arg, parse, read_plans, show_project_problems
 from ..models import CommandContext, CommandResult
-from ..views.runstate import NO_RUN, RunView
+from ..views import NO_RUN
 from ..workspace import layout
+
+if TYPE_CHECKING:
+    from ..invocation import Loaded
+    from ..views.runstate import RunView
 
 NO_RUN_JSON = {"active": False, "workers": [], "waiting": [], "total_cost": 0.0}
 
@@ -29,6 +35,8 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
         # The answer needs no plan; the project-wide problems are still shown, as ever.
         show_project_problems(ctx, scan_milestone_dirs(gsd_dir).problems)
         return CommandResult(NO_RUN, dict(NO_RUN_JSON))
+    from ..views.runstate import RunView
+
     loaded = read_plans(ctx, root, preferences)
     mid = milestone_arg(loaded, args.milestone) if args.milestone else None
     view = RunView.read(loaded)

@@ -16,6 +16,7 @@ from ..errors import UserError
 from ..invocation import Loaded
 from ..models import HELD_STATES, LIVE_STATES, WAITING_KINDS, StateReason
 from ..workspace import layout
+from . import NO_RUN
 
 if TYPE_CHECKING:
     from ..run.forecast import Forecast
@@ -23,9 +24,8 @@ if TYPE_CHECKING:
     from ..run.radar import Picture
     from ..store import MergeRow, RunRow, Store, WorkerRow
 
-NO_RUN = "No parallel orchestration is currently active."
 READY_NO_SUPERVISOR = "can start now; no supervisor is running to start it (run `start`)"
-__all__ = ["NO_RUN", "RunView", "open_store", "refuse_if_budget_exhausted"]
+__all__ = ["RunView", "open_store", "refuse_if_budget_exhausted"]
 
 
 def open_store(loaded: Loaded, *, create: bool = False) -> Store | None:

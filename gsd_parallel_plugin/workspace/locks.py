@@ -24,17 +24,17 @@ def read_holder(path: Path) -> dict[str, Any] | None:
     A holder killed with ``kill -9`` leaves its record behind; psutil says it is gone,
     and a reused pid has another start time.
     """
-    from ..processes import is_alive
-
     try:
         data = json.loads(path.read_bytes()[:4096] or b"{}")
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict) or not isinstance(data.get("pid"), int):
-        return None
+        return None  # a holder that released (the file is emptied) or none ever: no psutil
     create_time = data.get("create_time")
     if not isinstance(create_time, (int, float)):
         return None
+    from ..processes import is_alive
+
     return data if is_alive(WorkerHandle(data["pid"], float(create_time))) else None
 
 

@@ -77,6 +77,7 @@ def project(tmp_path: Path) -> Path:
 
 #: what answering "no run" needs no more than the milestone directories for
 PLAN_READING = (
+    "gsd_parallel_plugin.views.runstate",  # the status read model: there is no run to read
     "gsd_parallel_plugin.project.reader",
     "gsd_parallel_plugin.project.plans",
     "gsd_parallel_plugin.project.roadmap",
@@ -126,7 +127,7 @@ def test_status_of_a_finished_run_still_needs_no_git_output_or_terminal(project)
         store.finish_run(run.id)
     modules, out = imported_by("--project", str(project), "status", cwd=project)
     assert "Last run:" in out and "M001" in out
-    assert heavy(modules, ("sh", "rich", "asyncio")) == []
+    assert heavy(modules, ("sh", "rich", "asyncio", "psutil")) == []  # the lock file is empty: no holder
 
 
 def write_dist(site: Path, name: str, entry_points: str) -> None:
