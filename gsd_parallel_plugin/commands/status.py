@@ -24,12 +24,10 @@ NO_RUN_JSON = {"active": False, "workers": [], "waiting": [], "total_cost": 0.0}
 
 
 def run(name: str, ctx: CommandContext) -> CommandResult:
-    parser = ArgParser(name)
-    parser.add_argument("milestone", nargs="?")
-    args = parse(parser, ctx)
+    asked = _milestone_asked(name, ctx)
     root, preferences = locate(ctx, strict=False)  # a typo in PREFERENCES.md must not hide a spending run
     gsd_dir = (root / ".gsd").resolve()
-    if args.milestone is None and layout.nothing_ran(layout.parallel_dir(gsd_dir)):
+    if asked is None and layout.nothing_ran(layout.parallel_dir(gsd_dir)):
         from ..project.milestone_dirs import scan_milestone_dirs
 
         # The answer needs no plan; the project-wide problems are still shown, as ever.
@@ -38,7 +36,7 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
     from ..views.runstate import RunView
 
     loaded = read_plans(ctx, root, preferences)
-    mid = milestone_arg(loaded, args.milestone) if args.milestone else None
+    mid = milestone_arg(loaded, asked) if asked else None
     view = RunView.read(loaded)
     if view.run is None:
         return CommandResult(NO_RUN, dict(NO_RUN_JSON))
@@ -51,6 +49,17 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
             return _not_in_run(loaded, view, mid)
         view.workers = [w for w in view.workers if w.milestone_id == mid]
     return CommandResult(view.render_status(loaded), view.status_json(loaded))
+
+
+def _milestone_asked(name: str, ctx: CommandContext) -> str | None:
+    """The ``MID`` of ``status MID``. A bare ``status`` has nothing to parse, and building
+    an argparse parser is not free (its texts go through gettext, which imports locale)."""
+    if not ctx.args:
+        return None
+    parser = ArgParser(name)
+    parser.add_argument("milestone", nargs="?")
+    milestone: str | None = parse(parser, ctx).milestone
+    return milestone
 
 
 def _not_in_run(loaded: Loaded, view: RunView, mid: str) -> CommandResult:
