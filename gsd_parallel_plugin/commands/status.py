@@ -20,7 +20,10 @@ if TYPE_CHECKING:
     from ..invocation import Loaded
     from ..views.runstate import RunView
 
-NO_RUN_JSON = {"active": False, "workers": [], "waiting": [], "total_cost": 0.0}
+
+def _no_run() -> CommandResult:
+    """A fresh result each time: a caller may extend its lists."""
+    return CommandResult(NO_RUN, {"active": False, "workers": [], "waiting": [], "total_cost": 0.0})
 
 
 def run(name: str, ctx: CommandContext) -> CommandResult:
@@ -32,14 +35,14 @@ def run(name: str, ctx: CommandContext) -> CommandResult:
 
         # The answer needs no plan; the project-wide problems are still shown, as ever.
         show_project_problems(ctx, scan_milestone_dirs(gsd_dir).problems)
-        return CommandResult(NO_RUN, dict(NO_RUN_JSON))
+        return _no_run()
     from ..views.runstate import RunView
 
     loaded = read_plans(ctx, root, preferences)
     mid = milestone_arg(loaded, asked) if asked else None
     view = RunView.read(loaded)
     if view.run is None:
-        return CommandResult(NO_RUN, dict(NO_RUN_JSON))
+        return _no_run()
     from ..run.ensure import ensure_supervisor  # a run exists: it may need a supervisor
 
     if ensure_supervisor(ctx, loaded, view):

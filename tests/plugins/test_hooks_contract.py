@@ -560,6 +560,10 @@ def test_every_record_is_importable_from_models_as_before() -> None:
         assert getattr(models, name) is not None, name
     assert set(records.__all__) <= set(models.__all__)
     assert all(getattr(models, n) is getattr(records, n) for n in records.__all__)
+    import gsd_parallel_plugin.project.records as plan_records
+
+    assert set(plan_records.__all__) <= set(models.__all__)
+    assert all(getattr(models, n) is getattr(plan_records, n) for n in plan_records.__all__)
     assert set(models.__all__) <= set(dir(models))
     with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
         models.Nothing  # noqa: B018
